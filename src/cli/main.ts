@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+import { serveCommand, serveUsage } from "./serve-command.js";
+
+const USAGE = `usage: worker-registry <command> [flags]
+
+commands:
+  serve            run the registry server (worker-registry serve --help)
+  workers          print the fleet dashboard
+  worker <id>      print one worker
+`;
+
+/** The worker-registry command line. Resolves to the process exit code. */
+async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "serve":
+      if (rest.includes("--help") || rest.includes("-h")) {
+        console.log(serveUsage());
+        return 0;
+      }
+      return serveCommand(rest);
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      console.log(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      console.error(`unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    console.error(`worker-registry: ${error instanceof Error ? error.message : String(error)}`);
+    process.exitCode = 1;
+  },
+);

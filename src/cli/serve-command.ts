@@ -1,0 +1,127 @@
+import { parseArgs } from "node:util";
+import type { LevelWithSilent } from "pino";
+import { startRegistryServer, type ServeOptions } from "../app.js";
+import { LOG_LEVELS } from "../log.js";
+import { parseDuration } from "./duration.js";
+
+/** One `serve` setting: its flag, its environment variable, and what it sets. */
+interface Setting {
+  readonly flag: string;
+  readonly description: string;
+  readonly defaultText: string;
+  readonly apply: (options: ServeOptions, value: string) => void;
+}
+
+const registry = (options: ServeOptions) => (options.registry ??= {});
+
+/** Every `serve` setting. The environment variable is REGISTRY_ + the flag in upper snake case. */
+export const SERVE_SETTINGS: readonly Setting[] = [
+  { flag: "host", description: "interface to bind", defaultText: "localhost", apply: (o, v) => (o.host = v) },
+  { flag: "port", description: "port to bind (0 picks a free one)", defaultText: "50051", apply: (o, v) => (o.port = parsePort(v)) },
+  { flag: "db", description: "SQLite database file", defaultText: "data/registry.db", apply: (o, v) => (o.dbPath = v) },
+  {
+    flag: "sync",
+    description: "durability: normal (survives kill -9) or full (survives power loss)",
+    defaultText: "normal",
+    apply: (o, v) => (o.synchronous = oneOf("sync", v, ["normal", "full"] as const)),
+  },
+  {
+    flag: "healthy-threshold",
+    description: "heartbeat age until which a worker is healthy",
+    defaultText: "10m",
+    apply: (o, v) => (registry(o).healthyThresholdMs = parseDuration(v)),
+  },
+  {
+    flag: "degraded-threshold",
+    description: "heartbeat age until which a worker is degraded; unhealthy after",
+    defaultText: "15m",
+    apply: (o, v) => (registry(o).degradedThresholdMs = parseDuration(v)),
+  },
+  {
+    flag: "worker-ttl",
+    description: "heartbeat age after which cleanup removes a worker (>= degraded threshold)",
+    defaultText: "15m",
+    apply: (o, v) => (registry(o).workerTtlMs = parseDuration(v)),
+  },
+  { flag: "cleanup-interval", description: "how often cleanup runs", defaultText: "5m", apply: (o, v) => (registry(o).cleanupIntervalMs = parseDuration(v)) },
+  {
+    flag: "heartbeat-interval",
+    description: "interval suggested to heartbeat streams",
+    defaultText: "half the healthy threshold",
+    apply: (o, v) => (registry(o).heartbeatIntervalMs = parseDuration(v)),
+  },
+  {
+    flag: "log-level",
+    description: `log level: ${LOG_LEVELS.join(", ")}`,
+    defaultText: "info",
+    apply: (o, v) => (o.logLevel = oneOf("log-level", v, LOG_LEVELS)),
+  },
+];
+
+/** REGISTRY_HEALTHY_THRESHOLD for healthy-threshold. */
+export function envName(flag: string): string {
+  return `REGISTRY_${flag.replaceAll("-", "_").toUpperCase()}`;
+}
+
+/**
+ * Builds serve options from environment variables, then flags (a flag wins).
+ * @throws Error naming the flag or variable and what is wrong with it.
+ */
+export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv): ServeOptions {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: Object.fromEntries(SERVE_SETTINGS.map((s) => [s.flag, { type: "string" as const }])),
+    strict: true,
+    allowPositionals: false,
+  });
+  const options: ServeOptions = {};
+  for (const setting of SERVE_SETTINGS) {
+    const fromEnv = env[envName(setting.flag)];
+    const fromFlag = values[setting.flag];
+    const [value, source] = fromFlag !== undefined ? [fromFlag, `--${setting.flag}`] : [fromEnv, envName(setting.flag)];
+    if (value === undefined || value === "") continue;
+    try {
+      setting.apply(options, String(value));
+    } catch (error) {
+      throw new Error(`${source}: ${(error as Error).message}`);
+    }
+  }
+  return options;
+}
+
+/** Help text for `serve`. */
+export function serveUsage(): string {
+  const rows = SERVE_SETTINGS.map((s) => `  --${s.flag.padEnd(20)} ${envName(s.flag).padEnd(30)} ${s.description} (default ${s.defaultText})`);
+  return ["usage: worker-registry serve [flags]", "", "  flag                   environment variable", ...rows].join("\n");
+}
+
+/**
+ * Runs the server until SIGTERM or SIGINT, then shuts down gracefully:
+ * stops accepting calls, ends heartbeat streams with UNAVAILABLE, writes
+ * pending heartbeats and closes the database.
+ */
+export async function serveCommand(argv: readonly string[]): Promise<number> {
+  const server = await startRegistryServer(parseServeArgs(argv, process.env));
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off("SIGTERM", stop);
+      process.off("SIGINT", stop);
+      resolve();
+    };
+    process.on("SIGTERM", stop);
+    process.on("SIGINT", stop);
+  });
+  await server.close();
+  return 0;
+}
+
+function parsePort(text: string): number {
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port > 65535) throw new Error(`invalid port ${JSON.stringify(text)}: must be 0 to 65535`);
+  return port;
+}
+
+function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) throw new Error(`invalid ${name} ${JSON.stringify(value)}: must be one of ${allowed.join(", ")}`);
+  return value as T;
+}

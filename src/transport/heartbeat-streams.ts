@@ -1,0 +1,95 @@
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { status, type ServerDuplexStream } from "@grpc/grpc-js";
+import type { Clock } from "../domain/clock.js";
+import { InvalidArgumentError } from "../domain/errors.js";
+import type { Logger } from "../domain/logger.js";
+import { validateWorkerId } from "../domain/validation.js";
+import type { WorkerRegistry } from "../domain/worker-registry.js";
+import {
+  HeartbeatStreamResponseSchema,
+  type HeartbeatStreamRequest,
+  type HeartbeatStreamResponse,
+} from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
+import { healthToProto } from "./proto-mapping.js";
+import { statusForError } from "./status.js";
+
+type HeartbeatCall = ServerDuplexStream<HeartbeatStreamRequest, HeartbeatStreamResponse>;
+
+/**
+ * Serves HeartbeatStream calls and keeps the set of open ones, so that a
+ * shutdown can end each with UNAVAILABLE ("reconnect") rather than leave it
+ * hanging. A stream is bound to the worker named in its first message.
+ *
+ * A stream ends in one of three ways, and each releases the call:
+ * - the client half-closes: the server ends the call with OK;
+ * - the call is cancelled or fails (connection lost, process killed);
+ * - the server shuts down: {@link closeAll}.
+ */
+export class HeartbeatStreams {
+  private readonly open = new Set<HeartbeatCall>();
+
+  constructor(
+    private readonly registry: WorkerRegistry,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {}
+
+  /** The number of open heartbeat streams. */
+  get size(): number {
+    return this.open.size;
+  }
+
+  /** The grpc-js handler for HeartbeatStream. */
+  readonly handle = (call: HeartbeatCall): void => {
+    this.open.add(call);
+    let workerId: string | undefined;
+    let finished = false;
+    const release = () => {
+      this.open.delete(call);
+    };
+    const finish = (code: status, details: string) => {
+      if (finished) return;
+      finished = true;
+      release();
+      if (code === status.OK) call.end();
+      else call.emit("error", { code, details });
+    };
+
+    call.on("data", (request: HeartbeatStreamRequest) => {
+      if (finished) return;
+      try {
+        if (workerId === undefined) {
+          validateWorkerId(request.workerId);
+          workerId = request.workerId;
+        } else if (request.workerId !== workerId) {
+          throw new InvalidArgumentError("worker_id", `must stay ${workerId} for the whole stream, got ${JSON.stringify(request.workerId)}`);
+        }
+        const ack = this.registry.heartbeatAck(workerId);
+        call.write(
+          create(HeartbeatStreamResponseSchema, {
+            workerId,
+            sequence: request.sequence,
+            healthStatus: healthToProto(ack.healthStatus),
+            serverTime: timestampFromMs(this.clock.now()),
+            nextHeartbeatInterval: durationFromMs(ack.nextHeartbeatIntervalMs),
+          }),
+        );
+      } catch (error) {
+        const { code, details } = statusForError(error, this.log, "HeartbeatStream");
+        finish(code, details);
+      }
+    });
+    call.on("end", () => finish(status.OK, "OK"));
+    call.on("cancelled", release);
+    call.on("error", release);
+  };
+
+  /** Ends every open stream with UNAVAILABLE, telling workers to reconnect. */
+  closeAll(): void {
+    for (const call of [...this.open]) {
+      this.open.delete(call);
+      call.emit("error", { code: status.UNAVAILABLE, details: "registry is shutting down; reconnect" });
+    }
+  }
+}

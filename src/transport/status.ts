@@ -1,0 +1,39 @@
+import { status, type StatusObject } from "@grpc/grpc-js";
+import {
+  InvalidArgumentError,
+  ShuttingDownError,
+  StoreUnavailableError,
+  TaskCountOutOfRangeError,
+  WorkerNotFoundError,
+} from "../domain/errors.js";
+import type { Logger } from "../domain/logger.js";
+
+type ErrorClass = abstract new (...args: never[]) => Error;
+
+/**
+ * The one table from domain errors to gRPC status codes. Every handler goes
+ * through it: grpc-js would otherwise answer UNKNOWN with the raw message.
+ */
+const STATUS_BY_ERROR: ReadonlyArray<readonly [ErrorClass, status]> = [
+  [InvalidArgumentError, status.INVALID_ARGUMENT],
+  [WorkerNotFoundError, status.NOT_FOUND],
+  [TaskCountOutOfRangeError, status.FAILED_PRECONDITION],
+  [StoreUnavailableError, status.UNAVAILABLE],
+  [ShuttingDownError, status.UNAVAILABLE],
+];
+
+/**
+ * The status to answer for an error thrown by the domain. Anything not in the
+ * table is a bug: it becomes INTERNAL with a generic message, and the cause is
+ * logged, never sent to the caller.
+ */
+export function statusForError(error: unknown, log: Logger, method: string): Pick<StatusObject, "code" | "details"> {
+  for (const [errorClass, code] of STATUS_BY_ERROR) {
+    if (error instanceof errorClass) {
+      if (code === status.UNAVAILABLE) log.warn({ method, err: error }, "request refused: service unavailable");
+      return { code, details: error.message };
+    }
+  }
+  log.error({ method, err: error }, "request failed unexpectedly");
+  return { code: status.INTERNAL, details: "internal error" };
+}
