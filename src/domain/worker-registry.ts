@@ -311,7 +311,7 @@ export class WorkerRegistry {
     validateIntegerRange("limit", limit, 0, this.deps.options.limits.maxPageSize);
     const now = this.deps.clock.monotonic();
     const statuses: readonly HealthStatus[] = filter.healthStatuses.length > 0 ? filter.healthStatuses : ["healthy", "degraded"];
-    const ranked = [...this.matching(filter, statuses, now)].map((worker) => ({ worker, tier: healthTier(this.healthOf(worker, now)) }));
+    const ranked = mapIterable(this.matching(filter, statuses, now), (worker) => ({ worker, tier: healthTier(this.healthOf(worker, now)) }));
     const best = selectTopK(ranked, limit === 0 ? DEFAULT_RANK_LIMIT : limit, rankedBefore);
     return best.map(({ worker }) => ({ worker: this.view(worker, now), ...worker.score }));
   }
@@ -555,6 +555,10 @@ function rankedBefore(a: { worker: LiveWorker; tier: number }, b: { worker: Live
 
 function* filterIterable<T>(items: Iterable<T>, keep: (item: T) => boolean): Iterable<T> {
   for (const item of items) if (keep(item)) yield item;
+}
+
+function* mapIterable<T, U>(items: Iterable<T>, map: (item: T) => U): Iterable<U> {
+  for (const item of items) yield map(item);
 }
 
 function* take<T>(items: Iterable<T>, count: number): Iterable<T> {

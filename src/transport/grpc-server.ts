@@ -4,6 +4,8 @@ import type { Clock } from "../domain/clock.js";
 import type { Logger } from "../domain/logger.js";
 import type { WorkerRegistry } from "../domain/worker-registry.js";
 import { file_grpc_health_v1_health } from "../../clients/typescript/src/gen/grpc/health/v1/health_pb.js";
+import { file_grpc_reflection_v1_reflection } from "../../clients/typescript/src/gen/grpc/reflection/v1/reflection_pb.js";
+import { file_grpc_reflection_v1alpha_reflection } from "../../clients/typescript/src/gen/grpc/reflection/v1alpha/reflection_pb.js";
 import {
   file_sentinel_registry_v1_registry_service,
   WorkerRegistryService,
@@ -56,7 +58,13 @@ export async function startGrpcServer(options: {
 
   const health = new HealthImplementation({ "": "NOT_SERVING", [REGISTRY_SERVICE_NAME]: "NOT_SERVING" });
   health.addToServer(server);
-  addReflection(server, [file_sentinel_registry_v1_registry_service, file_grpc_health_v1_health]);
+  // Reflection describes itself too, as grpc-go and grpc-java do, so `grpcurl list` shows every service served.
+  addReflection(server, [
+    file_sentinel_registry_v1_registry_service,
+    file_grpc_health_v1_health,
+    file_grpc_reflection_v1_reflection,
+    file_grpc_reflection_v1alpha_reflection,
+  ]);
 
   const address = `${options.host.includes(":") ? `[${options.host}]` : options.host}:${options.port}`;
   const port = await new Promise<number>((resolve, reject) => {
