@@ -7,5 +7,6 @@ export default defineConfig({
     hookTimeout: 20_000,
     // Integration tests spawn servers and child processes; two cores are shared.
     maxWorkers: 2,
+    reporters: ["default", "./test/support/plain-summary-reporter.ts"],
   },
 });
