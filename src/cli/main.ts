@@ -1,12 +1,15 @@
 #!/usr/bin/env node
+import { workerCommand, workersCommand } from "./fleet-commands.js";
 import { serveCommand, serveUsage } from "./serve-command.js";
 
 const USAGE = `usage: worker-registry <command> [flags]
 
 commands:
   serve            run the registry server (worker-registry serve --help)
-  workers          print the fleet dashboard
-  worker <id>      print one worker
+  workers          print the fleet dashboard [--json] [--address host:port]
+  worker <id>      print one worker [--json] [--address host:port]
+
+--address defaults to $REGISTRY_ADDRESS, else localhost:50051.
 `;
 
 /** The worker-registry command line. Resolves to the process exit code. */
@@ -19,6 +22,10 @@ async function main(argv: readonly string[]): Promise<number> {
         return 0;
       }
       return serveCommand(rest);
+    case "workers":
+      return workersCommand(rest);
+    case "worker":
+      return workerCommand(rest);
     case undefined:
     case "help":
     case "--help":

@@ -1,0 +1,63 @@
+import { Metadata, status, type StatusObject } from "@grpc/grpc-js";
+
+/**
+ * A failed registry call. `message` is the server's status details verbatim
+ * (e.g. `worker worker-1-abc not found`), so code written against the usage
+ * guide's `error.message.includes('not found')` keeps working; `code` is the
+ * gRPC status number for callers that branch on the kind of failure.
+ */
+export class RegistryClientError extends Error {
+  /** The gRPC status code, e.g. `status.NOT_FOUND` (5). */
+  readonly code: status;
+  /** The status details as sent by the server (same text as `message`). */
+  readonly details: string;
+  /** Trailing metadata of the failed call; empty when the call never reached a server. */
+  readonly metadata: Metadata;
+  /** The RPC's local name, e.g. `heartbeat` or `heartbeatStream`. */
+  readonly method: string;
+
+  constructor(method: string, code: status, details: string, metadata: Metadata = new Metadata(), options?: { cause?: unknown }) {
+    // grpc-js fills in a generic text when a status carries no details.
+    super(details === "" ? `${method} failed with ${status[code] ?? code}` : details, options);
+    this.name = "RegistryClientError";
+    this.code = code;
+    this.details = details;
+    this.metadata = metadata;
+    this.method = method;
+  }
+
+  /** The status name, e.g. `NOT_FOUND`. */
+  get codeName(): string {
+    return status[this.code] ?? String(this.code);
+  }
+
+  /**
+   * Wraps whatever a call failed with. A ServiceError keeps its code and
+   * details; anything else (a serializer or the metadata hook throwing)
+   * becomes INTERNAL with its own message, which is never retried, and is
+   * kept as `cause`.
+   */
+  static from(method: string, error: unknown): RegistryClientError {
+    if (error instanceof RegistryClientError) {
+      return error;
+    }
+    if (isStatusLike(error)) {
+      return new RegistryClientError(method, error.code, error.details, error.metadata ?? new Metadata(), { cause: error });
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    return new RegistryClientError(method, status.INTERNAL, message, new Metadata(), { cause: error });
+  }
+
+  /** Builds the error from the final status of a stream. */
+  static fromStatus(method: string, finalStatus: StatusObject): RegistryClientError {
+    return new RegistryClientError(method, finalStatus.code, finalStatus.details, finalStatus.metadata);
+  }
+}
+
+function isStatusLike(error: unknown): error is { code: status; details: string; metadata?: Metadata } {
+  if (typeof error !== "object" || error === null) {
+    return false;
+  }
+  const candidate = error as { code?: unknown; details?: unknown };
+  return typeof candidate.code === "number" && typeof candidate.details === "string";
+}

@@ -1,0 +1,101 @@
+// The usage guide's Worker Node Implementation, run against a registry server.
+// Only the import and construction lines differ from the guide (and `any`
+// became `unknown` for the strict compiler), plus the end of the usage
+// section: the worker runs until SIGTERM or SIGINT and then stops, which
+// unregisters it. For a worker that also survives registry restarts and lost
+// records, use the client's own WorkerNode.
+import { WorkerRegistryClient } from '../clients/typescript/src/index.js';
+
+class WorkerNode {
+  private registry: WorkerRegistryClient;
+  private workerId: string | null = null;
+  private heartbeatInterval: NodeJS.Timeout | null = null;
+
+  constructor(
+    private nodeId: string,
+    private capabilities: string[],
+    private maxConcurrentTasks: number
+  ) {
+    this.registry = new WorkerRegistryClient({ address: process.env.REGISTRY_ADDRESS ?? 'localhost:50051' });
+  }
+
+  async start(): Promise<void> {
+    // Register worker
+    const worker = await this.registry.registerWorker({
+      nodeId: this.nodeId,
+      capabilities: this.capabilities,
+      maxConcurrentTasks: this.maxConcurrentTasks,
+    });
+
+    this.workerId = worker.id;
+    console.log(`Worker ${this.workerId} started`);
+
+    // Start heartbeat
+    this.startHeartbeat();
+  }
+
+  async stop(): Promise<void> {
+    if (this.heartbeatInterval) {
+      clearInterval(this.heartbeatInterval);
+    }
+
+    if (this.workerId) {
+      await this.registry.unregisterWorker(this.workerId);
+      console.log(`Worker ${this.workerId} stopped`);
+    }
+  }
+
+  private startHeartbeat(): void {
+    this.heartbeatInterval = setInterval(async () => {
+      if (this.workerId) {
+        await this.registry.heartbeat(this.workerId);
+      }
+    }, 5 * 60 * 1000); // Every 5 minutes
+  }
+
+  async executeTask(task: unknown): Promise<void> {
+    if (!this.workerId) {
+      throw new Error('Worker not registered');
+    }
+
+    const startTime = Date.now();
+
+    try {
+      // Increment task count
+      await this.registry.updateTaskCount(this.workerId, 1);
+
+      // Execute task
+      await this.performTask(task);
+
+      // Record success
+      const duration = Date.now() - startTime;
+      await this.registry.recordTaskCompletion(this.workerId, true, duration);
+
+      console.log(`Task completed in ${duration}ms`);
+    } catch (error) {
+      // Record failure
+      const duration = Date.now() - startTime;
+      await this.registry.recordTaskCompletion(this.workerId, false, duration);
+
+      console.error(`Task failed after ${duration}ms:`, error);
+      throw error;
+    }
+  }
+
+  private async performTask(task: unknown): Promise<void> {
+    // Task execution logic here
+    console.log('Executing task:', task);
+  }
+}
+
+// Usage
+const worker = new WorkerNode('coder-node-1', ['coder', 'tester'], 5);
+await worker.start();
+
+// Worker processes tasks... until the process is asked to stop.
+await new Promise<void>(resolve => {
+  process.once('SIGTERM', () => resolve());
+  process.once('SIGINT', () => resolve());
+});
+
+await worker.stop();

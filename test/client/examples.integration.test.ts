@@ -1,0 +1,142 @@
+import * as grpc from "@grpc/grpc-js";
+import { execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WorkerRegistryClient } from "../../clients/typescript/src/worker-registry-client.js";
+import { TestRegistry } from "./registry-server.js";
+
+// The usage guide's examples, compiled by the root build into dist/examples,
+// run as a user would run them against a real registry; the printed lines are
+// checked against what the guide shows.
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+const example = (name: string) => `${root}dist/examples/${name}.js`;
+const WORKER_ID = /worker-\d+-[a-z0-9]+/;
+
+let registry: TestRegistry;
+
+beforeAll(async () => {
+  // `npm test` builds first; running vitest alone needs `npm run build`.
+  for (const name of ["complete-example", "monitoring-dashboard", "worker-node"]) {
+    if (!existsSync(example(name))) throw new Error(`${example(name)} is missing: run "npm run build" (npm test does) first`);
+  }
+  registry = await TestRegistry.start();
+});
+
+afterAll(async () => {
+  await registry?.dispose();
+});
+
+function run(name: string, env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return promisify(execFile)(process.execPath, [example(name)], {
+    env: { ...process.env, REGISTRY_ADDRESS: registry.address, ...env },
+    timeout: 15_000,
+  }).then(
+    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+    (error: { code: number | null; stdout: string; stderr: string }) => ({ code: error.code, stdout: error.stdout, stderr: error.stderr }),
+  );
+}
+
+/** The indented block the Complete Example prints for one worker. */
+function workerBlock(stdout: string, nodeId: string): string {
+  const block = stdout.split(/\n(?=Worker: )/).find((part) => part.includes(`  Node: ${nodeId}\n`));
+  if (block === undefined) throw new Error(`no block for ${nodeId} in:\n${stdout}`);
+  return block;
+}
+
+describe("the guide's examples against a real registry", () => {
+  // Order matters: the dashboard reads what the complete example left behind.
+  it("Complete Example: registers two workers, runs a task on the best coder and prints every worker", async () => {
+    const { code, stdout, stderr } = await run("complete-example", { EXAMPLE_TASK_MS: "50" });
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+    const lines = stdout.split("\n");
+    expect(lines[0]).toBe("Assigning tasks...");
+    expect(lines[1]).toMatch(new RegExp(`^Selected worker: ${WORKER_ID.source}$`));
+    expect(lines[2]).toBe("Task completed successfully");
+    const selected = lines[1]!.slice("Selected worker: ".length);
+
+    const coder = workerBlock(stdout, "coder-1");
+    expect(coder).toContain(`Worker: ${selected}\n`);
+    expect(coder).toContain("  Capabilities: coder, tester\n");
+    expect(coder).toContain("  Health: healthy\n");
+    // The guide assigns the task and records its completion but never lowers the count.
+    expect(coder).toContain("  Tasks: 1/5\n");
+    expect(coder).toContain("  Completed: 1\n");
+    expect(coder).toContain("  Failed: 0\n");
+    expect(coder).toContain("  Avg Duration: 50ms\n");
+
+    const reviewer = workerBlock(stdout, "reviewer-1");
+    expect(reviewer).toMatch(new RegExp(`^Worker: ${WORKER_ID.source}\n`));
+    expect(reviewer).toContain("  Capabilities: reviewer\n");
+    expect(reviewer).toContain("  Health: healthy\n");
+    expect(reviewer).toContain("  Tasks: 0/3\n");
+    expect(reviewer).toContain("  Completed: 0\n");
+    expect(reviewer).toContain("  Avg Duration: 0ms\n");
+  });
+
+  it("Monitoring Dashboard: counts, capacity, success rate and top performers of that fleet", async () => {
+    const { code, stdout, stderr } = await run("monitoring-dashboard");
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+    // coder-1: 0.5 x 4/5 + 0.3 x 1 + 0.2 x min(1, 1000/50); reviewer-1: 0.5 x 1 + priors 0.3 x 0.5 + 0.2 x 0.5.
+    expect(stdout).toBe(
+      [
+        "",
+        "=== Worker Dashboard ===",
+        "",
+        "Healthy: 2",
+        "Degraded: 0",
+        "Unhealthy: 0",
+        "",
+        "Capacity: 1/8 (7 available)",
+        "",
+        "Tasks: 1 completed, 0 failed",
+        "Success Rate: 100.0%",
+        "",
+        "Top Performers:",
+        "  1. coder-1 (priority: 0.900)",
+        "  2. reviewer-1 (priority: 0.750)",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  it("Worker Node: starts, stays registered, and unregisters when sent SIGTERM", async () => {
+    const child = spawn(process.execPath, [example("worker-node")], {
+      env: { ...process.env, REGISTRY_ADDRESS: registry.address },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const started = new Promise<string>((resolve, reject) => {
+      child.stdout.on("data", (chunk: Buffer) => {
+        stdout += chunk.toString();
+        const match = /^Worker (\S+) started$/m.exec(stdout);
+        if (match) resolve(match[1]!);
+      });
+      child.on("exit", () => reject(new Error(`worker-node exited before starting: ${stdout}${stderr}`)));
+    });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.on("exit", (code, signal) => resolve({ code, signal })),
+    );
+
+    const workerId = await started;
+    expect(workerId).toMatch(WORKER_ID);
+    const client = new WorkerRegistryClient({ address: registry.address });
+    try {
+      expect(await client.getWorker(workerId)).toMatchObject({ nodeId: "coder-node-1", capabilities: ["coder", "tester"], maxConcurrentTasks: 5 });
+      child.kill("SIGTERM");
+      expect(await exited).toEqual({ code: 0, signal: null });
+      expect(stdout).toBe(`Worker ${workerId} started\nWorker ${workerId} stopped\n`);
+      expect(stderr).toBe("");
+      await expect(client.getWorker(workerId)).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+    } finally {
+      child.kill("SIGKILL");
+      client.close();
+    }
+  });
+});

@@ -1,0 +1,62 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startRegistryServer, type RegistryServer, type ServeOptions } from "../../src/app.js";
+
+/**
+ * A real registry server on 127.0.0.1 with its own SQLite file, which can be
+ * stopped and started again on the same port and database, as a restart in
+ * production would.
+ */
+export class TestRegistry {
+  private server: RegistryServer | null = null;
+  private boundPort = 0;
+  private readonly directory = mkdtempSync(join(tmpdir(), "registry-client-test-"));
+  readonly dbPath = join(this.directory, "registry.db");
+
+  private constructor(private readonly registryOptions: ServeOptions["registry"]) {}
+
+  /** Starts a server on an ephemeral port. */
+  static async start(registryOptions?: ServeOptions["registry"]): Promise<TestRegistry> {
+    const registry = new TestRegistry(registryOptions);
+    await registry.start();
+    return registry;
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  get address(): string {
+    return `127.0.0.1:${this.boundPort}`;
+  }
+
+  get running(): boolean {
+    return this.server !== null;
+  }
+
+  /** Starts the server: on an ephemeral port the first time, on the same port afterwards. */
+  async start(): Promise<void> {
+    if (this.server !== null) throw new Error("test registry already running");
+    this.server = await startRegistryServer({
+      host: "127.0.0.1",
+      port: this.boundPort,
+      dbPath: this.dbPath,
+      logLevel: "silent",
+      registry: this.registryOptions,
+    });
+    this.boundPort = this.server.port;
+  }
+
+  /** Graceful shutdown: heartbeat streams end with UNAVAILABLE. */
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    await server?.close();
+  }
+
+  async dispose(): Promise<void> {
+    await this.stop();
+    rmSync(this.directory, { recursive: true, force: true });
+  }
+}
