@@ -3,10 +3,12 @@ import type { LevelWithSilent } from "pino";
 import { systemClock, type Clock } from "./domain/clock.js";
 import type { Logger } from "./domain/logger.js";
 import { compileRegistryOptions, type RegistryOptions } from "./domain/registry-options.js";
-import { createWorkerIdGenerator, type RandomBytes } from "./domain/worker-id.js";
+import { createReservationIdGenerator, createWorkerIdGenerator, type RandomBytes } from "./domain/worker-id.js";
 import { WorkerRegistry } from "./domain/worker-registry.js";
 import { createLogger } from "./log.js";
 import { openSqliteStore } from "./store/sqlite-store.js";
+import { startMetricsServer, type MetricsServer } from "./metrics/metrics-server.js";
+import { createRegistryMetrics } from "./metrics/registry-metrics.js";
 import { startGrpcServer } from "./transport/grpc-server.js";
 
 /** Options of a registry server. Every field is optional. */
@@ -33,8 +35,17 @@ export interface ServeOptions {
   shutdownGraceMs?: number;
   /** Time source. Default the system clock. */
   clock?: Clock;
-  /** Randomness for worker ids. Default crypto.randomBytes. */
+  /** Randomness for worker and reservation ids. Default crypto.randomBytes. */
   randomBytes?: RandomBytes;
+  /** Uniform randomness in [0, 1) for AcquireWorker's choice among near-equal workers. Default Math.random. */
+  random?: () => number;
+  /**
+   * Port of the Prometheus endpoint (`GET /metrics` over plain HTTP); 0 picks
+   * a free one. Default undefined: no metrics server, and RPCs are not timed.
+   */
+  metricsPort?: number;
+  /** Interface the metrics endpoint binds. Default the same as `host`. */
+  metricsHost?: string;
 }
 
 /** A running registry server. */
@@ -45,6 +56,8 @@ export interface RegistryServer {
   readonly address: string;
   /** The registry behind the server, for tests and embedding. */
   readonly registry: WorkerRegistry;
+  /** The bound port of the metrics endpoint, or undefined when `metricsPort` was not set. */
+  readonly metricsPort: number | undefined;
   /**
    * Graceful shutdown: stops accepting calls, ends heartbeat streams with
    * UNAVAILABLE, waits for calls in flight (up to the grace), writes pending
@@ -54,7 +67,8 @@ export interface RegistryServer {
 }
 
 /**
- * The composition root: config, then store, registry and gRPC server.
+ * The composition root: config, then store, registry, gRPC server and, when
+ * `metricsPort` is set, the metrics endpoint.
  * Resolves once the server is bound and serving.
  */
 export async function startRegistryServer(options: ServeOptions = {}): Promise<RegistryServer> {
@@ -65,6 +79,16 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
   const store = openSqliteStore({ path: dbPath, synchronous: options.synchronous ?? "normal" });
   let registry: WorkerRegistry;
   let server: Awaited<ReturnType<typeof startGrpcServer>>;
+  const metricsPort = options.metricsPort;
+  // The source reads lazily: nothing can scrape before the registry and the gRPC server exist.
+  const metrics =
+    metricsPort === undefined
+      ? undefined
+      : createRegistryMetrics({
+          stats: () => registry.getRegistryStats(),
+          counters: () => registry.counters,
+          openStreams: () => ({ heartbeat: server.heartbeatStreams.size, watch: server.watchStreams.size }),
+        });
   try {
     registry = await WorkerRegistry.create({
       store,
@@ -72,8 +96,18 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
       log,
       options: registryOptions,
       newWorkerId: createWorkerIdGenerator(clock, options.randomBytes ?? cryptoRandomBytes),
+      newReservationId: createReservationIdGenerator(clock, options.randomBytes ?? cryptoRandomBytes),
+      random: options.random ?? Math.random,
     });
-    server = await startGrpcServer({ host: options.host ?? "localhost", port: options.port ?? 50051, registry, clock, log });
+    server = await startGrpcServer({
+      host: options.host ?? "localhost",
+      port: options.port ?? 50051,
+      registry,
+      clock,
+      log,
+      watchBufferEvents: registryOptions.watchBufferEvents,
+      observeRpc: metrics?.observeRpc,
+    });
   } catch (error) {
     await store.close();
     throw error;
@@ -82,6 +116,17 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
   registry.beginServing();
   const host = options.host ?? "localhost";
   const address = `${host.includes(":") ? `[${host}]` : host}:${server.port}`;
+  let metricsServer: MetricsServer | undefined;
+  if (metrics !== undefined && metricsPort !== undefined) {
+    try {
+      metricsServer = await startMetricsServer({ host: options.metricsHost ?? host, port: metricsPort, registry: metrics.registry, log });
+    } catch (error) {
+      await server.shutdown(0);
+      await registry.close();
+      await store.close();
+      throw error;
+    }
+  }
   log.info({ address, dbPath, synchronous: options.synchronous ?? "normal", workers: registry.getRegistryStats().totalWorkers }, "registry serving");
 
   let closing: Promise<void> | undefined;
@@ -89,9 +134,11 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
     port: server.port,
     address,
     registry,
+    metricsPort: metricsServer?.port,
     close() {
       closing ??= (async () => {
         log.info({}, "registry shutting down");
+        await metricsServer?.close();
         await server.shutdown(options.shutdownGraceMs ?? 5000);
         await registry.close();
         await store.close();

@@ -18,6 +18,12 @@ const registry = (options: ServeOptions) => (options.registry ??= {});
 export const SERVE_SETTINGS: readonly Setting[] = [
   { flag: "host", description: "interface to bind", defaultText: "localhost", apply: (o, v) => (o.host = v) },
   { flag: "port", description: "port to bind (0 picks a free one)", defaultText: "50051", apply: (o, v) => (o.port = parsePort(v)) },
+  {
+    flag: "metrics-port",
+    description: "port of the Prometheus endpoint, GET /metrics over HTTP (0 picks a free one)",
+    defaultText: "none: no endpoint",
+    apply: (o, v) => (o.metricsPort = parsePort(v)),
+  },
   { flag: "db", description: "SQLite database file", defaultText: "data/registry.db", apply: (o, v) => (o.dbPath = v) },
   {
     flag: "sync",
@@ -49,6 +55,36 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     description: "interval suggested to heartbeat streams",
     defaultText: "half the healthy threshold",
     apply: (o, v) => (registry(o).heartbeatIntervalMs = parseDuration(v)),
+  },
+  {
+    flag: "reservation-ttl",
+    description: "how long an AcquireWorker slot is held before it expires",
+    defaultText: "10m",
+    apply: (o, v) => (registry(o).reservationTtlMs = parseDuration(v)),
+  },
+  {
+    flag: "event-ttl",
+    description: "how long the event log keeps events for watchers to resume from",
+    defaultText: "1m",
+    apply: (o, v) => (registry(o).eventTtlMs = parseDuration(v)),
+  },
+  {
+    flag: "watch-buffer",
+    description: "events queued for a watcher that is not reading before it is dropped",
+    defaultText: "10000",
+    apply: (o, v) => (registry(o).watchBufferEvents = parseCount("watch-buffer", v)),
+  },
+  {
+    flag: "max-eviction-share",
+    description: "most of the fleet one cleanup pass may remove, in (0, 1]",
+    defaultText: "0.1",
+    apply: (o, v) => (registry(o).maxEvictionShare = parseShare("max-eviction-share", v)),
+  },
+  {
+    flag: "eviction-collapse-ratio",
+    description: "heartbeat intake below this share of its recent level pauses eviction, in (0, 1]",
+    defaultText: "0.5",
+    apply: (o, v) => (registry(o).evictionCollapseRatio = parseShare("eviction-collapse-ratio", v)),
   },
   {
     flag: "log-level",
@@ -119,6 +155,18 @@ function parsePort(text: string): number {
   const port = Number(text);
   if (!/^\d+$/.test(text) || port > 65535) throw new Error(`invalid port ${JSON.stringify(text)}: must be 0 to 65535`);
   return port;
+}
+
+function parseShare(name: string, text: string): number {
+  const share = Number(text);
+  if (!/^\d*\.?\d+$/.test(text) || !(share > 0 && share <= 1)) throw new Error(`invalid ${name} ${JSON.stringify(text)}: must be a number in (0, 1]`);
+  return share;
+}
+
+function parseCount(name: string, text: string): number {
+  const count = Number(text);
+  if (!/^\d+$/.test(text) || count < 1) throw new Error(`invalid ${name} ${JSON.stringify(text)}: must be a whole number >= 1`);
+  return count;
 }
 
 function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {

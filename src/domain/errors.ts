@@ -26,17 +26,24 @@ export class WorkerNotFoundError extends RegistryError {
   }
 }
 
-/** A task-count change would leave 0..max_concurrent_tasks; nothing was changed. */
+/**
+ * A task-count change would leave reserved..max_concurrent_tasks (reserved:
+ * slots held by AcquireWorker reservations, usually 0); nothing was changed.
+ */
 export class TaskCountOutOfRangeError extends RegistryError {
   constructor(
     readonly workerId: string,
     readonly currentTasks: number,
     readonly delta: number,
     readonly maxConcurrentTasks: number,
+    readonly reservedTasks = 0,
   ) {
     super(
       `delta ${delta} would take current_tasks of worker ${workerId} from ${currentTasks} to ${currentTasks + delta}, ` +
-        `outside 0..${maxConcurrentTasks}`,
+        `outside ${reservedTasks}..${maxConcurrentTasks}` +
+        (reservedTasks > 0 && currentTasks + delta < reservedTasks
+          ? ` (${reservedTasks} held by AcquireWorker reservations: free them with ReleaseWorker)`
+          : ""),
     );
   }
 }
@@ -57,3 +64,39 @@ export class ShuttingDownError extends RegistryError {
 
 /** Invalid configuration given at start-up. */
 export class ConfigError extends RegistryError {}
+
+/** AcquireWorker found no worker to give a slot: none matched, or none that matched had a free slot. */
+export class NoWorkerAvailableError extends RegistryError {}
+
+/** No reservation with this id is known: never granted, pruned long after it ended, or its worker was removed. */
+export class ReservationNotFoundError extends RegistryError {
+  constructor(readonly reservationId: string) {
+    super(`reservation ${reservationId} not found: never granted, ended long ago, or its worker was removed`);
+  }
+}
+
+/** A watcher asked for events the log no longer keeps: it must list again and watch from the list's revision. */
+export class RevisionCompactedError extends RegistryError {
+  constructor(
+    readonly requested: number,
+    readonly oldestAvailable: number,
+  ) {
+    super(
+      `revision ${requested} is no longer in the event log (the oldest kept is ${oldestAvailable}); ` +
+        `list the workers again with DiscoverWorkers and watch from its revision + 1`,
+    );
+  }
+}
+
+/** A watcher could not keep up with the events and its buffer filled. */
+export class WatcherTooSlowError extends RegistryError {
+  constructor(
+    readonly bufferedEvents: number,
+    readonly lastSentRevision: number,
+  ) {
+    super(
+      `watcher fell ${bufferedEvents} events behind and was dropped; resume from revision ${lastSentRevision + 1} ` +
+        `or list again`,
+    );
+  }
+}

@@ -45,6 +45,24 @@ export interface RegistryOptions {
   heartbeatFlushIntervalMs?: number;
   /** Load-balancing weights and priors. Defaults: 0.5 / 0.3 / 0.2, 1 s reference, priors 0.5. */
   scoring?: Partial<ScoringOptions>;
+  /**
+   * AcquireWorker picks at random among the candidates whose priority is
+   * within this of the best one (same health tier), so near-equal workers
+   * share the load. Default 0.02.
+   */
+  acquireTieTolerance?: number;
+  /** A reservation not released within this long is expired and its slot freed. Default 10 min. */
+  reservationTtlMs?: number;
+  /** How long the event log keeps events for watchers to resume from. Default 1 min (the guide's event TTL). */
+  eventTtlMs?: number;
+  /** Events buffered for a watcher that is not reading before it is dropped. Default 10000. */
+  watchBufferEvents?: number;
+  /** Most of the fleet one cleanup pass may remove, as a share in (0, 1]. Default 0.1. */
+  maxEvictionShare?: number;
+  /** Heartbeat intake below this share of its recent level pauses eviction. Default 0.5. */
+  evictionCollapseRatio?: number;
+  /** A gap this long between the registry's one-second ticks means it was paused; eviction holds. Default 5 s. */
+  stallThresholdMs?: number;
   /** Input limits. */
   limits?: Partial<RegistryLimits>;
 }
@@ -59,6 +77,13 @@ export interface CompiledRegistryOptions {
   readonly heartbeatIntervalMs: number;
   readonly heartbeatFlushIntervalMs: number;
   readonly scoring: ScoringOptions;
+  readonly acquireTieTolerance: number;
+  readonly reservationTtlMs: number;
+  readonly eventTtlMs: number;
+  readonly watchBufferEvents: number;
+  readonly maxEvictionShare: number;
+  readonly evictionCollapseRatio: number;
+  readonly stallThresholdMs: number;
   readonly limits: RegistryLimits;
 }
 
@@ -96,14 +121,25 @@ export function compileRegistryOptions(options: RegistryOptions = {}): CompiledR
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? Math.floor(healthyThresholdMs / 2),
     heartbeatFlushIntervalMs: options.heartbeatFlushIntervalMs ?? 250,
     scoring: { ...DEFAULT_SCORING, ...options.scoring },
+    acquireTieTolerance: options.acquireTieTolerance ?? 0.02,
+    reservationTtlMs: options.reservationTtlMs ?? 10 * MINUTE,
+    eventTtlMs: options.eventTtlMs ?? MINUTE,
+    watchBufferEvents: options.watchBufferEvents ?? 10_000,
+    maxEvictionShare: options.maxEvictionShare ?? 0.1,
+    evictionCollapseRatio: options.evictionCollapseRatio ?? 0.5,
+    stallThresholdMs: options.stallThresholdMs ?? 5 * SECOND,
     limits: { ...DEFAULT_LIMITS, ...options.limits },
   };
   for (const [name, value] of Object.entries(compiled)) {
-    if (typeof value === "number") requirePositive(name, value);
+    if (typeof value === "number" && name !== "acquireTieTolerance") requirePositive(name, value);
   }
+  if (!(compiled.acquireTieTolerance >= 0)) throw new ConfigError(`acquireTieTolerance must be >= 0, got ${compiled.acquireTieTolerance}`);
   for (const [name, value] of Object.entries(compiled.limits)) requirePositive(`limits.${name}`, value);
   for (const [name, value] of Object.entries(compiled.scoring)) {
     if (!Number.isFinite(value) || value < 0) throw new ConfigError(`scoring.${name} must be a finite number >= 0, got ${value}`);
+  }
+  for (const name of ["maxEvictionShare", "evictionCollapseRatio"] as const) {
+    if (compiled[name] > 1) throw new ConfigError(`${name} must be at most 1, got ${compiled[name]}`);
   }
   if (compiled.degradedThresholdMs <= compiled.healthyThresholdMs) {
     throw new ConfigError(

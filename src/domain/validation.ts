@@ -83,3 +83,13 @@ function validateText(field: string, value: string, maxLength: number, forbidden
 function quote(value: string): string {
   return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
 }
+
+const RESERVATION_ID = /^rsv-\d{1,16}-[a-z0-9]{1,32}$/;
+
+/** @throws InvalidArgumentError if the id is empty or not of the form rsv-<timestamp>-<random>. */
+export function validateReservationId(reservationId: string): void {
+  if (reservationId === "") throw new InvalidArgumentError("reservation_id", "is required");
+  if (!RESERVATION_ID.test(reservationId)) {
+    throw new InvalidArgumentError("reservation_id", `must look like rsv-<timestamp>-<random>, got ${quote(reservationId)}`);
+  }
+}

@@ -12,11 +12,23 @@ export type RandomBytes = (size: number) => Uint8Array;
  * registration time at a glance.
  */
 export function createWorkerIdGenerator(clock: Clock, randomBytes: RandomBytes): () => string {
+  return createIdGenerator("worker", RANDOM_LENGTH, clock, randomBytes);
+}
+
+/**
+ * Makes reservation ids, `rsv-<unix ms>-<20 random characters>`: about 103
+ * random bits, so one orchestrator cannot guess another's reservation.
+ */
+export function createReservationIdGenerator(clock: Clock, randomBytes: RandomBytes): () => string {
+  return createIdGenerator("rsv", 20, clock, randomBytes);
+}
+
+function createIdGenerator(prefix: string, randomLength: number, clock: Clock, randomBytes: RandomBytes): () => string {
   return () => {
-    const bytes = randomBytes(RANDOM_LENGTH);
+    const bytes = randomBytes(randomLength);
     let suffix = "";
     // 256 is not a multiple of 36; the small bias is irrelevant for uniqueness, which the store enforces anyway.
     for (const byte of bytes) suffix += ALPHABET[byte % ALPHABET.length];
-    return `worker-${Math.floor(clock.now())}-${suffix}`;
+    return `${prefix}-${Math.floor(clock.now())}-${suffix}`;
   };
 }

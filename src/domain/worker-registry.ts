@@ -1,51 +1,43 @@
 import { BinaryHeap, selectTopK } from "./binary-heap.js";
 import type { Clock } from "./clock.js";
-import { ShuttingDownError, TaskCountOutOfRangeError, WorkerNotFoundError } from "./errors.js";
+import {
+  InvalidArgumentError,
+  NoWorkerAvailableError,
+  ReservationNotFoundError,
+  RevisionCompactedError,
+  ShuttingDownError,
+  TaskCountOutOfRangeError,
+  WorkerNotFoundError,
+} from "./errors.js";
+import { EvictionGuard, type EvictionStatus } from "./eviction-guard.js";
 import { healthForAge, healthTier, nextTransitionAge, type HealthStatus } from "./health.js";
 import type { Logger } from "./logger.js";
 import type { CompiledRegistryOptions } from "./registry-options.js";
-import { DuplicateWorkerIdError, type RegistryStore } from "./registry-store.js";
+import { DuplicateWorkerIdError, type EventDraft, type RegistryStore, type WorkerEventType } from "./registry-store.js";
 import { scoreWorker, type Score } from "./scoring.js";
 import {
   validateDuration,
   validateFilter,
   validateIntegerRange,
   validateRegistration,
+  validateReservationId,
   validateWorkerId,
   type FilterInput,
   type RegistrationInput,
 } from "./validation.js";
+import { decodeStoredEvent, encodeEventPayload, eventMatches, WatchHub, type WatchFilter, type WatchListener, type WorkerEvent } from "./worker-events.js";
 import type { WorkerRecord } from "./worker-record.js";
+import type { RankedWorkerView, WorkerView } from "./worker-view.js";
 
-/** A worker as callers see it, with its health as of the moment it was read. */
-export interface WorkerView {
-  readonly id: string;
-  readonly nodeId: string;
-  readonly capabilities: readonly string[];
-  readonly maxConcurrentTasks: number;
-  readonly currentTasks: number;
-  readonly availableCapacity: number;
-  readonly successRate: number;
-  readonly healthStatus: HealthStatus;
-  readonly registeredAtMs: number;
-  readonly lastHeartbeatAtMs: number;
-  readonly metrics: {
-    readonly tasksCompleted: number;
-    readonly tasksFailedCount: number;
-    readonly averageTaskDurationMs: number;
-  };
-}
-
-/** A worker with its load-balancing score. */
-export interface RankedWorkerView extends Score {
-  readonly worker: WorkerView;
-}
+export type { RankedWorkerView, WorkerView } from "./worker-view.js";
 
 /** One page of DiscoverWorkers. */
 export interface WorkerPage {
   readonly workers: WorkerView[];
   /** The id to resume after, or "" on the last page. */
   readonly nextPageToken: string;
+  /** The revision of the last change reflected in the page. */
+  readonly revision: number;
 }
 
 /** The fleet at a glance, as of the moment it was computed. */
@@ -61,6 +53,9 @@ export interface RegistryStats {
   readonly tasksFailed: number;
   /** Completed / (completed + failed) over the fleet; 0 before any completion. */
   readonly successRate: number;
+  readonly revision: number;
+  readonly activeReservations: number;
+  readonly eviction: EvictionStatus;
 }
 
 /** What a heartbeat stream tells the worker after each heartbeat. */
@@ -69,11 +64,36 @@ export interface HeartbeatAck {
   readonly nextHeartbeatIntervalMs: number;
 }
 
+/** A slot granted by {@link WorkerRegistry.acquireWorker}. */
+export interface Acquisition {
+  readonly ranked: RankedWorkerView;
+  readonly reservationId: string;
+  /** Wall-clock ms. */
+  readonly expiresAtMs: number;
+}
+
+/** What {@link WorkerRegistry.releaseWorker} did. */
+export interface Release {
+  readonly outcome: "released" | "already-released" | "expired";
+  readonly worker: WorkerView;
+}
+
+/** Counters a metrics endpoint reads; they only go up. */
+export interface RegistryCounters {
+  heartbeats: number;
+  acquisitions: number;
+  releases: number;
+  reservationsExpired: number;
+}
+
 /** Everything the registry depends on, injected by the composition root. */
 export interface WorkerRegistryDeps {
   readonly store: RegistryStore;
   readonly clock: Clock;
   readonly newWorkerId: () => string;
+  readonly newReservationId: () => string;
+  /** Uniform in [0, 1): AcquireWorker's choice among near-equal workers. */
+  readonly random: () => number;
   readonly log: Logger;
   readonly options: CompiledRegistryOptions;
 }
@@ -81,78 +101,163 @@ export interface WorkerRegistryDeps {
 /** Default page size of DiscoverWorkers and limit of load balancing when the caller sends 0. */
 export const DEFAULT_PAGE_SIZE = 1000;
 export const DEFAULT_RANK_LIMIT = 100;
-const ID_ATTEMPTS = 3;
+/** Tries at a fresh id, or at another worker when the chosen one filled up meanwhile. */
+const ATTEMPTS = 3;
+/** AcquireWorker considers this many of the best candidates for its random choice among near-ties. */
+const ACQUIRE_CANDIDATES = 16;
+const EVENT_PAGE = 1000;
+const PRUNE_BATCH = 10_000;
 
 /** The in-memory serving state of one worker. */
 interface LiveWorker extends WorkerRecord {
   /** Monotonic ms of the last heartbeat, or of the moment serving began for a recovered worker. */
   lastSeenMono: number;
-  /** The health last announced (logged and counted); reads compute health afresh. */
+  /** The health last announced (logged, counted, sent to watchers); reads compute health afresh. */
   health: HealthStatus;
+  /** Its last heartbeat stream failed (connection lost): degraded until the next heartbeat. */
+  disconnected: boolean;
+  /** Heartbeat streams bound to this worker right now. */
+  openStreams: number;
   /** Cached: changes only when the task count or the metrics change. */
   score: Score;
   /** True while the worker has its one entry in the schedule. */
   scheduled: boolean;
+  /** The eviction guard's intake window this worker was last counted in. */
+  intakeWindow: number;
+  readonly reservations: Set<LiveReservation>;
 }
 
-interface ScheduleEntry {
+interface LiveReservation {
+  readonly id: string;
   readonly worker: LiveWorker;
-  /** Monotonic ms at or before the worker's next health transition or expiry. */
+  readonly createdAtMs: number;
+  readonly expiresAtMs: number;
+  deadlineMono: number;
+}
+
+interface ScheduleEntry<T> {
+  readonly item: T;
+  /** Monotonic ms at or before the item's next deadline. */
   readonly atMono: number;
+}
+
+/** An event about to be written: its snapshot is taken when it happens. */
+interface PendingEvent {
+  readonly type: WorkerEventType;
+  readonly worker: WorkerView;
+  readonly occurredAtMs: number;
+  readonly previousHealth?: HealthStatus;
 }
 
 /**
  * The registry's rules: registration, heartbeats, health tiers, task
- * accounting, metrics, discovery, ranking and cleanup. It serves from memory
- * and writes durable changes through the store before acknowledging them;
- * heartbeat timestamps are soft state, written behind in batches.
+ * accounting, metrics, discovery, ranking, slot reservations, the revisioned
+ * event log, and cleanup. It serves from memory and writes durable changes,
+ * with the events that describe them, through the store before
+ * acknowledging them; heartbeat timestamps are soft state, written behind.
  *
  * Health is a schedule, not a scan: each worker has one entry in a min-heap
  * at (or before) its next transition. A heartbeat only moves the worker's
  * last-seen time, O(1); when an entry comes due, the worker's health is
  * recomputed and its entry pushed again at its real next transition. So
- * transitions are logged as they happen, health counts are exact, and
- * cleanup takes exactly the expired workers.
+ * transitions are announced as they happen, health counts are exact, and
+ * cleanup takes exactly the expired workers. Reservations expire the same way.
  *
  * Restarts: workers recovered from the store are given a full healthy window
  * counted from {@link beginServing}, the moment the server accepts calls, so
- * the registry's own downtime never makes them unhealthy. Workers whose TTL
- * had already passed while the registry was still running are dropped by the
- * store at recovery.
+ * the registry's own downtime never makes them unhealthy; reservations keep
+ * the time they had left. Workers whose TTL had already passed while the
+ * registry was still running are removed at start-up.
  */
 export class WorkerRegistry {
   private readonly workers = new Map<string, LiveWorker>();
   private readonly byCapability = new Map<string, Set<LiveWorker>>();
-  private readonly schedule = new BinaryHeap<ScheduleEntry>((a, b) => a.atMono < b.atMono);
-  /** Workers past their TTL, waiting for the next cleanup pass. */
+  private readonly schedule = new BinaryHeap<ScheduleEntry<LiveWorker>>((a, b) => a.atMono < b.atMono);
+  private readonly reservations = new Map<string, LiveReservation>();
+  private readonly reservationSchedule = new BinaryHeap<ScheduleEntry<LiveReservation>>((a, b) => a.atMono < b.atMono);
+  /** Workers past their TTL, waiting for the next cleanup pass, oldest first. */
   private readonly expired = new Set<LiveWorker>();
   private readonly healthCounts: Record<HealthStatus, number> = { healthy: 0, degraded: 0, unhealthy: 0 };
   private totals = { capacity: 0, used: 0, completed: 0, failed: 0 };
   private pendingHeartbeats = new Map<string, number>();
   private flushing: Promise<void> | undefined;
+  /** Health transitions not yet in the log. */
+  private pendingEvents: PendingEvent[] = [];
+  private writingEvents: Promise<void> | undefined;
+  private readonly hub = new WatchHub();
+  /** Events written but held until every lower revision has been published, so watchers see revision order. */
+  private readonly unpublished = new Map<number, WorkerEvent>();
+  private publishedRevision: number;
+  private revision: number;
+  private compactedRevision: number;
+  private readonly guard: EvictionGuard;
+  private recoveredReservations: { readonly reservation: LiveReservation; readonly remainingMs: number }[] = [];
   private timers: NodeJS.Timeout[] = [];
   private closed = false;
+  /** Monotonic counters for metrics. */
+  readonly counters: RegistryCounters = { heartbeats: 0, acquisitions: 0, releases: 0, reservationsExpired: 0 };
 
-  private constructor(private readonly deps: WorkerRegistryDeps) {}
+  private constructor(
+    private readonly deps: WorkerRegistryDeps,
+    revision: number,
+    compactedRevision: number,
+  ) {
+    this.revision = revision;
+    this.publishedRevision = revision;
+    this.compactedRevision = compactedRevision;
+    const { options } = deps;
+    this.guard = new EvictionGuard(deps.clock, deps.log, {
+      intakeWindowMs: options.heartbeatIntervalMs,
+      collapseRatio: options.evictionCollapseRatio,
+      historyWindows: Math.ceil(options.workerTtlMs / options.heartbeatIntervalMs) + 1,
+      stallThresholdMs: options.stallThresholdMs,
+      maxEvictionShare: options.maxEvictionShare,
+    });
+  }
 
   /**
-   * Loads the store's workers. Call {@link beginServing} when the server
-   * starts accepting calls, and {@link close} at shutdown.
+   * Loads the store's workers and reservations, and removes (with events) the
+   * workers that had expired before the last shutdown. Call
+   * {@link beginServing} when the server starts accepting calls, and
+   * {@link close} at shutdown.
    */
   static async create(deps: WorkerRegistryDeps): Promise<WorkerRegistry> {
-    const registry = new WorkerRegistry(deps);
     const recovered = await deps.store.recover({ workerTtlMs: deps.options.workerTtlMs });
+    const registry = new WorkerRegistry(deps, recovered.revision, recovered.compactedRevision);
     for (const record of recovered.workers) registry.add(record);
+    for (const record of recovered.reservations) {
+      const worker = registry.workers.get(record.workerId);
+      if (worker === undefined) continue;
+      const reservation: LiveReservation = { ...record, worker, deadlineMono: 0 };
+      const remainingMs = Math.max(0, record.expiresAtMs - (recovered.lastAliveAtMs ?? record.expiresAtMs));
+      registry.recoveredReservations.push({ reservation, remainingMs });
+    }
+    if (recovered.expired.length > 0) {
+      const now = deps.clock.now();
+      await registry.commit(
+        recovered.expired.map((record) => ({ type: "removed", worker: registry.recordView(record, "unhealthy"), occurredAtMs: now })),
+        (drafts) => deps.store.deleteWorkers(recovered.expired.map((record, i) => ({ id: record.id, event: drafts[i]! })), []),
+        () => true,
+      );
+    }
     deps.log.info(
-      { workers: recovered.workers.length, expiredWhileRunning: recovered.expiredIds.length, lastAliveAtMs: recovered.lastAliveAtMs },
+      {
+        workers: recovered.workers.length,
+        reservations: recovered.reservations.length,
+        removedAsExpired: recovered.expired.length,
+        lastAliveAtMs: recovered.lastAliveAtMs,
+        revision: recovered.revision,
+      },
       "registry recovered",
     );
     return registry;
   }
 
   /**
-   * Starts every recovered worker's healthy window now, and the background
-   * work: health transitions (every second), heartbeat write-behind, cleanup.
+   * Starts every recovered worker's healthy window now, resumes recovered
+   * reservations with the time they had left, and starts the background work:
+   * the one-second tick (stalls, health transitions, reservation expiry),
+   * heartbeat write-behind, cleanup and event-log pruning.
    */
   beginServing(options: { readonly backgroundTasks: boolean } = { backgroundTasks: true }): void {
     const now = this.deps.clock.monotonic();
@@ -160,11 +265,17 @@ export class WorkerRegistry {
       worker.lastSeenMono = now;
       this.scheduleNext(worker, now);
     }
+    for (const { reservation, remainingMs } of this.recoveredReservations) {
+      reservation.deadlineMono = now + remainingMs;
+      this.trackReservation(reservation);
+    }
+    this.recoveredReservations = [];
     if (!options.backgroundTasks) return;
-    const { heartbeatFlushIntervalMs, cleanupIntervalMs } = this.deps.options;
-    this.every(1000, () => this.advance());
+    const { heartbeatFlushIntervalMs, cleanupIntervalMs, eventTtlMs } = this.deps.options;
+    this.every(1000, () => this.tick());
     this.every(heartbeatFlushIntervalMs, () => this.flushHeartbeats());
     this.every(cleanupIntervalMs, () => this.cleanup());
+    this.every(Math.min(10_000, eventTtlMs), () => this.pruneEventLog());
   }
 
   /**
@@ -188,27 +299,35 @@ export class WorkerRegistry {
         registeredAtMs: now,
         lastHeartbeatAtMs: now,
       };
+      const event: PendingEvent = { type: "registered", worker: this.recordView(record, "healthy"), occurredAtMs: now };
       try {
-        await this.deps.store.insertWorker(record);
+        await this.commit([event], async (drafts) => ({ revision: await this.deps.store.insertWorker(record, drafts) }), () => true);
       } catch (error) {
-        if (error instanceof DuplicateWorkerIdError && attempt < ID_ATTEMPTS) continue;
+        if (error instanceof DuplicateWorkerIdError && attempt < ATTEMPTS) continue;
         throw error;
       }
       const worker = this.add(record);
       this.scheduleNext(worker, worker.lastSeenMono);
+      this.guard.recordHeartbeat(worker);
       this.deps.log.info({ workerId: worker.id, nodeId: worker.nodeId, capabilities: worker.capabilities }, "worker registered");
       return this.view(worker);
     }
   }
 
   /**
-   * Removes a worker at once.
+   * Removes a worker at once, with its reservations.
    * @throws WorkerNotFoundError; InvalidArgumentError; StoreUnavailableError.
    */
   async unregisterWorker(workerId: string): Promise<void> {
     this.assertOpen();
     const worker = this.find(workerId);
-    await this.deps.store.deleteWorker(worker.id);
+    const event: PendingEvent = { type: "unregistered", worker: this.view(worker), occurredAtMs: this.deps.clock.now() };
+    const { deleted } = await this.commit(
+      [event],
+      (drafts) => this.deps.store.deleteWorkers([{ id: worker.id, event: drafts[0]! }], []),
+      (result) => result.deleted.length > 0,
+    );
+    if (deleted.length === 0) throw new WorkerNotFoundError(workerId);
     this.remove(worker);
     this.deps.log.info({ workerId }, "worker unregistered");
   }
@@ -228,9 +347,34 @@ export class WorkerRegistry {
     return { healthStatus: "healthy", nextHeartbeatIntervalMs: this.deps.options.heartbeatIntervalMs };
   }
 
+  /** A heartbeat stream was bound to the worker (its first heartbeat has been accepted). */
+  streamBound(workerId: string): void {
+    const worker = this.workers.get(workerId);
+    if (worker !== undefined) worker.openStreams++;
+  }
+
+  /**
+   * A heartbeat stream of the worker ended. If it failed (cancelled, or the
+   * connection broke) and it was the worker's last stream, the worker is
+   * degraded at once, with an event: the process is probably gone. The time
+   * thresholds still decide when it becomes unhealthy and is removed; its
+   * next heartbeat makes it healthy again.
+   */
+  streamEnded(workerId: string, failed: boolean): void {
+    const worker = this.workers.get(workerId);
+    if (worker === undefined) return;
+    worker.openStreams = Math.max(0, worker.openStreams - 1);
+    if (!failed || worker.openStreams > 0 || worker.disconnected) return;
+    worker.disconnected = true;
+    this.deps.log.info({ workerId }, "worker heartbeat stream lost");
+    const health = this.healthOf(worker, this.deps.clock.monotonic());
+    if (health !== worker.health) this.announce(worker, health);
+  }
+
   /**
    * Adds delta to the worker's current tasks, if the result stays within
-   * 0..max_concurrent_tasks; durable before it resolves.
+   * 0..max_concurrent_tasks (and does not give back slots that AcquireWorker
+   * reservations hold: ReleaseWorker frees those); durable before it resolves.
    * @throws TaskCountOutOfRangeError (nothing changed); WorkerNotFoundError; InvalidArgumentError.
    */
   async updateTaskCount(workerId: string, delta: number): Promise<WorkerView> {
@@ -239,20 +383,19 @@ export class WorkerRegistry {
     validateIntegerRange("delta", delta, -limit, limit);
     const worker = this.find(workerId);
     const target = worker.currentTasks + delta;
+    const reserved = worker.reservations.size;
     // Refuse in memory first: an impossible change should not cost a disk write.
-    if (target < 0 || target > worker.maxConcurrentTasks) {
-      throw new TaskCountOutOfRangeError(workerId, worker.currentTasks, delta, worker.maxConcurrentTasks);
+    if (target < reserved || target > worker.maxConcurrentTasks) {
+      throw new TaskCountOutOfRangeError(workerId, worker.currentTasks, delta, worker.maxConcurrentTasks, reserved);
     }
-    const result = await this.deps.store.adjustTaskCount(workerId, delta);
+    const event = this.updatedEvent(worker, { currentTasks: target });
+    const result = await this.commit([event], (drafts) => this.deps.store.adjustTaskCount(workerId, delta, drafts), (r) => r.status === "ok");
     if (result.status === "not-found") throw new WorkerNotFoundError(workerId);
     if (result.status === "out-of-range") {
-      throw new TaskCountOutOfRangeError(workerId, result.currentTasks, delta, result.maxConcurrentTasks);
+      throw new TaskCountOutOfRangeError(workerId, result.currentTasks, delta, result.maxConcurrentTasks, result.reservedTasks);
     }
-    const current = this.workers.get(workerId) ?? worker;
-    this.totals.used += result.currentTasks - current.currentTasks;
-    current.currentTasks = result.currentTasks;
-    this.rescore(current);
-    return this.view(current);
+    this.setCurrentTasks(worker, result.currentTasks);
+    return this.view(worker);
   }
 
   /**
@@ -263,15 +406,116 @@ export class WorkerRegistry {
   async recordTaskCompletion(workerId: string, success: boolean, durationMs: number): Promise<WorkerView> {
     this.assertOpen();
     validateDuration(durationMs, this.deps.options.limits);
-    this.find(workerId);
-    const counters = await this.deps.store.recordCompletion(workerId, success, durationMs);
-    const worker = this.workers.get(workerId);
-    if (counters === undefined || worker === undefined) throw new WorkerNotFoundError(workerId);
-    this.totals.completed += counters.tasksCompleted - worker.tasksCompleted;
-    this.totals.failed += counters.tasksFailed - worker.tasksFailed;
-    Object.assign(worker, counters);
-    this.rescore(worker);
+    const worker = this.find(workerId);
+    const event = this.updatedEvent(worker, withCompletion(worker, success, durationMs));
+    const { counters } = await this.commit(
+      [event],
+      (drafts) => this.deps.store.recordCompletion(workerId, success, durationMs, drafts),
+      (r) => r.counters !== undefined,
+    );
+    if (counters === undefined) throw new WorkerNotFoundError(workerId);
+    this.setCounters(worker, counters);
     return this.view(worker);
+  }
+
+  /**
+   * Takes a slot on the best matching worker, atomically: the choice and the
+   * slot are one step, so concurrent orchestrators never overbook a worker.
+   * Candidates rank as in {@link getWorkersForLoadBalancing}; among those in
+   * the best tier whose priority is within `acquireTieTolerance` of the best,
+   * one is chosen at random, so near-equal workers share the load.
+   * @throws NoWorkerAvailableError (nothing matched, or nothing had a free slot); InvalidArgumentError.
+   */
+  async acquireWorker(filter: FilterInput): Promise<Acquisition> {
+    this.assertOpen();
+    validateFilter(filter, this.deps.options.limits);
+    for (let attempt = 1; ; attempt++) {
+      const worker = this.chooseForAcquisition(filter);
+      const createdAtMs = this.deps.clock.now();
+      const { reservationTtlMs } = this.deps.options;
+      const record = { id: this.deps.newReservationId(), workerId: worker.id, createdAtMs, expiresAtMs: createdAtMs + reservationTtlMs };
+      const event = this.updatedEvent(worker, { currentTasks: worker.currentTasks + 1 });
+      // Hold the slot in memory while the store commits, so concurrent acquisitions choose with it counted.
+      this.setCurrentTasks(worker, worker.currentTasks + 1);
+      let result: Awaited<ReturnType<RegistryStore["acquireSlot"]>>;
+      try {
+        result = await this.commit([event], (drafts) => this.deps.store.acquireSlot(record, drafts), (r) => r.status === "ok");
+      } catch (error) {
+        this.setCurrentTasks(worker, worker.currentTasks - 1);
+        throw error;
+      }
+      if (result.status !== "ok") {
+        this.setCurrentTasks(worker, worker.currentTasks - 1);
+        if (attempt < ATTEMPTS) continue;
+        throw new NoWorkerAvailableError(`worker ${worker.id} was taken or removed while reserving; retry`);
+      }
+      this.setCurrentTasks(worker, result.currentTasks);
+      const reservation: LiveReservation = { ...record, worker, deadlineMono: this.deps.clock.monotonic() + reservationTtlMs };
+      this.trackReservation(reservation);
+      this.counters.acquisitions++;
+      return { ranked: { worker: this.view(worker), ...worker.score }, reservationId: record.id, expiresAtMs: record.expiresAtMs };
+    }
+  }
+
+  /** The worker AcquireWorker takes a slot on: a random one among the near-equal best. */
+  private chooseForAcquisition(filter: FilterInput): LiveWorker {
+    const now = this.deps.clock.monotonic();
+    const statuses = loadBalancingStatuses(filter);
+    const slotsNeeded = Math.max(1, filter.minAvailableCapacity);
+    let matched = 0;
+    const withRoom = filterIterable(this.matching({ ...filter, minAvailableCapacity: 0 }, statuses, now), (worker) => {
+      matched++;
+      return worker.maxConcurrentTasks - worker.currentTasks >= slotsNeeded;
+    });
+    const best = selectTopK(this.tiered(withRoom, now), ACQUIRE_CANDIDATES, rankedBefore);
+    if (best.length === 0) throw new NoWorkerAvailableError(describeShortage(filter, statuses, matched, slotsNeeded));
+    const top = best[0]!;
+    const tolerance = this.deps.options.acquireTieTolerance;
+    const ties = best.filter((c) => c.tier === top.tier && top.worker.score.priority - c.worker.score.priority <= tolerance);
+    return ties[Math.min(ties.length - 1, Math.floor(this.deps.random() * ties.length))]!.worker;
+  }
+
+  /**
+   * Ends a reservation: frees its slot and records the task's outcome, in one
+   * transaction. Idempotent: a repeat changes nothing and says so; a
+   * reservation that had expired (its slot already freed) gets its outcome
+   * recorded.
+   * @throws ReservationNotFoundError; InvalidArgumentError; StoreUnavailableError.
+   */
+  async releaseWorker(reservationId: string, success: boolean, durationMs: number): Promise<Release> {
+    this.assertOpen();
+    validateReservationId(reservationId);
+    validateDuration(durationMs, this.deps.options.limits);
+    const atMs = this.deps.clock.now();
+    const active = this.reservations.get(reservationId);
+    const known = active ? { workerId: active.worker.id, state: "active" as const } : await this.deps.store.findReservation(reservationId);
+    const worker = known && this.workers.get(known.workerId);
+    if (!known || !worker) throw new ReservationNotFoundError(reservationId);
+    if (known.state === "released") return { outcome: "already-released", worker: this.view(worker) };
+
+    const completed = withCompletion(worker, success, durationMs);
+    const event = this.updatedEvent(worker, known.state === "active" ? { ...completed, currentTasks: worker.currentTasks - 1 } : completed);
+    const result = await this.commit(
+      [event],
+      (drafts) => this.deps.store.releaseReservation(reservationId, { success, durationMs, atMs }, drafts),
+      (r) => r.status === "released" || r.status === "expired",
+    );
+    switch (result.status) {
+      case "not-found":
+        throw new ReservationNotFoundError(reservationId);
+      case "already-released":
+        return { outcome: "already-released", worker: this.view(worker) };
+      case "released":
+        this.untrackReservation(reservationId);
+        this.setCurrentTasks(worker, result.currentTasks);
+        this.setCounters(worker, result.counters);
+        this.counters.releases++;
+        return { outcome: "released", worker: this.view(worker) };
+      case "expired":
+        this.setCounters(worker, result.counters);
+        this.counters.releases++;
+        return { outcome: "expired", worker: this.view(worker) };
+    }
   }
 
   /** @throws WorkerNotFoundError; InvalidArgumentError. */
@@ -296,7 +540,11 @@ export class WorkerRegistry {
     const page = selectTopK(after, size + 1, (a, b) => a.id < b.id);
     const hasMore = page.length > size;
     if (hasMore) page.pop();
-    return { workers: page.map((w) => this.view(w, now)), nextPageToken: hasMore ? page[page.length - 1]!.id : "" };
+    return {
+      workers: page.map((w) => this.view(w, now)),
+      nextPageToken: hasMore ? page[page.length - 1]!.id : "",
+      revision: this.revision,
+    };
   }
 
   /**
@@ -310,9 +558,8 @@ export class WorkerRegistry {
     validateFilter(filter, this.deps.options.limits);
     validateIntegerRange("limit", limit, 0, this.deps.options.limits.maxPageSize);
     const now = this.deps.clock.monotonic();
-    const statuses: readonly HealthStatus[] = filter.healthStatuses.length > 0 ? filter.healthStatuses : ["healthy", "degraded"];
-    const ranked = mapIterable(this.matching(filter, statuses, now), (worker) => ({ worker, tier: healthTier(this.healthOf(worker, now)) }));
-    const best = selectTopK(ranked, limit === 0 ? DEFAULT_RANK_LIMIT : limit, rankedBefore);
+    const candidates = this.tiered(this.matching(filter, loadBalancingStatuses(filter), now), now);
+    const best = selectTopK(candidates, limit === 0 ? DEFAULT_RANK_LIMIT : limit, rankedBefore);
     return best.map(({ worker }) => ({ worker: this.view(worker, now), ...worker.score }));
   }
 
@@ -331,7 +578,88 @@ export class WorkerRegistry {
       tasksCompleted: completed,
       tasksFailed: failed,
       successRate: completed + failed === 0 ? 0 : completed / (completed + failed),
+      revision: this.revision,
+      activeReservations: this.reservations.size,
+      eviction: this.guard.status(),
     };
+  }
+
+  /** The number of open watchers. */
+  get watcherCount(): number {
+    return this.hub.size;
+  }
+
+  /**
+   * Starts a watch: replays the retained events from `startRevision` (0: none,
+   * only what happens from now), then delivers live events, all in revision
+   * order without gaps or repeats. The listener is called synchronously for
+   * each event; resolves to the function that ends the watch.
+   * @throws RevisionCompactedError if events from `startRevision` have been pruned;
+   *   InvalidArgumentError for a bad filter.
+   */
+  async watch(filter: FilterInput, startRevision: number, listener: WatchListener): Promise<() => void> {
+    this.assertOpen();
+    validateFilter(filter, this.deps.options.limits);
+    if (filter.minAvailableCapacity !== 0) {
+      throw new InvalidArgumentError("filter.min_available_capacity", "is not supported by WatchWorkers: it must be 0");
+    }
+    const watchFilter: WatchFilter = { capabilities: filter.capabilities, healthStatuses: filter.healthStatuses };
+    // Subscribe before reading the log: live events that overlap the replay are dropped by revision.
+    const buffered: WorkerEvent[] = [];
+    let live = false;
+    let lastSent = startRevision === 0 ? this.publishedRevision : startRevision - 1;
+    const unsubscribe = this.hub.subscribe(watchFilter, (event) => {
+      if (!live) buffered.push(event);
+      else if (event.revision > lastSent) {
+        lastSent = event.revision;
+        listener(event);
+      }
+    });
+    try {
+      if (startRevision > 0) {
+        this.assertRetained(startRevision);
+        for (;;) {
+          const page = await this.deps.store.readEvents(lastSent + 1, EVENT_PAGE);
+          // Pruning may have run while the replay was reading.
+          if (page.length > 0 && page[0]!.revision > lastSent + 1) this.assertRetained(lastSent + 1);
+          for (const stored of page) {
+            const event = decodeStoredEvent(stored);
+            lastSent = event.revision;
+            if (eventMatches(watchFilter, event)) listener(event);
+          }
+          if (page.length < EVENT_PAGE) break;
+        }
+      }
+    } catch (error) {
+      unsubscribe();
+      throw error;
+    }
+    for (const event of buffered) {
+      if (event.revision <= lastSent) continue;
+      lastSent = event.revision;
+      listener(event);
+    }
+    live = true;
+    return unsubscribe;
+  }
+
+  /**
+   * The background tick: detects a stall of the registry itself (and gives
+   * every worker and reservation that time back), rolls the eviction guard's
+   * intake windows, applies due health transitions and expires due
+   * reservations.
+   */
+  async tick(): Promise<void> {
+    const stallMs = this.guard.tick(this.workers.size);
+    if (stallMs > 0) {
+      // The registry was blind, not the workers silent: nobody's deadline should have run during the stall.
+      for (const worker of this.workers.values()) worker.lastSeenMono += stallMs;
+      for (const reservation of this.reservations.values()) reservation.deadlineMono += stallMs;
+      this.deps.log.warn({ stallMs, workers: this.workers.size }, "registry stall detected; deadlines extended by its length");
+    }
+    this.advance();
+    await this.expireReservations();
+    await this.writePendingEvents();
   }
 
   /**
@@ -343,7 +671,7 @@ export class WorkerRegistry {
     const now = this.deps.clock.monotonic();
     for (let entry = this.schedule.peek(); entry !== undefined && entry.atMono <= now; entry = this.schedule.peek()) {
       this.schedule.pop();
-      const { worker } = entry;
+      const worker = entry.item;
       if (this.workers.get(worker.id) !== worker) continue;
       worker.scheduled = false;
       const health = this.healthOf(worker, now);
@@ -351,26 +679,39 @@ export class WorkerRegistry {
       if (now - worker.lastSeenMono > this.deps.options.workerTtlMs) this.expired.add(worker);
       else this.scheduleNext(worker, now);
     }
+    if (this.pendingEvents.length > 0) void this.writePendingEvents();
   }
 
   /**
-   * Removes the workers whose TTL has passed, in transactions of at most
-   * cleanupBatchSize. Resolves to how many were removed.
+   * Removes workers whose TTL has passed, in transactions of at most
+   * cleanupBatchSize, and at most the eviction guard's budget per pass: none
+   * while it holds eviction, else `maxEvictionShare` of the fleet. Resolves to
+   * how many were removed.
    */
   async cleanup(): Promise<number> {
     this.advance();
+    let budget = this.guard.evictionBudget(this.workers.size);
+    if (this.expired.size > 0 && budget === 0) {
+      this.deps.log.warn({ expired: this.expired.size, reason: this.guard.status().reason }, "cleanup held back: eviction paused");
+    }
     let removed = 0;
-    while (this.expired.size > 0 && !this.closed) {
-      const batch = [...take(this.expired, this.deps.options.cleanupBatchSize)];
-      await this.deps.store.deleteWorkers(batch.map((w) => w.id));
+    while (this.expired.size > 0 && budget > 0 && !this.closed) {
+      const batch = [...take(this.expired, Math.min(budget, this.deps.options.cleanupBatchSize))];
+      const now = this.deps.clock.now();
+      const events = batch.map((worker): PendingEvent => ({ type: "removed", worker: this.view(worker), occurredAtMs: now }));
+      await this.commit(
+        events,
+        (drafts) => this.deps.store.deleteWorkers(batch.map((worker, i) => ({ id: worker.id, event: drafts[i]! })), []),
+        () => true,
+      );
       for (const worker of batch) {
-        this.expired.delete(worker);
         this.remove(worker);
         this.deps.log.info({ workerId: worker.id, nodeId: worker.nodeId }, "worker removed by cleanup");
       }
       removed += batch.length;
+      budget -= batch.length;
     }
-    if (removed > 0) this.deps.log.info({ removed, remaining: this.workers.size }, "cleanup pass finished");
+    if (removed > 0) this.deps.log.info({ removed, waiting: this.expired.size, remaining: this.workers.size }, "cleanup pass finished");
     return removed;
   }
 
@@ -395,12 +736,19 @@ export class WorkerRegistry {
     return this.flushing;
   }
 
+  /** Deletes events older than the event TTL, and reservations that ended more than a reservation TTL ago. */
+  async pruneEventLog(): Promise<void> {
+    const now = this.deps.clock.now();
+    const compacted = await this.deps.store.prune(now - this.deps.options.eventTtlMs, now - this.deps.options.reservationTtlMs, PRUNE_BATCH);
+    this.compactedRevision = Math.max(this.compactedRevision, compacted);
+  }
+
   /** True once {@link close} has begun. */
   get isClosed(): boolean {
     return this.closed;
   }
 
-  /** Stops the background work and writes pending heartbeats. Calls after this are refused. */
+  /** Stops the background work and writes pending heartbeats and events. Calls after this are refused. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -408,6 +756,7 @@ export class WorkerRegistry {
     this.timers = [];
     await this.flushing;
     await this.flushHeartbeats();
+    await this.writePendingEvents().catch((error: unknown) => this.deps.log.warn({ err: error }, "could not write the last events"));
   }
 
   private touch(workerId: string): LiveWorker {
@@ -416,7 +765,10 @@ export class WorkerRegistry {
     const now = this.deps.clock.monotonic();
     worker.lastSeenMono = now;
     worker.lastHeartbeatAtMs = this.deps.clock.now();
+    worker.disconnected = false;
     this.pendingHeartbeats.set(worker.id, worker.lastHeartbeatAtMs);
+    this.guard.recordHeartbeat(worker);
+    this.counters.heartbeats++;
     if (worker.health !== "healthy") this.announce(worker, "healthy");
     this.expired.delete(worker);
     if (!worker.scheduled) this.scheduleNext(worker, now);
@@ -435,8 +787,12 @@ export class WorkerRegistry {
       ...record,
       lastSeenMono: this.deps.clock.monotonic(),
       health: "healthy",
+      disconnected: false,
+      openStreams: 0,
       score: scoreWorker(record, this.deps.options.scoring),
       scheduled: false,
+      intakeWindow: -1,
+      reservations: new Set(),
     };
     this.workers.set(worker.id, worker);
     for (const capability of worker.capabilities) {
@@ -460,6 +816,8 @@ export class WorkerRegistry {
       set?.delete(worker);
       if (set?.size === 0) this.byCapability.delete(capability);
     }
+    for (const reservation of worker.reservations) this.reservations.delete(reservation.id);
+    worker.reservations.clear();
     this.expired.delete(worker);
     this.pendingHeartbeats.delete(worker.id);
     this.healthCounts[worker.health]--;
@@ -467,6 +825,123 @@ export class WorkerRegistry {
     this.totals.used -= worker.currentTasks;
     this.totals.completed -= worker.tasksCompleted;
     this.totals.failed -= worker.tasksFailed;
+  }
+
+  private setCurrentTasks(worker: LiveWorker, currentTasks: number): void {
+    this.totals.used += currentTasks - worker.currentTasks;
+    worker.currentTasks = currentTasks;
+    worker.score = scoreWorker(worker, this.deps.options.scoring);
+  }
+
+  private setCounters(worker: LiveWorker, counters: { tasksCompleted: number; tasksFailed: number; totalTaskDurationMs: number }): void {
+    this.totals.completed += counters.tasksCompleted - worker.tasksCompleted;
+    this.totals.failed += counters.tasksFailed - worker.tasksFailed;
+    Object.assign(worker, counters);
+    worker.score = scoreWorker(worker, this.deps.options.scoring);
+  }
+
+  private trackReservation(reservation: LiveReservation): void {
+    this.reservations.set(reservation.id, reservation);
+    reservation.worker.reservations.add(reservation);
+    this.reservationSchedule.push({ item: reservation, atMono: reservation.deadlineMono });
+  }
+
+  private untrackReservation(reservationId: string): void {
+    const reservation = this.reservations.get(reservationId);
+    if (reservation === undefined) return;
+    this.reservations.delete(reservationId);
+    reservation.worker.reservations.delete(reservation);
+  }
+
+  /** Expires the reservations whose deadline has passed, freeing their slots in one transaction. */
+  private async expireReservations(): Promise<void> {
+    const now = this.deps.clock.monotonic();
+    const due: LiveReservation[] = [];
+    for (let entry = this.reservationSchedule.peek(); entry !== undefined && entry.atMono <= now; entry = this.reservationSchedule.peek()) {
+      this.reservationSchedule.pop();
+      const reservation = entry.item;
+      if (this.reservations.get(reservation.id) !== reservation) continue;
+      // A stall moved the deadline later: wait for it.
+      if (reservation.deadlineMono > now) this.reservationSchedule.push({ item: reservation, atMono: reservation.deadlineMono });
+      else due.push(reservation);
+    }
+    if (due.length === 0) return;
+    const freedPerWorker = new Map<LiveWorker, number>();
+    for (const { worker } of due) freedPerWorker.set(worker, (freedPerWorker.get(worker) ?? 0) + 1);
+    const events = [...freedPerWorker].map(([worker, freed]) => this.updatedEvent(worker, { currentTasks: worker.currentTasks - freed }));
+    const { expired } = await this.commit(
+      events,
+      (drafts) => this.deps.store.expireReservations(due.map((r) => r.id), this.deps.clock.now(), drafts),
+      (r) => r.expired.length > 0,
+    );
+    for (const id of expired) {
+      const reservation = this.reservations.get(id);
+      if (reservation === undefined) continue;
+      this.untrackReservation(id);
+      this.setCurrentTasks(reservation.worker, reservation.worker.currentTasks - 1);
+      this.counters.reservationsExpired++;
+      this.deps.log.info({ reservationId: id, workerId: reservation.worker.id }, "reservation expired; slot freed");
+    }
+  }
+
+  /**
+   * Writes a change through the store with the events that describe it, then
+   * publishes those events. Health transitions waiting to be written go first,
+   * so the log stays in the order things happened. `wrote` tells from the
+   * store's result whether the change (and so its events) was written.
+   */
+  private async commit<T extends { readonly revision: number }>(
+    events: readonly PendingEvent[],
+    write: (drafts: EventDraft[]) => Promise<T>,
+    wrote: (result: T) => boolean,
+  ): Promise<T> {
+    await this.writePendingEvents();
+    const drafts = events.map(toDraft);
+    const result = await write(drafts);
+    this.revision = Math.max(this.revision, result.revision);
+    if (wrote(result)) this.publish(events, result.revision);
+    return result;
+  }
+
+  /** Writes the health transitions announced since the last write, in one transaction. */
+  private writePendingEvents(): Promise<void> {
+    if (this.writingEvents) return this.writingEvents.then(() => this.writePendingEvents());
+    if (this.pendingEvents.length === 0) return Promise.resolve();
+    const events = this.pendingEvents;
+    this.pendingEvents = [];
+    this.writingEvents = this.deps.store
+      .appendEvents(events.map(toDraft))
+      .then(
+        (revision) => {
+          this.revision = Math.max(this.revision, revision);
+          this.publish(events, revision);
+        },
+        (error: unknown) => {
+          this.pendingEvents = [...events, ...this.pendingEvents];
+          throw error;
+        },
+      )
+      .finally(() => {
+        this.writingEvents = undefined;
+      });
+    return this.writingEvents;
+  }
+
+  /** Publishes written events (numbered up to `lastRevision`) to watchers, strictly in revision order. */
+  private publish(events: readonly PendingEvent[], lastRevision: number): void {
+    events.forEach((event, i) => {
+      const revision = lastRevision - events.length + 1 + i;
+      this.unpublished.set(revision, { ...event, revision });
+    });
+    for (let next = this.unpublished.get(this.publishedRevision + 1); next !== undefined; next = this.unpublished.get(this.publishedRevision + 1)) {
+      this.unpublished.delete(next.revision);
+      this.publishedRevision = next.revision;
+      this.hub.publish(next);
+    }
+  }
+
+  private assertRetained(revision: number): void {
+    if (revision <= this.compactedRevision) throw new RevisionCompactedError(revision, this.compactedRevision + 1);
   }
 
   /** The workers that pass the filter; walks the smallest capability set, never the whole fleet when a capability is given. */
@@ -487,8 +962,13 @@ export class WorkerRegistry {
     }
   }
 
+  private *tiered(workers: Iterable<LiveWorker>, now: number): Iterable<Ranked> {
+    for (const worker of workers) yield { worker, tier: healthTier(this.healthOf(worker, now)) };
+  }
+
   private healthOf(worker: LiveWorker, now: number): HealthStatus {
-    return healthForAge(now - worker.lastSeenMono, this.deps.options);
+    const health = healthForAge(now - worker.lastSeenMono, this.deps.options);
+    return health === "healthy" && worker.disconnected ? "degraded" : health;
   }
 
   private announce(worker: LiveWorker, to: HealthStatus): void {
@@ -497,17 +977,27 @@ export class WorkerRegistry {
     this.healthCounts[to]++;
     worker.health = to;
     this.deps.log.info({ workerId: worker.id, from, to }, "worker health changed");
+    const view = { ...this.view(worker), healthStatus: to };
+    this.pendingEvents.push({ type: "health_changed", worker: view, occurredAtMs: this.deps.clock.now(), previousHealth: from });
   }
 
   private scheduleNext(worker: LiveWorker, now: number): void {
     const age = nextTransitionAge(now - worker.lastSeenMono, this.deps.options, this.deps.options.workerTtlMs);
     if (age === undefined) return;
-    this.schedule.push({ worker, atMono: worker.lastSeenMono + age });
+    this.schedule.push({ item: worker, atMono: worker.lastSeenMono + age });
     worker.scheduled = true;
   }
 
-  private rescore(worker: LiveWorker): void {
-    worker.score = scoreWorker(worker, this.deps.options.scoring);
+  /** An `updated` event with the worker as it will be once `change` is applied. */
+  private updatedEvent(worker: LiveWorker, change: Partial<WorkerRecord>): PendingEvent {
+    const next = { ...worker, ...change };
+    return { type: "updated", worker: this.view({ ...next, score: scoreWorker(next, this.deps.options.scoring) }), occurredAtMs: this.deps.clock.now() };
+  }
+
+  /** The view of a record that is not (or no longer) live. */
+  private recordView(record: WorkerRecord, health: HealthStatus): WorkerView {
+    const score = scoreWorker(record, this.deps.options.scoring);
+    return { ...this.view({ ...record, score, lastSeenMono: 0, disconnected: false } as LiveWorker), healthStatus: health };
   }
 
   private view(worker: LiveWorker, now = this.deps.clock.monotonic()): WorkerView {
@@ -546,19 +1036,47 @@ export class WorkerRegistry {
   }
 }
 
-function rankedBefore(a: { worker: LiveWorker; tier: number }, b: { worker: LiveWorker; tier: number }): boolean {
+interface Ranked {
+  readonly worker: LiveWorker;
+  readonly tier: number;
+}
+
+function rankedBefore(a: Ranked, b: Ranked): boolean {
   if (a.tier !== b.tier) return a.tier < b.tier;
   if (a.worker.score.priority !== b.worker.score.priority) return a.worker.score.priority > b.worker.score.priority;
   if (a.worker.currentTasks !== b.worker.currentTasks) return a.worker.currentTasks < b.worker.currentTasks;
   return a.worker.id < b.worker.id;
 }
 
-function* filterIterable<T>(items: Iterable<T>, keep: (item: T) => boolean): Iterable<T> {
-  for (const item of items) if (keep(item)) yield item;
+function loadBalancingStatuses(filter: FilterInput): readonly HealthStatus[] {
+  return filter.healthStatuses.length > 0 ? filter.healthStatuses : ["healthy", "degraded"];
 }
 
-function* mapIterable<T, U>(items: Iterable<T>, map: (item: T) => U): Iterable<U> {
-  for (const item of items) yield map(item);
+function withCompletion(worker: WorkerRecord, success: boolean, durationMs: number): Partial<WorkerRecord> {
+  return {
+    tasksCompleted: worker.tasksCompleted + (success ? 1 : 0),
+    tasksFailed: worker.tasksFailed + (success ? 0 : 1),
+    totalTaskDurationMs: worker.totalTaskDurationMs + durationMs,
+  };
+}
+
+function describeShortage(filter: FilterInput, statuses: readonly HealthStatus[], matched: number, slotsNeeded: number): string {
+  const wanted = `capabilities [${filter.capabilities.join(", ")}] and health ${statuses.join(" or ")}`;
+  if (matched === 0) return `no worker matches ${wanted}`;
+  return `${matched} worker${matched === 1 ? "" : "s"} match ${wanted}, but none has ${slotsNeeded} free slot${slotsNeeded === 1 ? "" : "s"}`;
+}
+
+function toDraft(event: PendingEvent): EventDraft {
+  return {
+    type: event.type,
+    workerId: event.worker.id,
+    occurredAtMs: event.occurredAtMs,
+    payload: encodeEventPayload(event.worker, event.previousHealth),
+  };
+}
+
+function* filterIterable<T>(items: Iterable<T>, keep: (item: T) => boolean): Iterable<T> {
+  for (const item of items) if (keep(item)) yield item;
 }
 
 function* take<T>(items: Iterable<T>, count: number): Iterable<T> {

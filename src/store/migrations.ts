@@ -49,6 +49,34 @@ export const migrations: readonly Migration[] = [
         ) STRICT;
       `),
   },
+  {
+    version: 2,
+    description: "the revisioned event log and slot reservations",
+    up: (db) =>
+      db.exec(`
+        -- revision is the rowid: appends are cheap and reads by revision are a range scan.
+        CREATE TABLE events (
+          revision INTEGER NOT NULL PRIMARY KEY,
+          type TEXT NOT NULL,
+          worker_id TEXT NOT NULL,
+          occurred_at_ms INTEGER NOT NULL,
+          payload TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX events_occurred_idx ON events (occurred_at_ms);
+
+        CREATE TABLE reservations (
+          id TEXT NOT NULL PRIMARY KEY,
+          worker_id TEXT NOT NULL REFERENCES workers (id) ON DELETE CASCADE,
+          created_at_ms INTEGER NOT NULL,
+          expires_at_ms INTEGER NOT NULL,
+          -- Ended reservations stay a while, so a repeated release can say it is one.
+          state TEXT NOT NULL CHECK (state IN ('active', 'released', 'expired')),
+          ended_at_ms INTEGER
+        ) STRICT;
+        CREATE INDEX reservations_worker_idx ON reservations (worker_id);
+        CREATE INDEX reservations_ended_idx ON reservations (ended_at_ms) WHERE ended_at_ms IS NOT NULL;
+      `),
+  },
 ];
 
 /** The schema version this build writes: the last migration's. */

@@ -4,9 +4,14 @@ import Database from "better-sqlite3";
 import { ConfigError, StoreUnavailableError } from "../domain/errors.js";
 import {
   DuplicateWorkerIdError,
+  type AcquireSlotResult,
   type AdjustTaskCountResult,
+  type EventDraft,
   type RecoveredState,
   type RegistryStore,
+  type ReleaseReservationResult,
+  type ReservationRecord,
+  type StoredEvent,
 } from "../domain/registry-store.js";
 import type { CompletionCounters, WorkerRecord } from "../domain/worker-record.js";
 import { migrate } from "./migrations.js";
@@ -43,10 +48,13 @@ export const storeSql = {
     ON CONFLICT (id) DO NOTHING`,
   insertCapability: `INSERT INTO worker_capabilities (capability, worker_id) VALUES (?, ?)`,
   deleteWorker: `DELETE FROM workers WHERE id = ?`,
+  // Slots held by active reservations are not the caller's to give back: ReleaseWorker frees them.
   adjustTaskCount: `UPDATE workers SET current_tasks = current_tasks + @delta
-    WHERE id = @id AND current_tasks + @delta BETWEEN 0 AND max_concurrent_tasks
+    WHERE id = @id AND current_tasks + @delta BETWEEN
+      (SELECT count(*) FROM reservations WHERE worker_id = @id AND state = 'active') AND max_concurrent_tasks
     RETURNING current_tasks AS currentTasks`,
-  taskCount: `SELECT current_tasks AS currentTasks, max_concurrent_tasks AS maxConcurrentTasks
+  taskCount: `SELECT current_tasks AS currentTasks, max_concurrent_tasks AS maxConcurrentTasks,
+      (SELECT count(*) FROM reservations WHERE worker_id = workers.id AND state = 'active') AS reservedTasks
     FROM workers WHERE id = ?`,
   recordCompletion: `UPDATE workers SET tasks_completed = tasks_completed + @succeeded,
       tasks_failed = tasks_failed + @failed, total_task_duration_ms = total_task_duration_ms + @durationMs
@@ -57,11 +65,39 @@ export const storeSql = {
   readMeta: `SELECT value FROM registry_meta WHERE key = ?`,
   writeMeta: `INSERT INTO registry_meta (key, value) VALUES (?, ?)
     ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
-  deleteExpiredWorkers: `DELETE FROM workers WHERE last_heartbeat_at_ms < ? RETURNING id`,
-  listWorkers: `SELECT ${workerColumns} FROM workers ORDER BY last_heartbeat_at_ms, id`,
+  listExpiredWorkers: `SELECT ${workerColumns} FROM workers WHERE last_heartbeat_at_ms < ? ORDER BY last_heartbeat_at_ms, id`,
+  listLiveWorkers: `SELECT ${workerColumns} FROM workers WHERE last_heartbeat_at_ms >= ? ORDER BY last_heartbeat_at_ms, id`,
+  insertEvent: `INSERT INTO events (revision, type, worker_id, occurred_at_ms, payload)
+    VALUES (@revision, @type, @workerId, @occurredAtMs, @payload)`,
+  readEvents: `SELECT revision, type, worker_id AS workerId, occurred_at_ms AS occurredAtMs, payload
+    FROM events WHERE revision >= ? ORDER BY revision LIMIT ?`,
+  // In revision order, stopping at the first event young enough to keep, so that "every event up to the
+  // compacted revision is gone" holds even if the wall clock stepped back between two events.
+  pruneEvents: `DELETE FROM events WHERE revision IN
+    (SELECT revision FROM events
+      WHERE revision < coalesce((SELECT min(revision) FROM events WHERE occurred_at_ms >= @beforeMs), 9223372036854775807)
+      ORDER BY revision LIMIT @limit)
+    RETURNING revision`,
+  pruneReservations: `DELETE FROM reservations WHERE ended_at_ms < ?`,
+  takeSlot: `UPDATE workers SET current_tasks = current_tasks + 1
+    WHERE id = ? AND current_tasks < max_concurrent_tasks RETURNING current_tasks AS currentTasks`,
+  workerExists: `SELECT 1 AS found FROM workers WHERE id = ?`,
+  insertReservation: `INSERT INTO reservations (id, worker_id, created_at_ms, expires_at_ms, state)
+    VALUES (@id, @workerId, @createdAtMs, @expiresAtMs, 'active')`,
+  endReservation: `UPDATE reservations SET state = @state, ended_at_ms = @atMs
+    WHERE id = @id AND state = 'active' RETURNING worker_id AS workerId`,
+  reservationState: `SELECT worker_id AS workerId, state FROM reservations WHERE id = ?`,
+  markExpiredReleased: `UPDATE reservations SET state = 'released' WHERE id = ? AND state = 'expired'`,
+  freeSlot: `UPDATE workers SET current_tasks = current_tasks - 1
+    WHERE id = ? AND current_tasks > 0 RETURNING current_tasks AS currentTasks`,
+  listReservations: `SELECT r.id, r.worker_id AS workerId, r.created_at_ms AS createdAtMs, r.expires_at_ms AS expiresAtMs
+    FROM reservations r JOIN workers w ON w.id = r.worker_id
+    WHERE r.state = 'active' AND w.last_heartbeat_at_ms >= ? ORDER BY r.expires_at_ms`,
 } as const;
 
 const lastAliveKey = "last_alive_at_ms";
+const revisionKey = "revision";
+const compactedKey = "compacted_revision";
 
 /** Error codes (primary, or extended via the suffix) that describe the storage, not the data or the SQL. */
 const storageFaultCode = /^SQLITE_(READONLY|FULL|BUSY|LOCKED|IOERR|CANTOPEN)(_|$)/;
@@ -124,30 +160,70 @@ export class SqliteStore implements RegistryStore {
   }
 
   /** See {@link RegistryStore.insertWorker}. */
-  insertWorker(worker: WorkerRecord): Promise<void> {
-    return this.run("register a worker", () => this.transactions.insertWorker.immediate(worker));
+  insertWorker(worker: WorkerRecord, events: readonly EventDraft[]): Promise<number> {
+    return this.run("register a worker", () => this.transactions.insertWorker.immediate(worker, events));
   }
 
-  /** See {@link RegistryStore.deleteWorker}. */
-  deleteWorker(id: string): Promise<boolean> {
-    return this.run("delete a worker", () => this.statements.deleteWorker.run(id).changes > 0);
-  }
-
-  /** See {@link RegistryStore.deleteWorkers}. An empty list resolves 0 without touching the file. */
-  deleteWorkers(ids: readonly string[]): Promise<number> {
-    return this.run("delete workers", () => (ids.length === 0 ? 0 : this.transactions.deleteWorkers.immediate(ids)));
+  /** See {@link RegistryStore.deleteWorkers}. */
+  deleteWorkers(
+    deletions: ReadonlyArray<{ readonly id: string; readonly event: EventDraft }>,
+    events: readonly EventDraft[],
+  ): Promise<{ deleted: string[]; revision: number }> {
+    return this.run("delete workers", () => this.transactions.deleteWorkers.immediate(deletions, events));
   }
 
   /** See {@link RegistryStore.adjustTaskCount}. */
-  adjustTaskCount(id: string, delta: number): Promise<AdjustTaskCountResult> {
-    return this.run("update a task count", () => this.transactions.adjustTaskCount.immediate(id, delta));
+  adjustTaskCount(id: string, delta: number, events: readonly EventDraft[]): Promise<AdjustTaskCountResult & { revision: number }> {
+    return this.run("update a task count", () => this.transactions.adjustTaskCount.immediate(id, delta, events));
   }
 
   /** See {@link RegistryStore.recordCompletion}. */
-  recordCompletion(id: string, success: boolean, durationMs: number): Promise<CompletionCounters | undefined> {
-    return this.run("record a task completion", () =>
-      this.statements.recordCompletion.get({ id, succeeded: success ? 1 : 0, failed: success ? 0 : 1, durationMs }),
-    );
+  recordCompletion(
+    id: string,
+    success: boolean,
+    durationMs: number,
+    events: readonly EventDraft[],
+  ): Promise<{ counters: CompletionCounters | undefined; revision: number }> {
+    return this.run("record a task completion", () => this.transactions.recordCompletion.immediate(id, success, durationMs, events));
+  }
+
+  /** See {@link RegistryStore.acquireSlot}. */
+  acquireSlot(reservation: ReservationRecord, events: readonly EventDraft[]): Promise<AcquireSlotResult & { revision: number }> {
+    return this.run("reserve a slot", () => this.transactions.acquireSlot.immediate(reservation, events));
+  }
+
+  /** See {@link RegistryStore.releaseReservation}. */
+  releaseReservation(
+    reservationId: string,
+    outcome: { readonly success: boolean; readonly durationMs: number; readonly atMs: number },
+    events: readonly EventDraft[],
+  ): Promise<ReleaseReservationResult & { revision: number }> {
+    return this.run("release a reservation", () => this.transactions.releaseReservation.immediate(reservationId, outcome, events));
+  }
+
+  /** See {@link RegistryStore.expireReservations}. */
+  expireReservations(ids: readonly string[], atMs: number, events: readonly EventDraft[]): Promise<{ expired: string[]; revision: number }> {
+    return this.run("expire reservations", () => this.transactions.expireReservations.immediate(ids, atMs, events));
+  }
+
+  /** See {@link RegistryStore.appendEvents}. */
+  appendEvents(events: readonly EventDraft[]): Promise<number> {
+    return this.run("append events", () => this.transactions.appendEvents.immediate(events));
+  }
+
+  /** See {@link RegistryStore.readEvents}. */
+  readEvents(fromRevision: number, limit: number): Promise<StoredEvent[]> {
+    return this.run("read events", () => this.statements.readEvents.all(fromRevision, limit));
+  }
+
+  /** See {@link RegistryStore.prune}. */
+  prune(eventsBeforeMs: number, reservationsEndedBeforeMs: number, limit: number): Promise<number> {
+    return this.run("prune the event log", () => this.transactions.prune.immediate(eventsBeforeMs, reservationsEndedBeforeMs, limit));
+  }
+
+  /** See {@link RegistryStore.findReservation}. */
+  findReservation(id: string): Promise<{ workerId: string; state: "active" | "released" | "expired" } | undefined> {
+    return this.run("read a reservation", () => this.statements.reservationState.get(id));
   }
 
   /** See {@link RegistryStore.writeHeartbeats}. */
@@ -231,7 +307,7 @@ function prepareStatements(db: Database.Database) {
     insertCapability: db.prepare<[string, string]>(storeSql.insertCapability),
     deleteWorker: db.prepare<[string]>(storeSql.deleteWorker),
     adjustTaskCount: db.prepare<{ id: string; delta: number }, { currentTasks: number }>(storeSql.adjustTaskCount),
-    taskCount: db.prepare<[string], { currentTasks: number; maxConcurrentTasks: number }>(storeSql.taskCount),
+    taskCount: db.prepare<[string], { currentTasks: number; maxConcurrentTasks: number; reservedTasks: number }>(storeSql.taskCount),
     recordCompletion: db.prepare<
       { id: string; succeeded: number; failed: number; durationMs: number },
       CompletionCounters
@@ -239,28 +315,113 @@ function prepareStatements(db: Database.Database) {
     writeHeartbeat: db.prepare<[number, string]>(storeSql.writeHeartbeat),
     readMeta: db.prepare<[string], { value: number }>(storeSql.readMeta),
     writeMeta: db.prepare<[string, number]>(storeSql.writeMeta),
-    deleteExpiredWorkers: db.prepare<[number], { id: string }>(storeSql.deleteExpiredWorkers),
-    listWorkers: db.prepare<[], WorkerRow>(storeSql.listWorkers),
+    listExpiredWorkers: db.prepare<[number], WorkerRow>(storeSql.listExpiredWorkers),
+    listLiveWorkers: db.prepare<[number], WorkerRow>(storeSql.listLiveWorkers),
+    insertEvent: db.prepare<StoredEvent>(storeSql.insertEvent),
+    readEvents: db.prepare<[number, number], StoredEvent>(storeSql.readEvents),
+    pruneEvents: db.prepare<{ beforeMs: number; limit: number }, { revision: number }>(storeSql.pruneEvents),
+    pruneReservations: db.prepare<[number]>(storeSql.pruneReservations),
+    takeSlot: db.prepare<[string], { currentTasks: number }>(storeSql.takeSlot),
+    workerExists: db.prepare<[string], { found: number }>(storeSql.workerExists),
+    insertReservation: db.prepare<ReservationRecord>(storeSql.insertReservation),
+    endReservation: db.prepare<{ id: string; state: "released" | "expired"; atMs: number }, { workerId: string }>(storeSql.endReservation),
+    reservationState: db.prepare<[string], { workerId: string; state: "active" | "released" | "expired" }>(storeSql.reservationState),
+    markExpiredReleased: db.prepare<[string]>(storeSql.markExpiredReleased),
+    freeSlot: db.prepare<[string], { currentTasks: number }>(storeSql.freeSlot),
+    listReservations: db.prepare<[number], ReservationRecord>(storeSql.listReservations),
   };
 }
 
 function prepareTransactions(db: Database.Database, s: Statements) {
+  /** Numbers and appends events inside the caller's transaction; returns the last revision. */
+  const writeEvents = (events: readonly EventDraft[]): number => {
+    let revision = s.readMeta.get(revisionKey)?.value ?? 0;
+    if (events.length === 0) return revision;
+    for (const event of events) s.insertEvent.run({ ...event, revision: ++revision });
+    s.writeMeta.run(revisionKey, revision);
+    return revision;
+  };
+  const record = (id: string, success: boolean, durationMs: number) =>
+    s.recordCompletion.get({ id, succeeded: success ? 1 : 0, failed: success ? 0 : 1, durationMs });
+
   return {
-    insertWorker: db.transaction((worker: WorkerRecord) => {
+    insertWorker: db.transaction((worker: WorkerRecord, events: readonly EventDraft[]) => {
       if (s.insertWorker.run({ ...worker, capabilities: JSON.stringify(worker.capabilities) }).changes === 0) {
         throw new DuplicateWorkerIdError(worker.id);
       }
       for (const capability of worker.capabilities) s.insertCapability.run(capability, worker.id);
+      return writeEvents(events);
     }),
-    deleteWorkers: db.transaction((ids: readonly string[]) =>
-      ids.reduce((deleted, id) => deleted + s.deleteWorker.run(id).changes, 0),
+    deleteWorkers: db.transaction(
+      (deletions: ReadonlyArray<{ readonly id: string; readonly event: EventDraft }>, events: readonly EventDraft[]) => {
+        const deleted = deletions.filter(({ id }) => s.deleteWorker.run(id).changes > 0);
+        const revision = writeEvents(deleted.length === 0 ? [] : [...events, ...deleted.map(({ event }) => event)]);
+        return { deleted: deleted.map(({ id }) => id), revision };
+      },
     ),
     // One transaction so the reported counts are the ones that refused the change.
-    adjustTaskCount: db.transaction((id: string, delta: number): AdjustTaskCountResult => {
+    adjustTaskCount: db.transaction((id: string, delta: number, events: readonly EventDraft[]) => {
       const updated = s.adjustTaskCount.get({ id, delta });
-      if (updated) return { status: "ok", currentTasks: updated.currentTasks };
+      if (updated) return { status: "ok" as const, currentTasks: updated.currentTasks, revision: writeEvents(events) };
       const current = s.taskCount.get(id);
-      return current ? { status: "out-of-range", ...current } : { status: "not-found" };
+      const revision = writeEvents([]);
+      return current ? { status: "out-of-range" as const, ...current, revision } : { status: "not-found" as const, revision };
+    }),
+    recordCompletion: db.transaction((id: string, success: boolean, durationMs: number, events: readonly EventDraft[]) => {
+      const counters = record(id, success, durationMs);
+      return { counters, revision: writeEvents(counters ? events : []) };
+    }),
+    acquireSlot: db.transaction((reservation: ReservationRecord, events: readonly EventDraft[]) => {
+      const taken = s.takeSlot.get(reservation.workerId);
+      if (!taken) {
+        const status = s.workerExists.get(reservation.workerId) ? ("full" as const) : ("not-found" as const);
+        return { status, revision: writeEvents([]) };
+      }
+      s.insertReservation.run(reservation);
+      return { status: "ok" as const, currentTasks: taken.currentTasks, revision: writeEvents(events) };
+    }),
+    releaseReservation: db.transaction(
+      (
+        id: string,
+        outcome: { readonly success: boolean; readonly durationMs: number; readonly atMs: number },
+        events: readonly EventDraft[],
+      ): ReleaseReservationResult & { revision: number } => {
+        const ended = s.endReservation.get({ id, state: "released", atMs: outcome.atMs });
+        if (ended) {
+          const freed = s.freeSlot.get(ended.workerId);
+          const counters = record(ended.workerId, outcome.success, outcome.durationMs);
+          if (!freed || !counters) throw new Error(`reservation ${id} held a slot its worker ${ended.workerId} does not count`);
+          return { status: "released", workerId: ended.workerId, currentTasks: freed.currentTasks, counters, revision: writeEvents(events) };
+        }
+        const existing = s.reservationState.get(id);
+        if (existing?.state === "expired") {
+          s.markExpiredReleased.run(id);
+          const counters = record(existing.workerId, outcome.success, outcome.durationMs);
+          if (!counters) throw new Error(`reservation ${id} outlived its worker ${existing.workerId}`);
+          return { status: "expired", workerId: existing.workerId, counters, revision: writeEvents(events) };
+        }
+        const revision = writeEvents([]);
+        return existing ? { status: "already-released", workerId: existing.workerId, revision } : { status: "not-found", revision };
+      },
+    ),
+    expireReservations: db.transaction((ids: readonly string[], atMs: number, events: readonly EventDraft[]) => {
+      const expired: string[] = [];
+      for (const id of ids) {
+        const ended = s.endReservation.get({ id, state: "expired", atMs });
+        if (!ended) continue;
+        s.freeSlot.get(ended.workerId);
+        expired.push(id);
+      }
+      return { expired, revision: writeEvents(expired.length > 0 ? events : []) };
+    }),
+    appendEvents: db.transaction((events: readonly EventDraft[]) => writeEvents(events)),
+    prune: db.transaction((eventsBeforeMs: number, reservationsEndedBeforeMs: number, limit: number) => {
+      const pruned = s.pruneEvents.all({ beforeMs: eventsBeforeMs, limit });
+      s.pruneReservations.run(reservationsEndedBeforeMs);
+      let compacted = s.readMeta.get(compactedKey)?.value ?? 0;
+      for (const { revision } of pruned) compacted = Math.max(compacted, revision);
+      if (pruned.length > 0) s.writeMeta.run(compactedKey, compacted);
+      return compacted;
     }),
     writeHeartbeats: db.transaction((heartbeats: ReadonlyMap<string, number>, aliveAtMs: number) => {
       for (const [id, atMs] of heartbeats) s.writeHeartbeat.run(atMs, id);
@@ -268,14 +429,22 @@ function prepareTransactions(db: Database.Database, s: Statements) {
     }),
     recover: db.transaction((workerTtlMs: number): RecoveredState => {
       const lastAliveAtMs = s.readMeta.get(lastAliveKey)?.value ?? null;
-      const expiredIds =
-        lastAliveAtMs === null ? [] : s.deleteExpiredWorkers.all(lastAliveAtMs - workerTtlMs).map((row) => row.id);
-      const workers = s.listWorkers
-        .all()
-        .map((row): WorkerRecord => ({ ...row, capabilities: JSON.parse(row.capabilities) as string[] }));
-      return { workers, expiredIds, lastAliveAtMs };
+      // A new store has no expired workers: the cut-off is -Infinity.
+      const cutoff = lastAliveAtMs === null ? Number.MIN_SAFE_INTEGER : lastAliveAtMs - workerTtlMs;
+      return {
+        workers: s.listLiveWorkers.all(cutoff).map(toWorkerRecord),
+        expired: s.listExpiredWorkers.all(cutoff).map(toWorkerRecord),
+        reservations: s.listReservations.all(cutoff),
+        lastAliveAtMs,
+        revision: s.readMeta.get(revisionKey)?.value ?? 0,
+        compactedRevision: s.readMeta.get(compactedKey)?.value ?? 0,
+      };
     }),
   };
+}
+
+function toWorkerRecord(row: WorkerRow): WorkerRecord {
+  return { ...row, capabilities: JSON.parse(row.capabilities) as string[] };
 }
 
 /** Wraps a storage fault in StoreUnavailableError; returns any other error unchanged. */

@@ -14,6 +14,7 @@ import { grpcServiceDefinition } from "../../clients/typescript/src/grpc-definit
 import { HeartbeatStreams } from "./heartbeat-streams.js";
 import { addReflection } from "./reflection.js";
 import { registryServiceHandlers } from "./registry-service.js";
+import { WatchStreams } from "./watch-streams.js";
 
 /** The fully qualified name of the registry service, as grpc.health.v1 reports it. */
 export const REGISTRY_SERVICE_NAME = WorkerRegistryService.typeName;
@@ -36,7 +37,9 @@ export interface GrpcServer {
   readonly port: number;
   /** The open heartbeat streams. */
   readonly heartbeatStreams: HeartbeatStreams;
-  /** Marks the services NOT_SERVING and ends heartbeat streams with UNAVAILABLE, then stops the server. */
+  /** The open watch streams. */
+  readonly watchStreams: WatchStreams;
+  /** Marks the services NOT_SERVING and ends heartbeat and watch streams with UNAVAILABLE, then stops the server. */
   shutdown(graceMs: number): Promise<void>;
 }
 
@@ -50,11 +53,19 @@ export async function startGrpcServer(options: {
   readonly registry: WorkerRegistry;
   readonly clock: Clock;
   readonly log: Logger;
+  /** Events buffered for a watcher that is not reading before it is dropped. */
+  readonly watchBufferEvents: number;
+  /** Called once per finished unary call with its method, status name and seconds, e.g. for metrics. Default: none. */
+  readonly observeRpc?: (method: string, code: string, seconds: number) => void;
 }): Promise<GrpcServer> {
   const { registry, clock, log } = options;
   const server = new Server(SERVER_OPTIONS);
   const heartbeatStreams = new HeartbeatStreams(registry, clock, log);
-  server.addService(grpcServiceDefinition(WorkerRegistryService), registryServiceHandlers(registry, heartbeatStreams, clock, log));
+  const watchStreams = new WatchStreams(registry, log, options.watchBufferEvents);
+  server.addService(
+    grpcServiceDefinition(WorkerRegistryService),
+    registryServiceHandlers(registry, { heartbeats: heartbeatStreams, watches: watchStreams }, clock, log, options.observeRpc),
+  );
 
   const health = new HealthImplementation({ "": "NOT_SERVING", [REGISTRY_SERVICE_NAME]: "NOT_SERVING" });
   health.addToServer(server);
@@ -76,10 +87,12 @@ export async function startGrpcServer(options: {
   return {
     port,
     heartbeatStreams,
+    watchStreams,
     async shutdown(graceMs: number): Promise<void> {
       health.setStatus("", "NOT_SERVING");
       health.setStatus(REGISTRY_SERVICE_NAME, "NOT_SERVING");
       heartbeatStreams.closeAll();
+      watchStreams.closeAll();
       await new Promise<void>((resolve) => {
         // Long-lived calls (health Watch) never end by themselves: after the grace, force them.
         const force = setTimeout(() => {

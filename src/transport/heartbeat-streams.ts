@@ -23,8 +23,13 @@ type HeartbeatCall = ServerDuplexStream<HeartbeatStreamRequest, HeartbeatStreamR
  *
  * A stream ends in one of three ways, and each releases the call:
  * - the client half-closes: the server ends the call with OK;
- * - the call is cancelled or fails (connection lost, process killed);
+ * - the call is cancelled or fails (connection lost, process killed): the
+ *   worker is degraded at once if this was its last stream;
  * - the server shuts down: {@link closeAll}.
+ *
+ * grpc-js may emit `end` before `cancelled` when the peer dies, so an `end`
+ * is taken as a clean goodbye only if the call is still not cancelled on the
+ * next turn of the event loop.
  */
 export class HeartbeatStreams {
   private readonly open = new Set<HeartbeatCall>();
@@ -45,13 +50,17 @@ export class HeartbeatStreams {
     this.open.add(call);
     let workerId: string | undefined;
     let finished = false;
-    const release = () => {
+    let released = false;
+    const release = (failed: boolean) => {
+      if (released) return;
+      released = true;
       this.open.delete(call);
+      if (workerId !== undefined) this.registry.streamEnded(workerId, failed);
     };
     const finish = (code: status, details: string) => {
       if (finished) return;
       finished = true;
-      release();
+      release(false);
       if (code === status.OK) call.end();
       else call.emit("error", { code, details });
     };
@@ -61,35 +70,48 @@ export class HeartbeatStreams {
       try {
         if (workerId === undefined) {
           validateWorkerId(request.workerId);
+          const ack = this.registry.heartbeatAck(request.workerId);
           workerId = request.workerId;
-        } else if (request.workerId !== workerId) {
+          this.registry.streamBound(workerId);
+          this.reply(call, workerId, request.sequence, ack);
+          return;
+        }
+        if (request.workerId !== workerId) {
           throw new InvalidArgumentError("worker_id", `must stay ${workerId} for the whole stream, got ${JSON.stringify(request.workerId)}`);
         }
-        const ack = this.registry.heartbeatAck(workerId);
-        call.write(
-          create(HeartbeatStreamResponseSchema, {
-            workerId,
-            sequence: request.sequence,
-            healthStatus: healthToProto(ack.healthStatus),
-            serverTime: timestampFromMs(this.clock.now()),
-            nextHeartbeatInterval: durationFromMs(ack.nextHeartbeatIntervalMs),
-          }),
-        );
+        this.reply(call, workerId, request.sequence, this.registry.heartbeatAck(workerId));
       } catch (error) {
         const { code, details } = statusForError(error, this.log, "HeartbeatStream");
         finish(code, details);
       }
     });
-    call.on("end", () => finish(status.OK, "OK"));
-    call.on("cancelled", release);
-    call.on("error", release);
+    call.on("end", () => {
+      setImmediate(() => {
+        if (call.cancelled) release(true);
+        else finish(status.OK, "OK");
+      });
+    });
+    call.on("cancelled", () => release(true));
+    call.on("error", () => release(true));
   };
 
-  /** Ends every open stream with UNAVAILABLE, telling workers to reconnect. */
+  /** Ends every open stream with UNAVAILABLE, telling workers to reconnect. Not a failure of any worker. */
   closeAll(): void {
     for (const call of [...this.open]) {
       this.open.delete(call);
       call.emit("error", { code: status.UNAVAILABLE, details: "registry is shutting down; reconnect" });
     }
+  }
+
+  private reply(call: HeartbeatCall, workerId: string, sequence: number, ack: ReturnType<WorkerRegistry["heartbeatAck"]>): void {
+    call.write(
+      create(HeartbeatStreamResponseSchema, {
+        workerId,
+        sequence,
+        healthStatus: healthToProto(ack.healthStatus),
+        serverTime: timestampFromMs(this.clock.now()),
+        nextHeartbeatInterval: durationFromMs(ack.nextHeartbeatIntervalMs),
+      }),
+    );
   }
 }

@@ -3,7 +3,17 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { InvalidArgumentError } from "../domain/errors.js";
 import type { HealthStatus } from "../domain/health.js";
 import type { FilterInput } from "../domain/validation.js";
-import type { RankedWorkerView, WorkerView } from "../domain/worker-registry.js";
+import type { EvictionStatus } from "../domain/eviction-guard.js";
+import type { WorkerEventType } from "../domain/registry-store.js";
+import type { WorkerEvent } from "../domain/worker-events.js";
+import type { RankedWorkerView, WorkerView } from "../domain/worker-view.js";
+import {
+  EvictionStatusSchema,
+  WorkerEventSchema,
+  WorkerEventType as ProtoWorkerEventType,
+  type EvictionStatus as ProtoEvictionStatus,
+  type WorkerEvent as ProtoWorkerEvent,
+} from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
 import {
   HealthStatus as ProtoHealthStatus,
   RankedWorkerSchema,
@@ -75,4 +85,35 @@ export function filterFromProto(filter: WorkerFilter | undefined): FilterInput {
     return health;
   });
   return { capabilities: filter.capabilities, healthStatuses, minAvailableCapacity: filter.minAvailableCapacity };
+}
+
+const EVENT_TYPES: Record<WorkerEventType, ProtoWorkerEventType> = {
+  registered: ProtoWorkerEventType.REGISTERED,
+  updated: ProtoWorkerEventType.UPDATED,
+  health_changed: ProtoWorkerEventType.HEALTH_CHANGED,
+  unregistered: ProtoWorkerEventType.UNREGISTERED,
+  removed: ProtoWorkerEventType.REMOVED_BY_CLEANUP,
+};
+
+/** The wire form of a worker event. */
+export function eventToProto(event: WorkerEvent): ProtoWorkerEvent {
+  return create(WorkerEventSchema, {
+    revision: BigInt(event.revision),
+    type: EVENT_TYPES[event.type],
+    worker: workerToProto(event.worker),
+    occurredAt: timestampFromMs(event.occurredAtMs),
+    previousHealthStatus: event.previousHealth === undefined ? ProtoHealthStatus.UNSPECIFIED : TO_PROTO[event.previousHealth],
+  });
+}
+
+/** The wire form of the eviction guard's status. */
+export function evictionToProto(status: EvictionStatus): ProtoEvictionStatus {
+  return create(EvictionStatusSchema, {
+    paused: status.paused,
+    reason: status.reason,
+    ...(status.pausedSinceMs === undefined ? {} : { pausedSince: timestampFromMs(status.pausedSinceMs) }),
+    pausesTotal: BigInt(status.pausesTotal),
+    lastWindowIntake: status.lastWindowIntake,
+    expectedIntake: status.expectedIntake,
+  });
 }

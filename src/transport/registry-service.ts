@@ -1,10 +1,11 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import type { handleUnaryCall, UntypedServiceImplementation } from "@grpc/grpc-js";
+import { status, type handleUnaryCall, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Clock } from "../domain/clock.js";
 import type { Logger } from "../domain/logger.js";
 import type { WorkerRegistry } from "../domain/worker-registry.js";
 import {
+  AcquireWorkerResponseSchema,
   DiscoverWorkersResponseSchema,
   GetRegistryStatsResponseSchema,
   GetWorkerResponseSchema,
@@ -12,38 +13,63 @@ import {
   HeartbeatResponseSchema,
   RecordTaskCompletionResponseSchema,
   RegisterWorkerResponseSchema,
+  ReleaseOutcome,
+  ReleaseWorkerResponseSchema,
   UnregisterWorkerResponseSchema,
   UpdateTaskCountResponseSchema,
+  type AcquireWorkerRequest,
   type DiscoverWorkersRequest,
   type GetWorkerRequest,
   type GetWorkersForLoadBalancingRequest,
   type HeartbeatRequest,
   type RecordTaskCompletionRequest,
   type RegisterWorkerRequest,
+  type ReleaseWorkerRequest,
   type UnregisterWorkerRequest,
   type UpdateTaskCountRequest,
 } from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
 import type { HeartbeatStreams } from "./heartbeat-streams.js";
-import { filterFromProto, rankedWorkerToProto, workerToProto } from "./proto-mapping.js";
+import type { WatchStreams } from "./watch-streams.js";
+import { evictionToProto, filterFromProto, rankedWorkerToProto, workerToProto } from "./proto-mapping.js";
 import { statusForError } from "./status.js";
+
+const RELEASE_OUTCOMES = {
+  released: ReleaseOutcome.RELEASED,
+  "already-released": ReleaseOutcome.ALREADY_RELEASED,
+  expired: ReleaseOutcome.EXPIRED,
+} as const;
 
 /**
  * The WorkerRegistryService handlers. They only translate between the wire
  * and the domain; every rule lives in WorkerRegistry, and every error goes
  * through the one status table.
+ *
+ * `observe`, if given, is called once per unary call after its answer is
+ * sent, with the method, the gRPC status name ("OK", "NOT_FOUND", ...) and
+ * the seconds since the call arrived. Streams are not observed. Default: none.
  */
 export function registryServiceHandlers(
   registry: WorkerRegistry,
-  heartbeatStreams: HeartbeatStreams,
+  streams: { readonly heartbeats: HeartbeatStreams; readonly watches: WatchStreams },
   clock: Clock,
   log: Logger,
+  observe?: (method: string, code: string, seconds: number) => void,
 ): UntypedServiceImplementation {
   const unary = <Req, Res>(method: string, handler: (request: Req) => Res | Promise<Res>): handleUnaryCall<Req, Res> =>
     (call, callback) => {
+      const startedMs = clock.monotonic();
+      const observed = (code: status) => observe?.(method, status[code], (clock.monotonic() - startedMs) / 1000);
       // A synchronous throw and a rejection take the same path.
       new Promise<Res>((resolve) => resolve(handler(call.request))).then(
-        (response) => callback(null, response),
-        (error: unknown) => callback(statusForError(error, log, method)),
+        (response) => {
+          callback(null, response);
+          observed(status.OK);
+        },
+        (error: unknown) => {
+          const answer = statusForError(error, log, method);
+          callback(answer);
+          observed(answer.code);
+        },
       );
     };
 
@@ -59,7 +85,7 @@ export function registryServiceHandlers(
     heartbeat: unary("Heartbeat", (request: HeartbeatRequest) =>
       create(HeartbeatResponseSchema, { worker: workerToProto(registry.heartbeat(request.workerId)) }),
     ),
-    heartbeatStream: heartbeatStreams.handle,
+    heartbeatStream: streams.heartbeats.handle,
     updateTaskCount: unary("UpdateTaskCount", async (request: UpdateTaskCountRequest) => {
       const worker = await registry.updateTaskCount(request.workerId, request.delta);
       return create(UpdateTaskCountResponseSchema, { worker: workerToProto(worker) });
@@ -73,7 +99,11 @@ export function registryServiceHandlers(
     ),
     discoverWorkers: unary("DiscoverWorkers", (request: DiscoverWorkersRequest) => {
       const page = registry.discoverWorkers(filterFromProto(request.filter), request.pageSize, request.pageToken);
-      return create(DiscoverWorkersResponseSchema, { workers: page.workers.map(workerToProto), nextPageToken: page.nextPageToken });
+      return create(DiscoverWorkersResponseSchema, {
+        workers: page.workers.map(workerToProto),
+        nextPageToken: page.nextPageToken,
+        revision: BigInt(page.revision),
+      });
     }),
     getWorkersForLoadBalancing: unary("GetWorkersForLoadBalancing", (request: GetWorkersForLoadBalancingRequest) => {
       const ranked = registry.getWorkersForLoadBalancing(filterFromProto(request.filter), request.limit);
@@ -89,7 +119,23 @@ export function registryServiceHandlers(
         tasksCompleted: BigInt(stats.tasksCompleted),
         tasksFailed: BigInt(stats.tasksFailed),
         serverTime: timestampFromMs(clock.now()),
+        revision: BigInt(stats.revision),
+        activeReservations: BigInt(stats.activeReservations),
+        eviction: evictionToProto(stats.eviction),
       });
     }),
+    acquireWorker: unary("AcquireWorker", async (request: AcquireWorkerRequest) => {
+      const acquired = await registry.acquireWorker(filterFromProto(request.filter));
+      return create(AcquireWorkerResponseSchema, {
+        worker: rankedWorkerToProto(acquired.ranked),
+        reservationId: acquired.reservationId,
+        expiresAt: timestampFromMs(acquired.expiresAtMs),
+      });
+    }),
+    releaseWorker: unary("ReleaseWorker", async (request: ReleaseWorkerRequest) => {
+      const release = await registry.releaseWorker(request.reservationId, request.success, request.durationMs);
+      return create(ReleaseWorkerResponseSchema, { outcome: RELEASE_OUTCOMES[release.outcome], worker: workerToProto(release.worker) });
+    }),
+    watchWorkers: streams.watches.handle,
   };
 }

@@ -1,9 +1,13 @@
 import { status, type StatusObject } from "@grpc/grpc-js";
 import {
   InvalidArgumentError,
+  NoWorkerAvailableError,
+  ReservationNotFoundError,
+  RevisionCompactedError,
   ShuttingDownError,
   StoreUnavailableError,
   TaskCountOutOfRangeError,
+  WatcherTooSlowError,
   WorkerNotFoundError,
 } from "../domain/errors.js";
 import type { Logger } from "../domain/logger.js";
@@ -17,7 +21,11 @@ type ErrorClass = abstract new (...args: never[]) => Error;
 const STATUS_BY_ERROR: ReadonlyArray<readonly [ErrorClass, status]> = [
   [InvalidArgumentError, status.INVALID_ARGUMENT],
   [WorkerNotFoundError, status.NOT_FOUND],
+  [ReservationNotFoundError, status.NOT_FOUND],
   [TaskCountOutOfRangeError, status.FAILED_PRECONDITION],
+  [NoWorkerAvailableError, status.RESOURCE_EXHAUSTED],
+  [WatcherTooSlowError, status.RESOURCE_EXHAUSTED],
+  [RevisionCompactedError, status.OUT_OF_RANGE],
   [StoreUnavailableError, status.UNAVAILABLE],
   [ShuttingDownError, status.UNAVAILABLE],
 ];

@@ -37,6 +37,23 @@ describe("parseServeArgs", () => {
     });
   });
 
+  it("reads the reservation, event-log and eviction settings", () => {
+    const options = parseServeArgs(
+      ["--reservation-ttl", "2m", "--event-ttl", "30s", "--max-eviction-share", "0.25", "--watch-buffer", "500"],
+      { REGISTRY_EVICTION_COLLAPSE_RATIO: ".3" },
+    );
+    expect(options.registry).toEqual({
+      reservationTtlMs: 120_000,
+      eventTtlMs: 30_000,
+      maxEvictionShare: 0.25,
+      watchBufferEvents: 500,
+      evictionCollapseRatio: 0.3,
+    });
+    expect(() => parseServeArgs(["--max-eviction-share", "1.5"], {})).toThrow(/^--max-eviction-share: .*must be a number in \(0, 1\]/);
+    expect(() => parseServeArgs(["--max-eviction-share", "0"], {})).toThrow(/must be a number in \(0, 1\]/);
+    expect(() => parseServeArgs(["--watch-buffer", "0"], {})).toThrow(/^--watch-buffer: .*whole number >= 1/);
+  });
+
   it("names the flag or variable at fault", () => {
     expect(() => parseServeArgs(["--worker-ttl", "soon"], {})).toThrow(/^--worker-ttl: invalid duration "soon"/);
     expect(() => parseServeArgs([], { REGISTRY_PORT: "http" })).toThrow(/^REGISTRY_PORT: invalid port/);

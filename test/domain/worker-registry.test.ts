@@ -139,7 +139,7 @@ describe("WorkerRegistry", () => {
     });
 
     it("removes a large expired fleet in bounded batches", async () => {
-      const { registry, clock } = await createTestRegistry({ cleanupBatchSize: 7 });
+      const { registry, clock } = await createTestRegistry({ cleanupBatchSize: 7, maxEvictionShare: 1 });
       for (let i = 0; i < 50; i++) await registry.registerWorker(coder);
       clock.advance(16 * MINUTE);
       expect(await registry.cleanup()).toBe(50);

@@ -97,7 +97,7 @@ describe("server reflection, seen by a foreign client", () => {
     );
   });
 
-  it("describes the registry service: ten methods, HeartbeatStream bidirectional", async () => {
+  it("describes the registry service: every method, HeartbeatStream bidirectional, WatchWorkers server-streaming", async () => {
     const run = await reflect("describe", SERVICE);
     expect(run.code, run.stderr).toBe(0);
     const rpcs = [...run.stdout.matchAll(/rpc (\w+) \( (stream )?\.([\w.]+) \) returns \( (stream )?\.([\w.]+) \);/g)].map(
@@ -114,16 +114,18 @@ describe("server reflection, seen by a foreign client", () => {
       "DiscoverWorkers",
       "GetWorkersForLoadBalancing",
       "GetRegistryStats",
+      "AcquireWorker",
+      "ReleaseWorker",
+      "WatchWorkers",
     ];
     expect(rpcs.map((rpc) => rpc.name).sort()).toEqual([...methods].sort());
     for (const rpc of rpcs) {
       expect(rpc.input).toBe(`sentinel.registry.v1.${rpc.name}Request`);
       expect(rpc.output).toBe(`sentinel.registry.v1.${rpc.name}Response`);
-      const streaming = rpc.name === "HeartbeatStream";
       expect({ name: rpc.name, client: rpc.clientStreaming, server: rpc.serverStreaming }).toEqual({
         name: rpc.name,
-        client: streaming,
-        server: streaming,
+        client: rpc.name === "HeartbeatStream",
+        server: rpc.name === "HeartbeatStream" || rpc.name === "WatchWorkers",
       });
     }
   });

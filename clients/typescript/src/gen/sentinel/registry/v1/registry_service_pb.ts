@@ -2,8 +2,8 @@
 // @generated from file sentinel/registry/v1/registry_service.proto (package sentinel.registry.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { HealthStatus, RankedWorker, Worker, WorkerFilter } from "./worker_pb.js";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sentinel/registry/v1/registry_service.proto.
  */
 export const file_sentinel_registry_v1_registry_service: GenFile = /*@__PURE__*/
-  fileDesc("CitzZW50aW5lbC9yZWdpc3RyeS92MS9yZWdpc3RyeV9zZXJ2aWNlLnByb3RvEhRzZW50aW5lbC5yZWdpc3RyeS52MSJcChVSZWdpc3RlcldvcmtlclJlcXVlc3QSDwoHbm9kZV9pZBgBIAEoCRIUCgxjYXBhYmlsaXRpZXMYAiADKAkSHAoUbWF4X2NvbmN1cnJlbnRfdGFza3MYAyABKAUiRgoWUmVnaXN0ZXJXb3JrZXJSZXNwb25zZRIsCgZ3b3JrZXIYASABKAsyHC5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXIiLAoXVW5yZWdpc3RlcldvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIhoKGFVucmVnaXN0ZXJXb3JrZXJSZXNwb25zZSIlChBIZWFydGJlYXRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSJBChFIZWFydGJlYXRSZXNwb25zZRIsCgZ3b3JrZXIYASABKAsyHC5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXIiPQoWSGVhcnRiZWF0U3RyZWFtUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKA0i5gEKF0hlYXJ0YmVhdFN0cmVhbVJlc3BvbnNlEhEKCXdvcmtlcl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoDRI5Cg1oZWFsdGhfc3RhdHVzGAMgASgOMiIuc2VudGluZWwucmVnaXN0cnkudjEuSGVhbHRoU3RhdHVzEi8KC3NlcnZlcl90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI6ChduZXh0X2hlYXJ0YmVhdF9pbnRlcnZhbBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI6ChZVcGRhdGVUYXNrQ291bnRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRINCgVkZWx0YRgCIAEoBSJHChdVcGRhdGVUYXNrQ291bnRSZXNwb25zZRIsCgZ3b3JrZXIYASABKAsyHC5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXIiVgobUmVjb3JkVGFza0NvbXBsZXRpb25SZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIPCgdzdWNjZXNzGAIgASgIEhMKC2R1cmF0aW9uX21zGAMgASgBIkwKHFJlY29yZFRhc2tDb21wbGV0aW9uUmVzcG9uc2USLAoGd29ya2VyGAEgASgLMhwuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyIiUKEEdldFdvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIkEKEUdldFdvcmtlclJlc3BvbnNlEiwKBndvcmtlchgBIAEoCzIcLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlciJzChZEaXNjb3ZlcldvcmtlcnNSZXF1ZXN0EjIKBmZpbHRlchgBIAEoCzIiLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlckZpbHRlchIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJhChdEaXNjb3ZlcldvcmtlcnNSZXNwb25zZRItCgd3b3JrZXJzGAEgAygLMhwuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJmCiFHZXRXb3JrZXJzRm9yTG9hZEJhbGFuY2luZ1JlcXVlc3QSMgoGZmlsdGVyGAEgASgLMiIuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyRmlsdGVyEg0KBWxpbWl0GAIgASgFIlkKIkdldFdvcmtlcnNGb3JMb2FkQmFsYW5jaW5nUmVzcG9uc2USMwoHd29ya2VycxgBIAMoCzIiLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJhbmtlZFdvcmtlciIZChdHZXRSZWdpc3RyeVN0YXRzUmVxdWVzdCLAAgoYR2V0UmVnaXN0cnlTdGF0c1Jlc3BvbnNlEhUKDXRvdGFsX3dvcmtlcnMYASABKAUSFwoPaGVhbHRoeV93b3JrZXJzGAIgASgFEhgKEGRlZ3JhZGVkX3dvcmtlcnMYAyABKAUSGQoRdW5oZWFsdGh5X3dvcmtlcnMYBCABKAUSFgoOdG90YWxfY2FwYWNpdHkYBSABKAMSFQoNdXNlZF9jYXBhY2l0eRgGIAEoAxIaChJhdmFpbGFibGVfY2FwYWNpdHkYByABKAMSFwoPdGFza3NfY29tcGxldGVkGAggASgEEhQKDHRhc2tzX2ZhaWxlZBgJIAEoBBIUCgxzdWNjZXNzX3JhdGUYCiABKAESLwoLc2VydmVyX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMosJChVXb3JrZXJSZWdpc3RyeVNlcnZpY2USawoOUmVnaXN0ZXJXb3JrZXISKy5zZW50aW5lbC5yZWdpc3RyeS52MS5SZWdpc3RlcldvcmtlclJlcXVlc3QaLC5zZW50aW5lbC5yZWdpc3RyeS52MS5SZWdpc3RlcldvcmtlclJlc3BvbnNlEnEKEFVucmVnaXN0ZXJXb3JrZXISLS5zZW50aW5lbC5yZWdpc3RyeS52MS5VbnJlZ2lzdGVyV29ya2VyUmVxdWVzdBouLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlVucmVnaXN0ZXJXb3JrZXJSZXNwb25zZRJcCglIZWFydGJlYXQSJi5zZW50aW5lbC5yZWdpc3RyeS52MS5IZWFydGJlYXRSZXF1ZXN0Gicuc2VudGluZWwucmVnaXN0cnkudjEuSGVhcnRiZWF0UmVzcG9uc2UScgoPSGVhcnRiZWF0U3RyZWFtEiwuc2VudGluZWwucmVnaXN0cnkudjEuSGVhcnRiZWF0U3RyZWFtUmVxdWVzdBotLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkhlYXJ0YmVhdFN0cmVhbVJlc3BvbnNlKAEwARJuCg9VcGRhdGVUYXNrQ291bnQSLC5zZW50aW5lbC5yZWdpc3RyeS52MS5VcGRhdGVUYXNrQ291bnRSZXF1ZXN0Gi0uc2VudGluZWwucmVnaXN0cnkudjEuVXBkYXRlVGFza0NvdW50UmVzcG9uc2USfQoUUmVjb3JkVGFza0NvbXBsZXRpb24SMS5zZW50aW5lbC5yZWdpc3RyeS52MS5SZWNvcmRUYXNrQ29tcGxldGlvblJlcXVlc3QaMi5zZW50aW5lbC5yZWdpc3RyeS52MS5SZWNvcmRUYXNrQ29tcGxldGlvblJlc3BvbnNlElwKCUdldFdvcmtlchImLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkdldFdvcmtlclJlcXVlc3QaJy5zZW50aW5lbC5yZWdpc3RyeS52MS5HZXRXb3JrZXJSZXNwb25zZRJuCg9EaXNjb3ZlcldvcmtlcnMSLC5zZW50aW5lbC5yZWdpc3RyeS52MS5EaXNjb3ZlcldvcmtlcnNSZXF1ZXN0Gi0uc2VudGluZWwucmVnaXN0cnkudjEuRGlzY292ZXJXb3JrZXJzUmVzcG9uc2USjwEKGkdldFdvcmtlcnNGb3JMb2FkQmFsYW5jaW5nEjcuc2VudGluZWwucmVnaXN0cnkudjEuR2V0V29ya2Vyc0ZvckxvYWRCYWxhbmNpbmdSZXF1ZXN0Gjguc2VudGluZWwucmVnaXN0cnkudjEuR2V0V29ya2Vyc0ZvckxvYWRCYWxhbmNpbmdSZXNwb25zZRJxChBHZXRSZWdpc3RyeVN0YXRzEi0uc2VudGluZWwucmVnaXN0cnkudjEuR2V0UmVnaXN0cnlTdGF0c1JlcXVlc3QaLi5zZW50aW5lbC5yZWdpc3RyeS52MS5HZXRSZWdpc3RyeVN0YXRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_sentinel_registry_v1_worker]);
+  fileDesc("CitzZW50aW5lbC9yZWdpc3RyeS92MS9yZWdpc3RyeV9zZXJ2aWNlLnByb3RvEhRzZW50aW5lbC5yZWdpc3RyeS52MSJcChVSZWdpc3RlcldvcmtlclJlcXVlc3QSDwoHbm9kZV9pZBgBIAEoCRIUCgxjYXBhYmlsaXRpZXMYAiADKAkSHAoUbWF4X2NvbmN1cnJlbnRfdGFza3MYAyABKAUiRgoWUmVnaXN0ZXJXb3JrZXJSZXNwb25zZRIsCgZ3b3JrZXIYASABKAsyHC5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXIiLAoXVW5yZWdpc3RlcldvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIhoKGFVucmVnaXN0ZXJXb3JrZXJSZXNwb25zZSIlChBIZWFydGJlYXRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSJBChFIZWFydGJlYXRSZXNwb25zZRIsCgZ3b3JrZXIYASABKAsyHC5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXIiPQoWSGVhcnRiZWF0U3RyZWFtUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKA0i5gEKF0hlYXJ0YmVhdFN0cmVhbVJlc3BvbnNlEhEKCXdvcmtlcl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoDRI5Cg1oZWFsdGhfc3RhdHVzGAMgASgOMiIuc2VudGluZWwucmVnaXN0cnkudjEuSGVhbHRoU3RhdHVzEi8KC3NlcnZlcl90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI6ChduZXh0X2hlYXJ0YmVhdF9pbnRlcnZhbBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI6ChZVcGRhdGVUYXNrQ291bnRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRINCgVkZWx0YRgCIAEoBSJHChdVcGRhdGVUYXNrQ291bnRSZXNwb25zZRIsCgZ3b3JrZXIYASABKAsyHC5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXIiVgobUmVjb3JkVGFza0NvbXBsZXRpb25SZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIPCgdzdWNjZXNzGAIgASgIEhMKC2R1cmF0aW9uX21zGAMgASgBIkwKHFJlY29yZFRhc2tDb21wbGV0aW9uUmVzcG9uc2USLAoGd29ya2VyGAEgASgLMhwuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyIiUKEEdldFdvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIkEKEUdldFdvcmtlclJlc3BvbnNlEiwKBndvcmtlchgBIAEoCzIcLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlciJzChZEaXNjb3ZlcldvcmtlcnNSZXF1ZXN0EjIKBmZpbHRlchgBIAEoCzIiLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlckZpbHRlchIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJzChdEaXNjb3ZlcldvcmtlcnNSZXNwb25zZRItCgd3b3JrZXJzGAEgAygLMhwuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIQCghyZXZpc2lvbhgDIAEoBCJmCiFHZXRXb3JrZXJzRm9yTG9hZEJhbGFuY2luZ1JlcXVlc3QSMgoGZmlsdGVyGAEgASgLMiIuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyRmlsdGVyEg0KBWxpbWl0GAIgASgFIlkKIkdldFdvcmtlcnNGb3JMb2FkQmFsYW5jaW5nUmVzcG9uc2USMwoHd29ya2VycxgBIAMoCzIiLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJhbmtlZFdvcmtlciIZChdHZXRSZWdpc3RyeVN0YXRzUmVxdWVzdCKnAwoYR2V0UmVnaXN0cnlTdGF0c1Jlc3BvbnNlEhUKDXRvdGFsX3dvcmtlcnMYASABKAUSFwoPaGVhbHRoeV93b3JrZXJzGAIgASgFEhgKEGRlZ3JhZGVkX3dvcmtlcnMYAyABKAUSGQoRdW5oZWFsdGh5X3dvcmtlcnMYBCABKAUSFgoOdG90YWxfY2FwYWNpdHkYBSABKAMSFQoNdXNlZF9jYXBhY2l0eRgGIAEoAxIaChJhdmFpbGFibGVfY2FwYWNpdHkYByABKAMSFwoPdGFza3NfY29tcGxldGVkGAggASgEEhQKDHRhc2tzX2ZhaWxlZBgJIAEoBBIUCgxzdWNjZXNzX3JhdGUYCiABKAESLwoLc2VydmVyX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJldmlzaW9uGAwgASgEEhsKE2FjdGl2ZV9yZXNlcnZhdGlvbnMYDSABKAMSNgoIZXZpY3Rpb24YDiABKAsyJC5zZW50aW5lbC5yZWdpc3RyeS52MS5FdmljdGlvblN0YXR1cyKtAQoORXZpY3Rpb25TdGF0dXMSDgoGcGF1c2VkGAEgASgIEg4KBnJlYXNvbhgCIAEoCRIwCgxwYXVzZWRfc2luY2UYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHBhdXNlc190b3RhbBgEIAEoBBIaChJsYXN0X3dpbmRvd19pbnRha2UYBSABKAUSFwoPZXhwZWN0ZWRfaW50YWtlGAYgASgFIkoKFEFjcXVpcmVXb3JrZXJSZXF1ZXN0EjIKBmZpbHRlchgBIAEoCzIiLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlckZpbHRlciKTAQoVQWNxdWlyZVdvcmtlclJlc3BvbnNlEjIKBndvcmtlchgBIAEoCzIiLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJhbmtlZFdvcmtlchIWCg5yZXNlcnZhdGlvbl9pZBgCIAEoCRIuCgpleHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJUChRSZWxlYXNlV29ya2VyUmVxdWVzdBIWCg5yZXNlcnZhdGlvbl9pZBgBIAEoCRIPCgdzdWNjZXNzGAIgASgIEhMKC2R1cmF0aW9uX21zGAMgASgBInwKFVJlbGVhc2VXb3JrZXJSZXNwb25zZRI1CgdvdXRjb21lGAEgASgOMiQuc2VudGluZWwucmVnaXN0cnkudjEuUmVsZWFzZU91dGNvbWUSLAoGd29ya2VyGAIgASgLMhwuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyImEKE1dhdGNoV29ya2Vyc1JlcXVlc3QSMgoGZmlsdGVyGAEgASgLMiIuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyRmlsdGVyEhYKDnN0YXJ0X3JldmlzaW9uGAIgASgEIkgKFFdhdGNoV29ya2Vyc1Jlc3BvbnNlEjAKBWV2ZW50GAEgASgLMiEuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyRXZlbnQi9wEKC1dvcmtlckV2ZW50EhAKCHJldmlzaW9uGAEgASgEEjMKBHR5cGUYAiABKA4yJS5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXJFdmVudFR5cGUSLAoGd29ya2VyGAMgASgLMhwuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyEi8KC29jY3VycmVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBJCChZwcmV2aW91c19oZWFsdGhfc3RhdHVzGAUgASgOMiIuc2VudGluZWwucmVnaXN0cnkudjEuSGVhbHRoU3RhdHVzKpIBCg5SZWxlYXNlT3V0Y29tZRIfChtSRUxFQVNFX09VVENPTUVfVU5TUEVDSUZJRUQQABIcChhSRUxFQVNFX09VVENPTUVfUkVMRUFTRUQQARIkCiBSRUxFQVNFX09VVENPTUVfQUxSRUFEWV9SRUxFQVNFRBACEhsKF1JFTEVBU0VfT1VUQ09NRV9FWFBJUkVEEAMq6QEKD1dvcmtlckV2ZW50VHlwZRIhCh1XT1JLRVJfRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEiAKHFdPUktFUl9FVkVOVF9UWVBFX1JFR0lTVEVSRUQQARIdChlXT1JLRVJfRVZFTlRfVFlQRV9VUERBVEVEEAISJAogV09SS0VSX0VWRU5UX1RZUEVfSEVBTFRIX0NIQU5HRUQQAxIiCh5XT1JLRVJfRVZFTlRfVFlQRV9VTlJFR0lTVEVSRUQQBBIoCiRXT1JLRVJfRVZFTlRfVFlQRV9SRU1PVkVEX0JZX0NMRUFOVVAQBTLICwoVV29ya2VyUmVnaXN0cnlTZXJ2aWNlEmsKDlJlZ2lzdGVyV29ya2VyEisuc2VudGluZWwucmVnaXN0cnkudjEuUmVnaXN0ZXJXb3JrZXJSZXF1ZXN0Giwuc2VudGluZWwucmVnaXN0cnkudjEuUmVnaXN0ZXJXb3JrZXJSZXNwb25zZRJxChBVbnJlZ2lzdGVyV29ya2VyEi0uc2VudGluZWwucmVnaXN0cnkudjEuVW5yZWdpc3RlcldvcmtlclJlcXVlc3QaLi5zZW50aW5lbC5yZWdpc3RyeS52MS5VbnJlZ2lzdGVyV29ya2VyUmVzcG9uc2USXAoJSGVhcnRiZWF0EiYuc2VudGluZWwucmVnaXN0cnkudjEuSGVhcnRiZWF0UmVxdWVzdBonLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkhlYXJ0YmVhdFJlc3BvbnNlEnIKD0hlYXJ0YmVhdFN0cmVhbRIsLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkhlYXJ0YmVhdFN0cmVhbVJlcXVlc3QaLS5zZW50aW5lbC5yZWdpc3RyeS52MS5IZWFydGJlYXRTdHJlYW1SZXNwb25zZSgBMAESbgoPVXBkYXRlVGFza0NvdW50Eiwuc2VudGluZWwucmVnaXN0cnkudjEuVXBkYXRlVGFza0NvdW50UmVxdWVzdBotLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlVwZGF0ZVRhc2tDb3VudFJlc3BvbnNlEn0KFFJlY29yZFRhc2tDb21wbGV0aW9uEjEuc2VudGluZWwucmVnaXN0cnkudjEuUmVjb3JkVGFza0NvbXBsZXRpb25SZXF1ZXN0GjIuc2VudGluZWwucmVnaXN0cnkudjEuUmVjb3JkVGFza0NvbXBsZXRpb25SZXNwb25zZRJcCglHZXRXb3JrZXISJi5zZW50aW5lbC5yZWdpc3RyeS52MS5HZXRXb3JrZXJSZXF1ZXN0Gicuc2VudGluZWwucmVnaXN0cnkudjEuR2V0V29ya2VyUmVzcG9uc2USbgoPRGlzY292ZXJXb3JrZXJzEiwuc2VudGluZWwucmVnaXN0cnkudjEuRGlzY292ZXJXb3JrZXJzUmVxdWVzdBotLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkRpc2NvdmVyV29ya2Vyc1Jlc3BvbnNlEo8BChpHZXRXb3JrZXJzRm9yTG9hZEJhbGFuY2luZxI3LnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkdldFdvcmtlcnNGb3JMb2FkQmFsYW5jaW5nUmVxdWVzdBo4LnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkdldFdvcmtlcnNGb3JMb2FkQmFsYW5jaW5nUmVzcG9uc2UScQoQR2V0UmVnaXN0cnlTdGF0cxItLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkdldFJlZ2lzdHJ5U3RhdHNSZXF1ZXN0Gi4uc2VudGluZWwucmVnaXN0cnkudjEuR2V0UmVnaXN0cnlTdGF0c1Jlc3BvbnNlEmgKDUFjcXVpcmVXb3JrZXISKi5zZW50aW5lbC5yZWdpc3RyeS52MS5BY3F1aXJlV29ya2VyUmVxdWVzdBorLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkFjcXVpcmVXb3JrZXJSZXNwb25zZRJoCg1SZWxlYXNlV29ya2VyEiouc2VudGluZWwucmVnaXN0cnkudjEuUmVsZWFzZVdvcmtlclJlcXVlc3QaKy5zZW50aW5lbC5yZWdpc3RyeS52MS5SZWxlYXNlV29ya2VyUmVzcG9uc2USZwoMV2F0Y2hXb3JrZXJzEikuc2VudGluZWwucmVnaXN0cnkudjEuV2F0Y2hXb3JrZXJzUmVxdWVzdBoqLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldhdGNoV29ya2Vyc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_sentinel_registry_v1_worker]);
 
 /**
  * @generated from message sentinel.registry.v1.RegisterWorkerRequest
@@ -367,6 +367,14 @@ export type DiscoverWorkersResponse = Message<"sentinel.registry.v1.DiscoverWork
    * @generated from field: string next_page_token = 2;
    */
   nextPageToken: string;
+
+  /**
+   * The registry's revision when this page was read: watch from revision + 1
+   * to see every change after it.
+   *
+   * @generated from field: uint64 revision = 3;
+   */
+  revision: bigint;
 };
 
 /**
@@ -498,6 +506,27 @@ export type GetRegistryStatsResponse = Message<"sentinel.registry.v1.GetRegistry
    * @generated from field: google.protobuf.Timestamp server_time = 11;
    */
   serverTime?: Timestamp | undefined;
+
+  /**
+   * The revision of the last change.
+   *
+   * @generated from field: uint64 revision = 12;
+   */
+  revision: bigint;
+
+  /**
+   * Slots currently held by reservations from AcquireWorker.
+   *
+   * @generated from field: int64 active_reservations = 13;
+   */
+  activeReservations: bigint;
+
+  /**
+   * Whether cleanup is holding evictions back, and why.
+   *
+   * @generated from field: sentinel.registry.v1.EvictionStatus eviction = 14;
+   */
+  eviction?: EvictionStatus | undefined;
 };
 
 /**
@@ -506,6 +535,343 @@ export type GetRegistryStatsResponse = Message<"sentinel.registry.v1.GetRegistry
  */
 export const GetRegistryStatsResponseSchema: GenMessage<GetRegistryStatsResponse> = /*@__PURE__*/
   messageDesc(file_sentinel_registry_v1_registry_service, 19);
+
+/**
+ * EvictionStatus tells whether cleanup is evicting, and if not, why.
+ *
+ * @generated from message sentinel.registry.v1.EvictionStatus
+ */
+export type EvictionStatus = Message<"sentinel.registry.v1.EvictionStatus"> & {
+  /**
+   * True while evictions are held back: heartbeat intake collapsed across the
+   * fleet (the registry is probably the one cut off), or the registry itself
+   * was paused, or it is in the hold window after either.
+   *
+   * @generated from field: bool paused = 1;
+   */
+  paused: boolean;
+
+  /**
+   * Why, in words; empty when not paused.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * Since when; unset when not paused.
+   *
+   * @generated from field: google.protobuf.Timestamp paused_since = 3;
+   */
+  pausedSince?: Timestamp | undefined;
+
+  /**
+   * Pauses since the server started.
+   *
+   * @generated from field: uint64 pauses_total = 4;
+   */
+  pausesTotal: bigint;
+
+  /**
+   * Distinct workers heard from in the last complete intake window, and the
+   * level the collapse rule compares it with.
+   *
+   * @generated from field: int32 last_window_intake = 5;
+   */
+  lastWindowIntake: number;
+
+  /**
+   * @generated from field: int32 expected_intake = 6;
+   */
+  expectedIntake: number;
+};
+
+/**
+ * Describes the message sentinel.registry.v1.EvictionStatus.
+ * Use `create(EvictionStatusSchema)` to create a new message.
+ */
+export const EvictionStatusSchema: GenMessage<EvictionStatus> = /*@__PURE__*/
+  messageDesc(file_sentinel_registry_v1_registry_service, 20);
+
+/**
+ * @generated from message sentinel.registry.v1.AcquireWorkerRequest
+ */
+export type AcquireWorkerRequest = Message<"sentinel.registry.v1.AcquireWorkerRequest"> & {
+  /**
+   * As for GetWorkersForLoadBalancing; a worker also needs a free slot.
+   *
+   * @generated from field: sentinel.registry.v1.WorkerFilter filter = 1;
+   */
+  filter?: WorkerFilter | undefined;
+};
+
+/**
+ * Describes the message sentinel.registry.v1.AcquireWorkerRequest.
+ * Use `create(AcquireWorkerRequestSchema)` to create a new message.
+ */
+export const AcquireWorkerRequestSchema: GenMessage<AcquireWorkerRequest> = /*@__PURE__*/
+  messageDesc(file_sentinel_registry_v1_registry_service, 21);
+
+/**
+ * @generated from message sentinel.registry.v1.AcquireWorkerResponse
+ */
+export type AcquireWorkerResponse = Message<"sentinel.registry.v1.AcquireWorkerResponse"> & {
+  /**
+   * The worker, with the slot already counted in current_tasks.
+   *
+   * @generated from field: sentinel.registry.v1.RankedWorker worker = 1;
+   */
+  worker?: RankedWorker | undefined;
+
+  /**
+   * Pass to ReleaseWorker when the task ends.
+   *
+   * @generated from field: string reservation_id = 2;
+   */
+  reservationId: string;
+
+  /**
+   * When the slot is returned if ReleaseWorker has not been called.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 3;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message sentinel.registry.v1.AcquireWorkerResponse.
+ * Use `create(AcquireWorkerResponseSchema)` to create a new message.
+ */
+export const AcquireWorkerResponseSchema: GenMessage<AcquireWorkerResponse> = /*@__PURE__*/
+  messageDesc(file_sentinel_registry_v1_registry_service, 22);
+
+/**
+ * @generated from message sentinel.registry.v1.ReleaseWorkerRequest
+ */
+export type ReleaseWorkerRequest = Message<"sentinel.registry.v1.ReleaseWorkerRequest"> & {
+  /**
+   * @generated from field: string reservation_id = 1;
+   */
+  reservationId: string;
+
+  /**
+   * @generated from field: bool success = 2;
+   */
+  success: boolean;
+
+  /**
+   * As for RecordTaskCompletion.
+   *
+   * @generated from field: double duration_ms = 3;
+   */
+  durationMs: number;
+};
+
+/**
+ * Describes the message sentinel.registry.v1.ReleaseWorkerRequest.
+ * Use `create(ReleaseWorkerRequestSchema)` to create a new message.
+ */
+export const ReleaseWorkerRequestSchema: GenMessage<ReleaseWorkerRequest> = /*@__PURE__*/
+  messageDesc(file_sentinel_registry_v1_registry_service, 23);
+
+/**
+ * @generated from message sentinel.registry.v1.ReleaseWorkerResponse
+ */
+export type ReleaseWorkerResponse = Message<"sentinel.registry.v1.ReleaseWorkerResponse"> & {
+  /**
+   * @generated from field: sentinel.registry.v1.ReleaseOutcome outcome = 1;
+   */
+  outcome: ReleaseOutcome;
+
+  /**
+   * The worker as it is after the release.
+   *
+   * @generated from field: sentinel.registry.v1.Worker worker = 2;
+   */
+  worker?: Worker | undefined;
+};
+
+/**
+ * Describes the message sentinel.registry.v1.ReleaseWorkerResponse.
+ * Use `create(ReleaseWorkerResponseSchema)` to create a new message.
+ */
+export const ReleaseWorkerResponseSchema: GenMessage<ReleaseWorkerResponse> = /*@__PURE__*/
+  messageDesc(file_sentinel_registry_v1_registry_service, 24);
+
+/**
+ * @generated from message sentinel.registry.v1.WatchWorkersRequest
+ */
+export type WatchWorkersRequest = Message<"sentinel.registry.v1.WatchWorkersRequest"> & {
+  /**
+   * Only capabilities and health_statuses apply: an event is sent when the
+   * worker has every capability and its health before or after the event is
+   * one of health_statuses (empty: any). min_available_capacity must be 0.
+   *
+   * @generated from field: sentinel.registry.v1.WorkerFilter filter = 1;
+   */
+  filter?: WorkerFilter | undefined;
+
+  /**
+   * The first revision to send. 0 means only events after the call starts.
+   *
+   * @generated from field: uint64 start_revision = 2;
+   */
+  startRevision: bigint;
+};
+
+/**
+ * Describes the message sentinel.registry.v1.WatchWorkersRequest.
+ * Use `create(WatchWorkersRequestSchema)` to create a new message.
+ */
+export const WatchWorkersRequestSchema: GenMessage<WatchWorkersRequest> = /*@__PURE__*/
+  messageDesc(file_sentinel_registry_v1_registry_service, 25);
+
+/**
+ * @generated from message sentinel.registry.v1.WatchWorkersResponse
+ */
+export type WatchWorkersResponse = Message<"sentinel.registry.v1.WatchWorkersResponse"> & {
+  /**
+   * @generated from field: sentinel.registry.v1.WorkerEvent event = 1;
+   */
+  event?: WorkerEvent | undefined;
+};
+
+/**
+ * Describes the message sentinel.registry.v1.WatchWorkersResponse.
+ * Use `create(WatchWorkersResponseSchema)` to create a new message.
+ */
+export const WatchWorkersResponseSchema: GenMessage<WatchWorkersResponse> = /*@__PURE__*/
+  messageDesc(file_sentinel_registry_v1_registry_service, 26);
+
+/**
+ * WorkerEvent is one change, numbered by the registry-wide revision.
+ *
+ * @generated from message sentinel.registry.v1.WorkerEvent
+ */
+export type WorkerEvent = Message<"sentinel.registry.v1.WorkerEvent"> & {
+  /**
+   * Strictly increasing across the registry, and across restarts.
+   *
+   * @generated from field: uint64 revision = 1;
+   */
+  revision: bigint;
+
+  /**
+   * @generated from field: sentinel.registry.v1.WorkerEventType type = 2;
+   */
+  type: WorkerEventType;
+
+  /**
+   * The worker as it was right after the event.
+   *
+   * @generated from field: sentinel.registry.v1.Worker worker = 3;
+   */
+  worker?: Worker | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp occurred_at = 4;
+   */
+  occurredAt?: Timestamp | undefined;
+
+  /**
+   * For HEALTH_CHANGED: the health before.
+   *
+   * @generated from field: sentinel.registry.v1.HealthStatus previous_health_status = 5;
+   */
+  previousHealthStatus: HealthStatus;
+};
+
+/**
+ * Describes the message sentinel.registry.v1.WorkerEvent.
+ * Use `create(WorkerEventSchema)` to create a new message.
+ */
+export const WorkerEventSchema: GenMessage<WorkerEvent> = /*@__PURE__*/
+  messageDesc(file_sentinel_registry_v1_registry_service, 27);
+
+/**
+ * ReleaseOutcome says what a ReleaseWorker call did.
+ *
+ * @generated from enum sentinel.registry.v1.ReleaseOutcome
+ */
+export enum ReleaseOutcome {
+  /**
+   * @generated from enum value: RELEASE_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The slot was freed and the outcome recorded.
+   *
+   * @generated from enum value: RELEASE_OUTCOME_RELEASED = 1;
+   */
+  RELEASED = 1,
+
+  /**
+   * A repeat: the reservation was already released; nothing changed.
+   *
+   * @generated from enum value: RELEASE_OUTCOME_ALREADY_RELEASED = 2;
+   */
+  ALREADY_RELEASED = 2,
+
+  /**
+   * The reservation had expired and its slot was already freed; the outcome
+   * was recorded.
+   *
+   * @generated from enum value: RELEASE_OUTCOME_EXPIRED = 3;
+   */
+  EXPIRED = 3,
+}
+
+/**
+ * Describes the enum sentinel.registry.v1.ReleaseOutcome.
+ */
+export const ReleaseOutcomeSchema: GenEnum<ReleaseOutcome> = /*@__PURE__*/
+  enumDesc(file_sentinel_registry_v1_registry_service, 0);
+
+/**
+ * WorkerEventType says what happened to a worker.
+ *
+ * @generated from enum sentinel.registry.v1.WorkerEventType
+ */
+export enum WorkerEventType {
+  /**
+   * @generated from enum value: WORKER_EVENT_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: WORKER_EVENT_TYPE_REGISTERED = 1;
+   */
+  REGISTERED = 1,
+
+  /**
+   * Task count, metrics or reservations changed.
+   *
+   * @generated from enum value: WORKER_EVENT_TYPE_UPDATED = 2;
+   */
+  UPDATED = 2,
+
+  /**
+   * @generated from enum value: WORKER_EVENT_TYPE_HEALTH_CHANGED = 3;
+   */
+  HEALTH_CHANGED = 3,
+
+  /**
+   * @generated from enum value: WORKER_EVENT_TYPE_UNREGISTERED = 4;
+   */
+  UNREGISTERED = 4,
+
+  /**
+   * @generated from enum value: WORKER_EVENT_TYPE_REMOVED_BY_CLEANUP = 5;
+   */
+  REMOVED_BY_CLEANUP = 5,
+}
+
+/**
+ * Describes the enum sentinel.registry.v1.WorkerEventType.
+ */
+export const WorkerEventTypeSchema: GenEnum<WorkerEventType> = /*@__PURE__*/
+  enumDesc(file_sentinel_registry_v1_registry_service, 1);
 
 /**
  * WorkerRegistryService registers workers, tracks their health from
@@ -627,6 +993,45 @@ export const WorkerRegistryService: GenService<{
     methodKind: "unary";
     input: typeof GetRegistryStatsRequestSchema;
     output: typeof GetRegistryStatsResponseSchema;
+  },
+  /**
+   * AcquireWorker picks the best-ranked matching worker with a free slot and
+   * takes that slot, in one transaction: two orchestrators can never overbook
+   * a worker. Among near-equal candidates the choice is random. When no worker
+   * fits it answers RESOURCE_EXHAUSTED, saying whether nothing matched or
+   * nothing had a free slot.
+   *
+   * @generated from rpc sentinel.registry.v1.WorkerRegistryService.AcquireWorker
+   */
+  acquireWorker: {
+    methodKind: "unary";
+    input: typeof AcquireWorkerRequestSchema;
+    output: typeof AcquireWorkerResponseSchema;
+  },
+  /**
+   * ReleaseWorker frees a reservation's slot and records the task's outcome,
+   * in one transaction. Idempotent: a repeat changes nothing and says so.
+   *
+   * @generated from rpc sentinel.registry.v1.WorkerRegistryService.ReleaseWorker
+   */
+  releaseWorker: {
+    methodKind: "unary";
+    input: typeof ReleaseWorkerRequestSchema;
+    output: typeof ReleaseWorkerResponseSchema;
+  },
+  /**
+   * WatchWorkers streams worker events in revision order, from start_revision
+   * (replayed from the retained log) and then live. A revision older than the
+   * log's retention window gives OUT_OF_RANGE: list again with
+   * DiscoverWorkers and watch from its revision + 1. A watcher that cannot
+   * keep up is ended with RESOURCE_EXHAUSTED.
+   *
+   * @generated from rpc sentinel.registry.v1.WorkerRegistryService.WatchWorkers
+   */
+  watchWorkers: {
+    methodKind: "server_streaming";
+    input: typeof WatchWorkersRequestSchema;
+    output: typeof WatchWorkersResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sentinel_registry_v1_registry_service, 0);

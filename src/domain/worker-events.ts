@@ -1,0 +1,80 @@
+import type { HealthStatus } from "./health.js";
+import type { StoredEvent, WorkerEventType } from "./registry-store.js";
+import type { WorkerView } from "./worker-view.js";
+
+/** One change to a worker, numbered by the registry-wide revision. */
+export interface WorkerEvent {
+  readonly revision: number;
+  readonly type: WorkerEventType;
+  /** The worker right after the event. */
+  readonly worker: WorkerView;
+  /** Wall-clock ms. */
+  readonly occurredAtMs: number;
+  /** For health_changed: the health before. */
+  readonly previousHealth?: HealthStatus;
+}
+
+/** What a watcher asks for. Only static or before/after-comparable conditions: see {@link eventMatches}. */
+export interface WatchFilter {
+  /** The worker must have all of them. */
+  readonly capabilities: readonly string[];
+  /** The worker's health before or after the event must be one of them; empty matches any. */
+  readonly healthStatuses: readonly HealthStatus[];
+}
+
+/**
+ * Whether a watcher with this filter gets the event. Health is compared
+ * before and after, so a watcher of healthy workers also sees the event that
+ * makes one degraded.
+ */
+export function eventMatches(filter: WatchFilter, event: WorkerEvent): boolean {
+  if (!filter.capabilities.every((capability) => event.worker.capabilities.includes(capability))) return false;
+  if (filter.healthStatuses.length === 0) return true;
+  return (
+    filter.healthStatuses.includes(event.worker.healthStatus) ||
+    (event.previousHealth !== undefined && filter.healthStatuses.includes(event.previousHealth))
+  );
+}
+
+/** The payload the log stores for an event. */
+export function encodeEventPayload(worker: WorkerView, previousHealth: HealthStatus | undefined): string {
+  return JSON.stringify(previousHealth === undefined ? { worker } : { worker, previousHealth });
+}
+
+/** An event read back from the log. */
+export function decodeStoredEvent(stored: StoredEvent): WorkerEvent {
+  const { worker, previousHealth } = JSON.parse(stored.payload) as { worker: WorkerView; previousHealth?: HealthStatus };
+  return {
+    revision: stored.revision,
+    type: stored.type,
+    worker,
+    occurredAtMs: stored.occurredAtMs,
+    ...(previousHealth === undefined ? {} : { previousHealth }),
+  };
+}
+
+/** Receives the live events of one watcher. */
+export type WatchListener = (event: WorkerEvent) => void;
+
+/** Fans live events out to watchers. Each listener decides what to do when its watcher falls behind. */
+export class WatchHub {
+  private readonly watchers = new Map<WatchListener, WatchFilter>();
+
+  /** The number of watchers. */
+  get size(): number {
+    return this.watchers.size;
+  }
+
+  /** Adds a watcher; the returned function removes it. */
+  subscribe(filter: WatchFilter, listener: WatchListener): () => void {
+    this.watchers.set(listener, filter);
+    return () => {
+      this.watchers.delete(listener);
+    };
+  }
+
+  /** Delivers an event to every watcher whose filter matches it. */
+  publish(event: WorkerEvent): void {
+    for (const [listener, filter] of this.watchers) if (eventMatches(filter, event)) listener(event);
+  }
+}

@@ -1,0 +1,69 @@
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Registry } from "prom-client";
+import type { Logger } from "../domain/logger.js";
+
+/** A bound HTTP server exposing Prometheus metrics. */
+export interface MetricsServer {
+  /** The port actually bound (useful with port 0). */
+  readonly port: number;
+  /** Stops accepting connections and resolves once open requests have finished. Safe to call more than once. */
+  close(): Promise<void>;
+}
+
+/**
+ * Serves `GET /metrics` (and HEAD) in Prometheus text format over plain
+ * HTTP; any other path answers 404 and another method on /metrics 405.
+ * Resolves once the port is bound.
+ * @param options.port 0 picks a free one.
+ * @throws the listen error (EADDRINUSE, EACCES, ...).
+ */
+export async function startMetricsServer(options: {
+  readonly host: string;
+  readonly port: number;
+  readonly registry: Registry;
+  readonly log: Logger;
+}): Promise<MetricsServer> {
+  const { registry, log } = options;
+  const server = createServer((request, response) => {
+    void answer(request, response, registry, log);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  log.info({ host: options.host, port }, "metrics serving");
+
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    close() {
+      closing ??= new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())));
+      return closing;
+    },
+  };
+}
+
+async function answer(request: IncomingMessage, response: ServerResponse, registry: Registry, log: Logger): Promise<void> {
+  // The host is irrelevant here; a base only makes the request target parseable.
+  const path = new URL(request.url ?? "/", "http://metrics").pathname;
+  if (path !== "/metrics") return reply(response, 404, "not found\n");
+  if (request.method !== "GET" && request.method !== "HEAD") return reply(response, 405, "method not allowed\n", { allow: "GET, HEAD" });
+  try {
+    const body = await registry.metrics();
+    response.writeHead(200, { "content-type": registry.contentType });
+    response.end(request.method === "HEAD" ? undefined : body);
+  } catch (error) {
+    log.error({ err: error }, "metrics scrape failed");
+    reply(response, 500, "internal error\n");
+  }
+}
+
+function reply(response: ServerResponse, code: number, body: string, headers: Record<string, string> = {}): void {
+  response.writeHead(code, { "content-type": "text/plain; charset=utf-8", ...headers });
+  response.end(body);
+}

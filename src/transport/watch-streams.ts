@@ -1,0 +1,96 @@
+import { create } from "@bufbuild/protobuf";
+import { status, type ServerWritableStream } from "@grpc/grpc-js";
+import { WatcherTooSlowError } from "../domain/errors.js";
+import type { Logger } from "../domain/logger.js";
+import type { WorkerEvent } from "../domain/worker-events.js";
+import type { WorkerRegistry } from "../domain/worker-registry.js";
+import {
+  WatchWorkersResponseSchema,
+  type WatchWorkersRequest,
+  type WatchWorkersResponse,
+} from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
+import { eventToProto, filterFromProto } from "./proto-mapping.js";
+import { statusForError } from "./status.js";
+
+type WatchCall = ServerWritableStream<WatchWorkersRequest, WatchWorkersResponse>;
+
+/**
+ * Serves WatchWorkers calls. Each watcher writes as fast as its connection
+ * takes (grpc-js's `write()` returning false means wait for `drain`); events
+ * that arrive meanwhile wait in a queue of at most `bufferEvents`. A watcher
+ * whose queue fills is ended with RESOURCE_EXHAUSTED, naming the revision to
+ * resume from, so a slow reader can never grow the server's memory.
+ */
+export class WatchStreams {
+  private readonly open = new Map<WatchCall, () => void>();
+
+  constructor(
+    private readonly registry: WorkerRegistry,
+    private readonly log: Logger,
+    private readonly bufferEvents: number,
+  ) {}
+
+  /** The number of open watch streams. */
+  get size(): number {
+    return this.open.size;
+  }
+
+  /** The grpc-js handler for WatchWorkers. */
+  readonly handle = (call: WatchCall): void => {
+    const queue: WorkerEvent[] = [];
+    let writable = true;
+    let finished = false;
+    let lastSent = 0;
+    let unsubscribe: (() => void) | undefined;
+    const release = () => {
+      finished = true;
+      this.open.delete(call);
+      unsubscribe?.();
+    };
+    const finish = (code: status, details: string) => {
+      if (finished) return;
+      release();
+      call.emit("error", { code, details });
+    };
+    const pump = () => {
+      while (writable && queue.length > 0 && !finished) {
+        const event = queue.shift()!;
+        lastSent = event.revision;
+        writable = call.write(create(WatchWorkersResponseSchema, { event: eventToProto(event) }));
+      }
+    };
+    this.open.set(call, () => finish(status.UNAVAILABLE, "registry is shutting down; resume the watch from your last revision"));
+    call.on("drain", () => {
+      writable = true;
+      pump();
+    });
+    call.on("cancelled", release);
+    call.on("error", release);
+
+    const listener = (event: WorkerEvent) => {
+      if (finished) return;
+      if (queue.length >= this.bufferEvents) {
+        const { code, details } = statusForError(new WatcherTooSlowError(queue.length, lastSent), this.log, "WatchWorkers");
+        finish(code, details);
+        return;
+      }
+      queue.push(event);
+      pump();
+    };
+    new Promise<() => void>((resolve) => resolve(this.registry.watch(filterFromProto(call.request.filter), Number(call.request.startRevision), listener))).then(
+      (stop) => {
+        if (finished) stop();
+        else unsubscribe = stop;
+      },
+      (error: unknown) => {
+        const { code, details } = statusForError(error, this.log, "WatchWorkers");
+        finish(code, details);
+      },
+    );
+  };
+
+  /** Ends every watch with UNAVAILABLE; watchers resume from their last revision elsewhere or later. */
+  closeAll(): void {
+    for (const end of [...this.open.values()]) end();
+  }
+}

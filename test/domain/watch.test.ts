@@ -1,0 +1,133 @@
+import { describe, expect, it } from "vitest";
+import { RevisionCompactedError } from "../../src/domain/errors.js";
+import type { WorkerEvent } from "../../src/domain/worker-events.js";
+import { createTestRegistry, NO_FILTER } from "../support/registry-fixture.js";
+
+const MINUTE = 60_000;
+const coder = { nodeId: "n", capabilities: ["coder"], maxConcurrentTasks: 3 };
+
+function collector(): { events: WorkerEvent[]; listener: (event: WorkerEvent) => void } {
+  const events: WorkerEvent[] = [];
+  return { events, listener: (event) => events.push(event) };
+}
+
+const summary = (events: WorkerEvent[]) => events.map((e) => `${e.revision} ${e.type} ${e.worker.healthStatus}`);
+
+describe("the revisioned event log and watchers", () => {
+  it("numbers every change, and health transitions, with strictly increasing revisions", async () => {
+    const { registry, clock } = await createTestRegistry();
+    const { events, listener } = collector();
+    await registry.watch(NO_FILTER, 0, listener);
+    const worker = await registry.registerWorker(coder);
+    await registry.updateTaskCount(worker.id, 2);
+    await registry.recordTaskCompletion(worker.id, true, 100);
+    clock.advance(10 * MINUTE);
+    // Nobody reads the worker: the schedule alone announces the transition.
+    await registry.tick();
+    registry.heartbeat(worker.id);
+    await registry.tick();
+    await registry.unregisterWorker(worker.id);
+    expect(summary(events)).toEqual([
+      "1 registered healthy",
+      "2 updated healthy",
+      "3 updated healthy",
+      "4 health_changed degraded",
+      "5 health_changed healthy",
+      "6 unregistered healthy",
+    ]);
+    expect(events[1]!.worker.currentTasks).toBe(2);
+    expect(events[2]!.worker.metrics.tasksCompleted).toBe(1);
+    expect(events[3]!.previousHealth).toBe("healthy");
+    expect(registry.getRegistryStats().revision).toBe(6);
+  });
+
+  it("a refused change writes no event", async () => {
+    const { registry } = await createTestRegistry();
+    const worker = await registry.registerWorker(coder);
+    await expect(registry.updateTaskCount(worker.id, 9)).rejects.toThrow();
+    expect(registry.getRegistryStats().revision).toBe(1);
+  });
+
+  it("resumes from a revision: the replay and the live events meet without gaps or repeats", async () => {
+    const { registry } = await createTestRegistry();
+    const worker = await registry.registerWorker(coder);
+    for (let i = 0; i < 5; i++) await registry.recordTaskCompletion(worker.id, true, 10);
+    const { events, listener } = collector();
+    await registry.watch(NO_FILTER, 3, listener);
+    await registry.updateTaskCount(worker.id, 1);
+    expect(events.map((e) => e.revision)).toEqual([3, 4, 5, 6, 7]);
+    expect(events[0]!.worker.metrics.tasksCompleted).toBe(2);
+  });
+
+  it("filters by capability, and by health before or after the event", async () => {
+    const { registry, clock } = await createTestRegistry();
+    const { events, listener } = collector();
+    await registry.watch({ ...NO_FILTER, capabilities: ["coder"], healthStatuses: ["healthy"] }, 0, listener);
+    await registry.registerWorker({ ...coder, capabilities: ["painter"] });
+    const worker = await registry.registerWorker(coder);
+    clock.advance(10 * MINUTE);
+    await registry.tick();
+    clock.advance(6 * MINUTE);
+    await registry.tick();
+    // healthy -> degraded is seen (it was healthy before); degraded -> unhealthy is not.
+    expect(summary(events)).toEqual(["2 registered healthy", "4 health_changed degraded"]);
+    expect(events.every((e) => e.worker.id === worker.id)).toBe(true);
+  });
+
+  it("answers OUT_OF_RANGE for a revision older than the retention window", async () => {
+    const { registry, clock } = await createTestRegistry({ eventTtlMs: MINUTE });
+    const worker = await registry.registerWorker(coder);
+    await registry.updateTaskCount(worker.id, 1);
+    clock.advance(2 * MINUTE);
+    await registry.updateTaskCount(worker.id, 1);
+    await registry.pruneEventLog();
+    await expect(registry.watch(NO_FILTER, 1, () => {})).rejects.toThrow(RevisionCompactedError);
+    await expect(registry.watch(NO_FILTER, 2, () => {})).rejects.toThrow(/revision 2 is no longer in the event log \(the oldest kept is 3\)/);
+    const { events, listener } = collector();
+    await registry.watch(NO_FILTER, 3, listener);
+    expect(events.map((e) => e.revision)).toEqual([3]);
+  });
+
+  it("removal by cleanup is an event too", async () => {
+    const { registry, clock } = await createTestRegistry({ maxEvictionShare: 1 });
+    const { events, listener } = collector();
+    await registry.watch(NO_FILTER, 0, listener);
+    await registry.registerWorker(coder);
+    clock.advance(16 * MINUTE);
+    await registry.cleanup();
+    expect(summary(events)).toEqual(["1 registered healthy", "2 health_changed unhealthy", "3 removed unhealthy"]);
+  });
+});
+
+describe("instant failure detection", () => {
+  it("a failed last stream degrades the worker at once, with an event; its next heartbeat heals it", async () => {
+    const { registry, clock } = await createTestRegistry();
+    const { events, listener } = collector();
+    const worker = await registry.registerWorker(coder);
+    await registry.watch(NO_FILTER, 0, listener);
+    registry.heartbeatAck(worker.id);
+    registry.streamBound(worker.id);
+    registry.streamBound(worker.id);
+    registry.streamEnded(worker.id, true);
+    expect(registry.getWorker(worker.id).healthStatus).toBe("healthy");
+    registry.streamEnded(worker.id, true);
+    expect(registry.getWorker(worker.id).healthStatus).toBe("degraded");
+    await registry.tick();
+    expect(summary(events)).toEqual(["2 health_changed degraded"]);
+    // The thresholds still decide the rest: unhealthy 15 minutes after the last heartbeat, not sooner.
+    clock.advance(15 * MINUTE);
+    expect(registry.getWorker(worker.id).healthStatus).toBe("degraded");
+    clock.advance(1);
+    expect(registry.getWorker(worker.id).healthStatus).toBe("unhealthy");
+    registry.heartbeatAck(worker.id);
+    expect(registry.getWorker(worker.id).healthStatus).toBe("healthy");
+  });
+
+  it("a clean end of a stream is not a failure", async () => {
+    const { registry } = await createTestRegistry();
+    const worker = await registry.registerWorker(coder);
+    registry.streamBound(worker.id);
+    registry.streamEnded(worker.id, false);
+    expect(registry.getWorker(worker.id).healthStatus).toBe("healthy");
+  });
+});
