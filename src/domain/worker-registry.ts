@@ -4,7 +4,6 @@ import {
   InvalidArgumentError,
   NoWorkerAvailableError,
   ReservationNotFoundError,
-  RevisionCompactedError,
   ShuttingDownError,
   TaskCountOutOfRangeError,
   WorkerNotFoundError,
@@ -13,7 +12,8 @@ import { EvictionGuard, type EvictionStatus } from "./eviction-guard.js";
 import { healthForAge, healthTier, nextTransitionAge, type HealthStatus } from "./health.js";
 import type { Logger } from "./logger.js";
 import type { CompiledRegistryOptions } from "./registry-options.js";
-import { DuplicateWorkerIdError, type EventDraft, type RegistryStore, type WorkerEventType } from "./registry-store.js";
+import { EventLog, type PendingEvent } from "./event-log.js";
+import { DuplicateWorkerIdError, type EventDraft, type RegistryStore } from "./registry-store.js";
 import { scoreWorker, type Score } from "./scoring.js";
 import {
   validateDuration,
@@ -25,7 +25,7 @@ import {
   type FilterInput,
   type RegistrationInput,
 } from "./validation.js";
-import { decodeStoredEvent, encodeEventPayload, eventMatches, WatchHub, type WatchFilter, type WatchListener, type WorkerEvent } from "./worker-events.js";
+import type { WatchListener } from "./worker-events.js";
 import type { WorkerRecord } from "./worker-record.js";
 import type { RankedWorkerView, WorkerView } from "./worker-view.js";
 
@@ -105,7 +105,6 @@ export const DEFAULT_RANK_LIMIT = 100;
 const ATTEMPTS = 3;
 /** AcquireWorker considers this many of the best candidates for its random choice among near-ties. */
 const ACQUIRE_CANDIDATES = 16;
-const EVENT_PAGE = 1000;
 const PRUNE_BATCH = 10_000;
 
 /** The in-memory serving state of one worker. */
@@ -141,14 +140,6 @@ interface ScheduleEntry<T> {
   readonly atMono: number;
 }
 
-/** An event about to be written: its snapshot is taken when it happens. */
-interface PendingEvent {
-  readonly type: WorkerEventType;
-  readonly worker: WorkerView;
-  readonly occurredAtMs: number;
-  readonly previousHealth?: HealthStatus;
-}
-
 /**
  * The registry's rules: registration, heartbeats, health tiers, task
  * accounting, metrics, discovery, ranking, slot reservations, the revisioned
@@ -181,15 +172,7 @@ export class WorkerRegistry {
   private totals = { capacity: 0, used: 0, completed: 0, failed: 0 };
   private pendingHeartbeats = new Map<string, number>();
   private flushing: Promise<void> | undefined;
-  /** Health transitions not yet in the log. */
-  private pendingEvents: PendingEvent[] = [];
-  private writingEvents: Promise<void> | undefined;
-  private readonly hub = new WatchHub();
-  /** Events written but held until every lower revision has been published, so watchers see revision order. */
-  private readonly unpublished = new Map<number, WorkerEvent>();
-  private publishedRevision: number;
-  private revision: number;
-  private compactedRevision: number;
+  private readonly events: EventLog;
   private readonly guard: EvictionGuard;
   private recoveredReservations: { readonly reservation: LiveReservation; readonly remainingMs: number }[] = [];
   private timers: NodeJS.Timeout[] = [];
@@ -202,9 +185,7 @@ export class WorkerRegistry {
     revision: number,
     compactedRevision: number,
   ) {
-    this.revision = revision;
-    this.publishedRevision = revision;
-    this.compactedRevision = compactedRevision;
+    this.events = new EventLog(deps.store, { revision, compactedRevision });
     const { options } = deps;
     this.guard = new EvictionGuard(deps.clock, deps.log, {
       intakeWindowMs: options.heartbeatIntervalMs,
@@ -234,10 +215,10 @@ export class WorkerRegistry {
     }
     if (recovered.expired.length > 0) {
       const now = deps.clock.now();
-      await registry.commit(
+      await registry.events.commit(
         recovered.expired.map((record) => ({ type: "removed", worker: registry.recordView(record, "unhealthy"), occurredAtMs: now })),
-        (drafts) => deps.store.deleteWorkers(recovered.expired.map((record, i) => ({ id: record.id, event: drafts[i]! })), []),
-        () => true,
+        (drafts: EventDraft[]) => deps.store.deleteWorkers(recovered.expired.map((record, i) => ({ id: record.id, event: drafts[i]! })), []),
+        eventsOfDeleted,
       );
     }
     deps.log.info(
@@ -301,7 +282,7 @@ export class WorkerRegistry {
       };
       const event: PendingEvent = { type: "registered", worker: this.recordView(record, "healthy"), occurredAtMs: now };
       try {
-        await this.commit([event], async (drafts) => ({ revision: await this.deps.store.insertWorker(record, drafts) }), () => true);
+        await this.events.commit([event], async (drafts) => ({ revision: await this.deps.store.insertWorker(record, drafts) }), all);
       } catch (error) {
         if (error instanceof DuplicateWorkerIdError && attempt < ATTEMPTS) continue;
         throw error;
@@ -322,10 +303,10 @@ export class WorkerRegistry {
     this.assertOpen();
     const worker = this.find(workerId);
     const event: PendingEvent = { type: "unregistered", worker: this.view(worker), occurredAtMs: this.deps.clock.now() };
-    const { deleted } = await this.commit(
+    const { deleted } = await this.events.commit(
       [event],
-      (drafts) => this.deps.store.deleteWorkers([{ id: worker.id, event: drafts[0]! }], []),
-      (result) => result.deleted.length > 0,
+      (drafts: EventDraft[]) => this.deps.store.deleteWorkers([{ id: worker.id, event: drafts[0]! }], []),
+      eventsOfDeleted,
     );
     if (deleted.length === 0) throw new WorkerNotFoundError(workerId);
     this.remove(worker);
@@ -389,7 +370,7 @@ export class WorkerRegistry {
       throw new TaskCountOutOfRangeError(workerId, worker.currentTasks, delta, worker.maxConcurrentTasks, reserved);
     }
     const event = this.updatedEvent(worker, { currentTasks: target });
-    const result = await this.commit([event], (drafts) => this.deps.store.adjustTaskCount(workerId, delta, drafts), (r) => r.status === "ok");
+    const result = await this.events.commit([event], (drafts) => this.deps.store.adjustTaskCount(workerId, delta, drafts), (r, evs) => (r.status === "ok" ? evs : []));
     if (result.status === "not-found") throw new WorkerNotFoundError(workerId);
     if (result.status === "out-of-range") {
       throw new TaskCountOutOfRangeError(workerId, result.currentTasks, delta, result.maxConcurrentTasks, result.reservedTasks);
@@ -408,10 +389,10 @@ export class WorkerRegistry {
     validateDuration(durationMs, this.deps.options.limits);
     const worker = this.find(workerId);
     const event = this.updatedEvent(worker, withCompletion(worker, success, durationMs));
-    const { counters } = await this.commit(
+    const { counters } = await this.events.commit(
       [event],
       (drafts) => this.deps.store.recordCompletion(workerId, success, durationMs, drafts),
-      (r) => r.counters !== undefined,
+      (r, evs) => (r.counters !== undefined ? evs : []),
     );
     if (counters === undefined) throw new WorkerNotFoundError(workerId);
     this.setCounters(worker, counters);
@@ -439,7 +420,7 @@ export class WorkerRegistry {
       this.setCurrentTasks(worker, worker.currentTasks + 1);
       let result: Awaited<ReturnType<RegistryStore["acquireSlot"]>>;
       try {
-        result = await this.commit([event], (drafts) => this.deps.store.acquireSlot(record, drafts), (r) => r.status === "ok");
+        result = await this.events.commit([event], (drafts) => this.deps.store.acquireSlot(record, drafts), (r, evs) => (r.status === "ok" ? evs : []));
       } catch (error) {
         this.setCurrentTasks(worker, worker.currentTasks - 1);
         throw error;
@@ -495,10 +476,10 @@ export class WorkerRegistry {
 
     const completed = withCompletion(worker, success, durationMs);
     const event = this.updatedEvent(worker, known.state === "active" ? { ...completed, currentTasks: worker.currentTasks - 1 } : completed);
-    const result = await this.commit(
+    const result = await this.events.commit(
       [event],
       (drafts) => this.deps.store.releaseReservation(reservationId, { success, durationMs, atMs }, drafts),
-      (r) => r.status === "released" || r.status === "expired",
+      (r, evs) => (r.status === "released" || r.status === "expired" ? evs : []),
     );
     switch (result.status) {
       case "not-found":
@@ -543,7 +524,7 @@ export class WorkerRegistry {
     return {
       workers: page.map((w) => this.view(w, now)),
       nextPageToken: hasMore ? page[page.length - 1]!.id : "",
-      revision: this.revision,
+      revision: this.events.revision,
     };
   }
 
@@ -578,7 +559,7 @@ export class WorkerRegistry {
       tasksCompleted: completed,
       tasksFailed: failed,
       successRate: completed + failed === 0 ? 0 : completed / (completed + failed),
-      revision: this.revision,
+      revision: this.events.revision,
       activeReservations: this.reservations.size,
       eviction: this.guard.status(),
     };
@@ -586,7 +567,7 @@ export class WorkerRegistry {
 
   /** The number of open watchers. */
   get watcherCount(): number {
-    return this.hub.size;
+    return this.events.watcherCount;
   }
 
   /**
@@ -603,44 +584,7 @@ export class WorkerRegistry {
     if (filter.minAvailableCapacity !== 0) {
       throw new InvalidArgumentError("filter.min_available_capacity", "is not supported by WatchWorkers: it must be 0");
     }
-    const watchFilter: WatchFilter = { capabilities: filter.capabilities, healthStatuses: filter.healthStatuses };
-    // Subscribe before reading the log: live events that overlap the replay are dropped by revision.
-    const buffered: WorkerEvent[] = [];
-    let live = false;
-    let lastSent = startRevision === 0 ? this.publishedRevision : startRevision - 1;
-    const unsubscribe = this.hub.subscribe(watchFilter, (event) => {
-      if (!live) buffered.push(event);
-      else if (event.revision > lastSent) {
-        lastSent = event.revision;
-        listener(event);
-      }
-    });
-    try {
-      if (startRevision > 0) {
-        this.assertRetained(startRevision);
-        for (;;) {
-          const page = await this.deps.store.readEvents(lastSent + 1, EVENT_PAGE);
-          // Pruning may have run while the replay was reading.
-          if (page.length > 0 && page[0]!.revision > lastSent + 1) this.assertRetained(lastSent + 1);
-          for (const stored of page) {
-            const event = decodeStoredEvent(stored);
-            lastSent = event.revision;
-            if (eventMatches(watchFilter, event)) listener(event);
-          }
-          if (page.length < EVENT_PAGE) break;
-        }
-      }
-    } catch (error) {
-      unsubscribe();
-      throw error;
-    }
-    for (const event of buffered) {
-      if (event.revision <= lastSent) continue;
-      lastSent = event.revision;
-      listener(event);
-    }
-    live = true;
-    return unsubscribe;
+    return this.events.watch({ capabilities: filter.capabilities, healthStatuses: filter.healthStatuses }, startRevision, listener);
   }
 
   /**
@@ -659,7 +603,7 @@ export class WorkerRegistry {
     }
     this.advance();
     await this.expireReservations();
-    await this.writePendingEvents();
+    await this.events.flush();
   }
 
   /**
@@ -679,7 +623,8 @@ export class WorkerRegistry {
       if (now - worker.lastSeenMono > this.deps.options.workerTtlMs) this.expired.add(worker);
       else this.scheduleNext(worker, now);
     }
-    if (this.pendingEvents.length > 0) void this.writePendingEvents();
+    // Transitions are written in the background; a storage fault keeps them queued for the next write.
+    this.events.flush().catch((error: unknown) => this.deps.log.warn({ err: error }, "could not write health events; will retry"));
   }
 
   /**
@@ -699,10 +644,10 @@ export class WorkerRegistry {
       const batch = [...take(this.expired, Math.min(budget, this.deps.options.cleanupBatchSize))];
       const now = this.deps.clock.now();
       const events = batch.map((worker): PendingEvent => ({ type: "removed", worker: this.view(worker), occurredAtMs: now }));
-      await this.commit(
+      await this.events.commit(
         events,
-        (drafts) => this.deps.store.deleteWorkers(batch.map((worker, i) => ({ id: worker.id, event: drafts[i]! })), []),
-        () => true,
+        (drafts: EventDraft[]) => this.deps.store.deleteWorkers(batch.map((worker, i) => ({ id: worker.id, event: drafts[i]! })), []),
+        eventsOfDeleted,
       );
       for (const worker of batch) {
         this.remove(worker);
@@ -739,8 +684,7 @@ export class WorkerRegistry {
   /** Deletes events older than the event TTL, and reservations that ended more than a reservation TTL ago. */
   async pruneEventLog(): Promise<void> {
     const now = this.deps.clock.now();
-    const compacted = await this.deps.store.prune(now - this.deps.options.eventTtlMs, now - this.deps.options.reservationTtlMs, PRUNE_BATCH);
-    this.compactedRevision = Math.max(this.compactedRevision, compacted);
+    await this.events.prune(now - this.deps.options.eventTtlMs, now - this.deps.options.reservationTtlMs, PRUNE_BATCH);
   }
 
   /** True once {@link close} has begun. */
@@ -756,7 +700,7 @@ export class WorkerRegistry {
     this.timers = [];
     await this.flushing;
     await this.flushHeartbeats();
-    await this.writePendingEvents().catch((error: unknown) => this.deps.log.warn({ err: error }, "could not write the last events"));
+    await this.events.flush().catch((error: unknown) => this.deps.log.warn({ err: error }, "could not write the last events"));
   }
 
   private touch(workerId: string): LiveWorker {
@@ -869,10 +813,10 @@ export class WorkerRegistry {
     const freedPerWorker = new Map<LiveWorker, number>();
     for (const { worker } of due) freedPerWorker.set(worker, (freedPerWorker.get(worker) ?? 0) + 1);
     const events = [...freedPerWorker].map(([worker, freed]) => this.updatedEvent(worker, { currentTasks: worker.currentTasks - freed }));
-    const { expired } = await this.commit(
+    const { expired } = await this.events.commit(
       events,
       (drafts) => this.deps.store.expireReservations(due.map((r) => r.id), this.deps.clock.now(), drafts),
-      (r) => r.expired.length > 0,
+      (r, evs) => (r.expired.length > 0 ? evs : []),
     );
     for (const id of expired) {
       const reservation = this.reservations.get(id);
@@ -882,66 +826,6 @@ export class WorkerRegistry {
       this.counters.reservationsExpired++;
       this.deps.log.info({ reservationId: id, workerId: reservation.worker.id }, "reservation expired; slot freed");
     }
-  }
-
-  /**
-   * Writes a change through the store with the events that describe it, then
-   * publishes those events. Health transitions waiting to be written go first,
-   * so the log stays in the order things happened. `wrote` tells from the
-   * store's result whether the change (and so its events) was written.
-   */
-  private async commit<T extends { readonly revision: number }>(
-    events: readonly PendingEvent[],
-    write: (drafts: EventDraft[]) => Promise<T>,
-    wrote: (result: T) => boolean,
-  ): Promise<T> {
-    await this.writePendingEvents();
-    const drafts = events.map(toDraft);
-    const result = await write(drafts);
-    this.revision = Math.max(this.revision, result.revision);
-    if (wrote(result)) this.publish(events, result.revision);
-    return result;
-  }
-
-  /** Writes the health transitions announced since the last write, in one transaction. */
-  private writePendingEvents(): Promise<void> {
-    if (this.writingEvents) return this.writingEvents.then(() => this.writePendingEvents());
-    if (this.pendingEvents.length === 0) return Promise.resolve();
-    const events = this.pendingEvents;
-    this.pendingEvents = [];
-    this.writingEvents = this.deps.store
-      .appendEvents(events.map(toDraft))
-      .then(
-        (revision) => {
-          this.revision = Math.max(this.revision, revision);
-          this.publish(events, revision);
-        },
-        (error: unknown) => {
-          this.pendingEvents = [...events, ...this.pendingEvents];
-          throw error;
-        },
-      )
-      .finally(() => {
-        this.writingEvents = undefined;
-      });
-    return this.writingEvents;
-  }
-
-  /** Publishes written events (numbered up to `lastRevision`) to watchers, strictly in revision order. */
-  private publish(events: readonly PendingEvent[], lastRevision: number): void {
-    events.forEach((event, i) => {
-      const revision = lastRevision - events.length + 1 + i;
-      this.unpublished.set(revision, { ...event, revision });
-    });
-    for (let next = this.unpublished.get(this.publishedRevision + 1); next !== undefined; next = this.unpublished.get(this.publishedRevision + 1)) {
-      this.unpublished.delete(next.revision);
-      this.publishedRevision = next.revision;
-      this.hub.publish(next);
-    }
-  }
-
-  private assertRetained(revision: number): void {
-    if (revision <= this.compactedRevision) throw new RevisionCompactedError(revision, this.compactedRevision + 1);
   }
 
   /** The workers that pass the filter; walks the smallest capability set, never the whole fleet when a capability is given. */
@@ -978,7 +862,7 @@ export class WorkerRegistry {
     worker.health = to;
     this.deps.log.info({ workerId: worker.id, from, to }, "worker health changed");
     const view = { ...this.view(worker), healthStatus: to };
-    this.pendingEvents.push({ type: "health_changed", worker: view, occurredAtMs: this.deps.clock.now(), previousHealth: from });
+    this.events.enqueue({ type: "health_changed", worker: view, occurredAtMs: this.deps.clock.now(), previousHealth: from });
   }
 
   private scheduleNext(worker: LiveWorker, now: number): void {
@@ -1066,13 +950,15 @@ function describeShortage(filter: FilterInput, statuses: readonly HealthStatus[]
   return `${matched} worker${matched === 1 ? "" : "s"} match ${wanted}, but none has ${slotsNeeded} free slot${slotsNeeded === 1 ? "" : "s"}`;
 }
 
-function toDraft(event: PendingEvent): EventDraft {
-  return {
-    type: event.type,
-    workerId: event.worker.id,
-    occurredAtMs: event.occurredAtMs,
-    payload: encodeEventPayload(event.worker, event.previousHealth),
-  };
+/** All the events of a change: it was written whole. */
+function all(_result: unknown, events: readonly PendingEvent[]): readonly PendingEvent[] {
+  return events;
+}
+
+/** The events of the workers a batch delete actually deleted. */
+function eventsOfDeleted(result: { readonly deleted: readonly string[] }, events: readonly PendingEvent[]): readonly PendingEvent[] {
+  const deleted = new Set(result.deleted);
+  return events.filter((event) => deleted.has(event.worker.id));
 }
 
 function* filterIterable<T>(items: Iterable<T>, keep: (item: T) => boolean): Iterable<T> {
