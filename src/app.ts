@@ -1,15 +1,22 @@
 import { randomBytes as cryptoRandomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import type { LevelWithSilent } from "pino";
 import { systemClock, type Clock } from "./domain/clock.js";
+import { ConfigError } from "./domain/errors.js";
 import type { Logger } from "./domain/logger.js";
 import { compileRegistryOptions, type RegistryOptions } from "./domain/registry-options.js";
 import { createReservationIdGenerator, createWorkerIdGenerator, type RandomBytes } from "./domain/worker-id.js";
 import { WorkerRegistry } from "./domain/worker-registry.js";
 import { createLogger } from "./log.js";
 import { openSqliteStore } from "./store/sqlite-store.js";
+import { createDashboardRoutes, DASHBOARD_PATH } from "./dashboard/dashboard-routes.js";
 import { startMetricsServer, type MetricsServer } from "./metrics/metrics-server.js";
 import { createRegistryMetrics } from "./metrics/registry-metrics.js";
-import { startGrpcServer } from "./transport/grpc-server.js";
+import { authorize } from "./security/access-policy.js";
+import { Authenticator } from "./security/authenticator.js";
+import { loadTokenFile } from "./security/token-file.js";
+import { DEFAULT_KEEPALIVE, startGrpcServer, type KeepaliveOptions, type TransportLimits } from "./transport/grpc-server.js";
 
 /** Options of a registry server. Every field is optional. */
 export interface ServeOptions {
@@ -40,13 +47,47 @@ export interface ServeOptions {
   /** Uniform randomness in [0, 1) for AcquireWorker's choice among near-equal workers. Default Math.random. */
   random?: () => number;
   /**
-   * Port of the Prometheus endpoint (`GET /metrics` over plain HTTP); 0 picks
-   * a free one. Default undefined: no metrics server, and RPCs are not timed.
+   * Port of the Prometheus endpoint (`GET /metrics` over plain HTTP), which
+   * also serves the operator dashboard at `/dashboard/`; 0 picks a free one.
+   * Default undefined: no metrics server nor dashboard, and RPCs are not timed.
    */
   metricsPort?: number;
   /** Interface the metrics endpoint binds. Default the same as `host`. */
   metricsHost?: string;
+  /** Security: TLS, tokens, and whether plaintext off loopback is allowed. */
+  security?: SecurityOptions;
+  /** Limits on calls and messages. */
+  limits?: Partial<TransportLimits>;
+  /** Server keepalive pings, which detect half-open connections. Default every 30 s, 10 s to answer. */
+  keepalive?: Partial<KeepaliveOptions>;
 }
+
+/** How the server is secured. Every field is optional; the defaults suit local development on loopback. */
+export interface SecurityOptions {
+  /** PEM certificate chain file: serve TLS (with `tlsKeyFile`). */
+  tlsCertFile?: string;
+  /** PEM private key file of the certificate. */
+  tlsKeyFile?: string;
+  /** PEM CA file: require client certificates signed by it (mutual TLS). Needs TLS. */
+  tlsClientCaFile?: string;
+  /** Tokens file (`ROLE TOKEN` per line): turns authentication on. Reload it with {@link RegistryServer.reloadTokens}. */
+  tokensFile?: string;
+  /** Allow plaintext without tokens on a non-loopback address. Default false: refused, since anyone who can reach it could steal tasks or evict the fleet. */
+  insecure?: boolean;
+  /** Require a token for grpc.health.v1. Default false: probes and load balancers rarely carry tokens, and health tells nothing secret. */
+  authenticateHealth?: boolean;
+  /** Require a token for server reflection. Default false: it shows only the public contract, and operators debug with it. */
+  authenticateReflection?: boolean;
+}
+
+/** The default limits. Streams are sized for real fleets: a worker process holds one stream, a host may run hundreds. */
+export const DEFAULT_TRANSPORT_LIMITS: TransportLimits = {
+  maxStreamsPerConnection: 1000,
+  maxStreams: 50_000,
+  maxWatchers: 1000,
+  registrationsPerSecondPerPeer: 1000,
+  maxMessageBytes: 1024 * 1024,
+};
 
 /** A running registry server. */
 export interface RegistryServer {
@@ -58,6 +99,12 @@ export interface RegistryServer {
   readonly registry: WorkerRegistry;
   /** The bound port of the metrics endpoint, or undefined when `metricsPort` was not set. */
   readonly metricsPort: number | undefined;
+  /**
+   * Reads the tokens file again and swaps the role tokens (on SIGHUP), so
+   * tokens rotate without a restart. A file that cannot be read or parsed
+   * leaves the current tokens in place and rejects.
+   */
+  reloadTokens(): void;
   /**
    * Graceful shutdown: stops accepting calls, ends heartbeat streams with
    * UNAVAILABLE, waits for calls in flight (up to the grace), writes pending
@@ -75,10 +122,22 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
   const clock = options.clock ?? systemClock;
   const log = options.logger ?? createLogger(options.logLevel ?? "info");
   const registryOptions = compileRegistryOptions(options.registry);
+  const host = options.host ?? "localhost";
+  const security = options.security ?? {};
+  const tls = readTls(security);
+  const roleTokens = security.tokensFile === undefined ? undefined : loadTokenFile(security.tokensFile);
+  if (!isLoopback(host) && tls === undefined && roleTokens === undefined && !security.insecure) {
+    throw new ConfigError(
+      `refusing to serve ${host} in plaintext without tokens: anyone who can reach it could register workers, steal tasks ` +
+        `or evict the fleet. Configure --tls-cert/--tls-key and/or --tokens-file, or pass --insecure to accept the risk`,
+    );
+  }
+  const limits = { ...DEFAULT_TRANSPORT_LIMITS, ...options.limits };
   const dbPath = options.dbPath ?? "data/registry.db";
   const store = openSqliteStore({ path: dbPath, synchronous: options.synchronous ?? "normal" });
   let registry: WorkerRegistry;
   let server: Awaited<ReturnType<typeof startGrpcServer>>;
+  let authenticator: Authenticator;
   const metricsPort = options.metricsPort;
   // The source reads lazily: nothing can scrape before the registry and the gRPC server exist.
   const metrics =
@@ -97,16 +156,27 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
       options: registryOptions,
       newWorkerId: createWorkerIdGenerator(clock, options.randomBytes ?? cryptoRandomBytes),
       newReservationId: createReservationIdGenerator(clock, options.randomBytes ?? cryptoRandomBytes),
+      newWorkerSecret: () => Buffer.from((options.randomBytes ?? cryptoRandomBytes)(32)).toString("base64url"),
       random: options.random ?? Math.random,
     });
+    const live = registry;
+    authenticator = new Authenticator(roleTokens, (workerId) => live.workerTokenHash(workerId));
     server = await startGrpcServer({
-      host: options.host ?? "localhost",
+      host,
       port: options.port ?? 50051,
       registry,
       clock,
       log,
       watchBufferEvents: registryOptions.watchBufferEvents,
       observeRpc: metrics?.observeRpc,
+      security: {
+        ...(tls === undefined ? {} : { tls }),
+        authenticator,
+        authenticateHealth: security.authenticateHealth ?? false,
+        authenticateReflection: security.authenticateReflection ?? false,
+      },
+      limits,
+      keepalive: { ...DEFAULT_KEEPALIVE, ...options.keepalive },
     });
   } catch (error) {
     await store.close();
@@ -114,12 +184,35 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
   }
   // The grace for recovered workers starts now that calls can arrive, not when start-up began.
   registry.beginServing();
-  const host = options.host ?? "localhost";
   const address = `${host.includes(":") ? `[${host}]` : host}:${server.port}`;
   let metricsServer: MetricsServer | undefined;
   if (metrics !== undefined && metricsPort !== undefined) {
     try {
-      metricsServer = await startMetricsServer({ host: options.metricsHost ?? host, port: metricsPort, registry: metrics.registry, log });
+      // The dashboard shares the metrics port: one plain-HTTP server for operators.
+      const dashboard = createDashboardRoutes({
+        registry,
+        scoring: registryOptions.scoring,
+        thresholds: {
+          healthyThresholdMs: registryOptions.healthyThresholdMs,
+          degradedThresholdMs: registryOptions.degradedThresholdMs,
+          heartbeatIntervalMs: registryOptions.heartbeatIntervalMs,
+        },
+        clock,
+        log,
+        feed: { snapshotPageSize: registryOptions.limits.maxPageSize },
+        // With tokens on, the feed needs a token that may read the fleet, as DiscoverWorkers does.
+        authorize: (request) => {
+          try {
+            const value = request.headers.authorization;
+            authorize(authenticator.authenticate(value === undefined ? [] : [value]), "read-fleet");
+            return true;
+          } catch {
+            return false;
+          }
+        },
+      });
+      metricsServer = await startMetricsServer({ host: options.metricsHost ?? host, port: metricsPort, registry: metrics.registry, log, routes: dashboard });
+      log.info({ port: metricsServer.port, path: DASHBOARD_PATH }, "dashboard serving");
     } catch (error) {
       await server.shutdown(0);
       await registry.close();
@@ -127,7 +220,17 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
       throw error;
     }
   }
-  log.info({ address, dbPath, synchronous: options.synchronous ?? "normal", workers: registry.getRegistryStats().totalWorkers }, "registry serving");
+  log.info(
+    {
+      address,
+      dbPath,
+      synchronous: options.synchronous ?? "normal",
+      tls: tls === undefined ? "off" : tls.clientCa === undefined ? "on" : "mutual",
+      authentication: authenticator.enabled ? `${authenticator.roleTokenCount} role tokens` : "off",
+      workers: registry.getRegistryStats().totalWorkers,
+    },
+    "registry serving",
+  );
 
   let closing: Promise<void> | undefined;
   return {
@@ -135,6 +238,12 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
     address,
     registry,
     metricsPort: metricsServer?.port,
+    reloadTokens() {
+      if (security.tokensFile === undefined) throw new ConfigError("no tokens file is configured; nothing to reload");
+      const tokens = loadTokenFile(security.tokensFile);
+      authenticator.replaceRoleTokens(tokens);
+      log.info({ roleTokens: tokens.length }, "tokens reloaded");
+    },
     close() {
       closing ??= (async () => {
         log.info({}, "registry shutting down");
@@ -147,4 +256,33 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
       return closing;
     },
   };
+}
+
+function readTls(security: SecurityOptions): { cert: Buffer; key: Buffer; clientCa?: Buffer } | undefined {
+  const { tlsCertFile, tlsKeyFile, tlsClientCaFile } = security;
+  if (tlsCertFile === undefined && tlsKeyFile === undefined) {
+    if (tlsClientCaFile !== undefined) throw new ConfigError("--tls-client-ca needs TLS: give --tls-cert and --tls-key too");
+    return undefined;
+  }
+  if (tlsCertFile === undefined || tlsKeyFile === undefined) throw new ConfigError("TLS needs both --tls-cert and --tls-key");
+  const read = (flag: string, path: string) => {
+    try {
+      return readFileSync(path);
+    } catch (error) {
+      throw new ConfigError(`${flag}: cannot read ${path}: ${(error as Error).message}`);
+    }
+  };
+  return {
+    cert: read("--tls-cert", tlsCertFile),
+    key: read("--tls-key", tlsKeyFile),
+    ...(tlsClientCaFile === undefined ? {} : { clientCa: read("--tls-client-ca", tlsClientCaFile) }),
+  };
+}
+
+/** Whether an address to bind reaches this machine only. */
+function isLoopback(host: string): boolean {
+  const bare = host.replace(/^\[(.*)\]$/, "$1");
+  if (bare === "localhost") return true;
+  if (isIP(bare) === 4) return bare.startsWith("127.");
+  return bare === "::1";
 }

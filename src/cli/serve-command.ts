@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import type { LevelWithSilent } from "pino";
+import type { RegistryOptions } from "../domain/registry-options.js";
 import { startRegistryServer, type ServeOptions } from "../app.js";
 import { LOG_LEVELS } from "../log.js";
 import { parseDuration } from "./duration.js";
@@ -9,10 +10,18 @@ interface Setting {
   readonly flag: string;
   readonly description: string;
   readonly defaultText: string;
+  /** A switch takes no value on the command line ("1"/"true" or "0"/"false" in the environment). */
+  readonly switch?: true;
   readonly apply: (options: ServeOptions, value: string) => void;
 }
 
 const registry = (options: ServeOptions) => (options.registry ??= {});
+/** The settings build the options one field at a time. */
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+const registryLimits = (options: ServeOptions) => (registry(options).limits ??= {}) as Mutable<NonNullable<RegistryOptions["limits"]>>;
+const security = (options: ServeOptions) => (options.security ??= {});
+const limits = (options: ServeOptions) => (options.limits ??= {}) as Mutable<NonNullable<ServeOptions["limits"]>>;
+const keepalive = (options: ServeOptions) => (options.keepalive ??= {}) as Mutable<NonNullable<ServeOptions["keepalive"]>>;
 
 /** Every `serve` setting. The environment variable is REGISTRY_ + the flag in upper snake case. */
 export const SERVE_SETTINGS: readonly Setting[] = [
@@ -87,6 +96,98 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     apply: (o, v) => (registry(o).evictionCollapseRatio = parseShare("eviction-collapse-ratio", v)),
   },
   {
+    flag: "stall-threshold",
+    description: "a gap this long between the registry's 1s ticks means it was paused: deadlines are extended, eviction holds",
+    defaultText: "3s",
+    apply: (o, v) => (registry(o).stallThresholdMs = parseDuration(v)),
+  },
+  {
+    flag: "keepalive-time",
+    description: "ping each connection this often to find half-open ones",
+    defaultText: "30s",
+    apply: (o, v) => (keepalive(o).timeMs = parseDuration(v)),
+  },
+  {
+    flag: "keepalive-timeout",
+    description: "drop a connection whose ping is not answered within this",
+    defaultText: "10s",
+    apply: (o, v) => (keepalive(o).timeoutMs = parseDuration(v)),
+  },
+  { flag: "tls-cert", description: "PEM certificate chain: serve TLS", defaultText: "none: plaintext", apply: (o, v) => (security(o).tlsCertFile = v) },
+  { flag: "tls-key", description: "PEM private key of --tls-cert", defaultText: "none", apply: (o, v) => (security(o).tlsKeyFile = v) },
+  {
+    flag: "tls-client-ca",
+    description: "PEM CA: require client certificates signed by it (mutual TLS)",
+    defaultText: "none",
+    apply: (o, v) => (security(o).tlsClientCaFile = v),
+  },
+  {
+    flag: "tokens-file",
+    description: "bearer tokens, one 'ROLE TOKEN' per line (reloaded on SIGHUP): turns authentication on",
+    defaultText: "none: no authentication",
+    apply: (o, v) => (security(o).tokensFile = v),
+  },
+  {
+    flag: "insecure",
+    description: "allow plaintext without tokens on a non-loopback address",
+    defaultText: "off",
+    switch: true,
+    apply: (o, v) => (security(o).insecure = parseSwitch("insecure", v)),
+  },
+  {
+    flag: "auth-health",
+    description: "require a token for grpc.health.v1",
+    defaultText: "off: open to probes",
+    switch: true,
+    apply: (o, v) => (security(o).authenticateHealth = parseSwitch("auth-health", v)),
+  },
+  {
+    flag: "auth-reflection",
+    description: "require a token for server reflection",
+    defaultText: "off: open",
+    switch: true,
+    apply: (o, v) => (security(o).authenticateReflection = parseSwitch("auth-reflection", v)),
+  },
+  { flag: "max-workers", description: "most workers registered at once", defaultText: "100000", apply: (o, v) => (registryLimits(o).maxWorkers = parseCount("max-workers", v)) },
+  {
+    flag: "max-streams-per-connection",
+    description: "open heartbeat and watch streams on one connection",
+    defaultText: "1000",
+    apply: (o, v) => (limits(o).maxStreamsPerConnection = parseCount("max-streams-per-connection", v)),
+  },
+  { flag: "max-streams", description: "open heartbeat and watch streams in total", defaultText: "50000", apply: (o, v) => (limits(o).maxStreams = parseCount("max-streams", v)) },
+  { flag: "max-watchers", description: "open WatchWorkers streams", defaultText: "1000", apply: (o, v) => (limits(o).maxWatchers = parseCount("max-watchers", v)) },
+  {
+    flag: "max-registrations-per-second",
+    description: "RegisterWorker calls per second from one peer address",
+    defaultText: "1000",
+    apply: (o, v) => (limits(o).registrationsPerSecondPerPeer = parseCount("max-registrations-per-second", v)),
+  },
+  {
+    flag: "max-message-bytes",
+    description: "largest request message",
+    defaultText: "1048576",
+    apply: (o, v) => (limits(o).maxMessageBytes = parseCount("max-message-bytes", v)),
+  },
+  {
+    flag: "max-capabilities",
+    description: "most capabilities per worker",
+    defaultText: "64",
+    apply: (o, v) => (registryLimits(o).maxCapabilities = parseCount("max-capabilities", v)),
+  },
+  {
+    flag: "max-capability-length",
+    description: "longest capability, in characters",
+    defaultText: "64",
+    apply: (o, v) => (registryLimits(o).maxCapabilityLength = parseCount("max-capability-length", v)),
+  },
+  {
+    flag: "max-node-id-length",
+    description: "longest node_id, in characters",
+    defaultText: "253",
+    apply: (o, v) => (registryLimits(o).maxNodeIdLength = parseCount("max-node-id-length", v)),
+  },
+  {
     flag: "log-level",
     description: `log level: ${LOG_LEVELS.join(", ")}`,
     defaultText: "info",
@@ -106,7 +207,7 @@ export function envName(flag: string): string {
 export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv): ServeOptions {
   const { values } = parseArgs({
     args: [...argv],
-    options: Object.fromEntries(SERVE_SETTINGS.map((s) => [s.flag, { type: "string" as const }])),
+    options: Object.fromEntries(SERVE_SETTINGS.map((s) => [s.flag, { type: s.switch ? ("boolean" as const) : ("string" as const) }])),
     strict: true,
     allowPositionals: false,
   });
@@ -127,8 +228,8 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
 
 /** Help text for `serve`. */
 export function serveUsage(): string {
-  const rows = SERVE_SETTINGS.map((s) => `  --${s.flag.padEnd(20)} ${envName(s.flag).padEnd(30)} ${s.description} (default ${s.defaultText})`);
-  return ["usage: worker-registry serve [flags]", "", "  flag                   environment variable", ...rows].join("\n");
+  const rows = SERVE_SETTINGS.map((s) => `  --${s.flag.padEnd(29)} ${envName(s.flag).padEnd(39)} ${s.description} (default ${s.defaultText})`);
+  return ["usage: worker-registry serve [flags]", "", `  ${"flag".padEnd(31)} environment variable`, ...rows].join("\n");
 }
 
 /**
@@ -138,6 +239,15 @@ export function serveUsage(): string {
  */
 export async function serveCommand(argv: readonly string[]): Promise<number> {
   const server = await startRegistryServer(parseServeArgs(argv, process.env));
+  const reload = () => {
+    try {
+      server.reloadTokens();
+    } catch (error) {
+      // The old tokens stay in force: a typo in the file must not lock everyone out.
+      console.error(`worker-registry: tokens not reloaded: ${(error as Error).message}`);
+    }
+  };
+  process.on("SIGHUP", reload);
   await new Promise<void>((resolve) => {
     const stop = () => {
       process.off("SIGTERM", stop);
@@ -147,6 +257,7 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
     process.on("SIGTERM", stop);
     process.on("SIGINT", stop);
   });
+  process.off("SIGHUP", reload);
   await server.close();
   return 0;
 }
@@ -167,6 +278,12 @@ function parseCount(name: string, text: string): number {
   const count = Number(text);
   if (!/^\d+$/.test(text) || count < 1) throw new Error(`invalid ${name} ${JSON.stringify(text)}: must be a whole number >= 1`);
   return count;
+}
+
+function parseSwitch(name: string, text: string): boolean {
+  if (text === "true" || text === "1") return true;
+  if (text === "false" || text === "0") return false;
+  throw new Error(`invalid ${name} ${JSON.stringify(text)}: must be true, false, 1 or 0`);
 }
 
 function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {

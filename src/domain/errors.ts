@@ -94,9 +94,16 @@ export class WatcherTooSlowError extends RegistryError {
     readonly bufferedEvents: number,
     readonly lastSentRevision: number,
   ) {
-    super(
-      `watcher fell ${bufferedEvents} events behind and was dropped; resume from revision ${lastSentRevision + 1} ` +
-        `or list again`,
-    );
+    // The revision sent last is not the one received last: grpc-js drops what the client had not read yet.
+    super(`watcher fell ${bufferedEvents} events behind and was dropped; resume from the last revision you received + 1, or list again`);
   }
 }
+
+/** The call carries no valid credentials. */
+export class UnauthenticatedError extends RegistryError {}
+
+/** The caller's credentials do not allow this call. */
+export class PermissionDeniedError extends RegistryError {}
+
+/** A configured limit (workers, streams, watchers, registration rate) is reached; retry later or raise the limit. */
+export class LimitExceededError extends RegistryError {}

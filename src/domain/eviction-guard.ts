@@ -7,6 +7,8 @@ export interface EvictionGuardOptions {
   readonly intakeWindowMs: number;
   /** Intake below this share of the recent level is a collapse. */
   readonly collapseRatio: number;
+  /** A recent level below this many workers is too small to judge a collapse by. */
+  readonly collapseMinWorkers: number;
   /** How many past windows make up the recent level; a collapse that lasts longer becomes the new normal. */
   readonly historyWindows: number;
   /** A gap this long between two ticks means the registry itself was paused or starved. */
@@ -36,8 +38,8 @@ export interface IntakeMark {
 /**
  * Keeps a registry that was cut off or paused from evicting its live fleet.
  *
- * - Intake: each window (the suggested heartbeat interval) counts the distinct
- *   workers heard from. When the last complete window falls below
+ * - Intake: each window (at least the suggested heartbeat interval, closed at
+ *   the registry's tick) counts the distinct workers heard from. When the last complete window falls below
  *   `collapseRatio` of the recent level (the best of the previous
  *   `historyWindows` windows, capped at the current fleet size), intake has
  *   collapsed across the fleet: the registry is probably the one cut off, and
@@ -47,7 +49,8 @@ export interface IntakeMark {
  *   registrations, it cannot stay stuck. Windows of total silence during a
  *   pause are not learnt: while nothing at all is heard, eviction stays
  *   paused, and the first worker heard again (a heartbeat or a registration)
- *   restarts the comparison.
+ *   restarts the comparison. A fleet smaller than `collapseMinWorkers` is
+ *   not judged: its silent workers are more likely dead than cut off.
  * - Stall: a gap of `stallThresholdMs` between ticks means the registry itself
  *   was paused (SIGSTOP, a VM freeze, a GC storm). {@link tick} returns the
  *   gap so the registry can give every worker that time back, and eviction
@@ -98,9 +101,11 @@ export class EvictionGuard {
       this.enterPause(`the registry itself was paused or starved for ${Math.round(gap / 1000)}s`, now + this.options.intakeWindowMs);
       return gap;
     }
-    while (now - this.windowStartMono >= this.options.intakeWindowMs) {
+    // At most one window per tick, and the next one starts now: intake is counted only between ticks, so a
+    // second window closed in the same tick would always look empty (when the window is shorter than a tick).
+    if (now - this.windowStartMono >= this.options.intakeWindowMs) {
       this.closeWindow(fleetSize);
-      this.windowStartMono += this.options.intakeWindowMs;
+      this.windowStartMono = now;
     }
     if (this.pause?.holdUntilMono !== undefined && now >= this.pause.holdUntilMono) {
       this.log.info({ pausedForMs: this.clock.now() - this.pause.sinceMs }, "eviction resumed");
@@ -139,7 +144,7 @@ export class EvictionGuard {
     this.windowIntake = 0;
     this.lastWindowIntake = intake;
     this.expectedIntake = recent;
-    if (recent > 0 && intake < this.options.collapseRatio * recent) {
+    if (recent >= this.options.collapseMinWorkers && intake < this.options.collapseRatio * recent) {
       this.enterPause(`heartbeat intake collapsed: ${intake} workers heard from in the last window, against ${recent} recently`, undefined);
     } else if (this.pause !== undefined && this.pause.holdUntilMono === undefined) {
       // Intake is back: hold one more window for the stragglers.

@@ -18,6 +18,8 @@ export interface RegistryLimits {
   readonly maxTaskDurationMs: number;
   /** Largest page of DiscoverWorkers and limit of GetWorkersForLoadBalancing. Default 10000. */
   readonly maxPageSize: number;
+  /** Most workers registered at once; RegisterWorker beyond it gets RESOURCE_EXHAUSTED. Default 100000. */
+  readonly maxWorkers: number;
 }
 
 /**
@@ -61,7 +63,13 @@ export interface RegistryOptions {
   maxEvictionShare?: number;
   /** Heartbeat intake below this share of its recent level pauses eviction. Default 0.5. */
   evictionCollapseRatio?: number;
-  /** A gap this long between the registry's one-second ticks means it was paused; eviction holds. Default 5 s. */
+  /**
+   * Intake collapse is judged only when the recent level is at least this many
+   * workers: one or two silent workers are more likely dead than the registry
+   * cut off, and should be removed as the guide says. Default 3.
+   */
+  collapseMinWorkers?: number;
+  /** A gap this long between the registry's one-second ticks means it was paused; eviction holds. Default 3 s. */
   stallThresholdMs?: number;
   /** Input limits. */
   limits?: Partial<RegistryLimits>;
@@ -83,6 +91,7 @@ export interface CompiledRegistryOptions {
   readonly watchBufferEvents: number;
   readonly maxEvictionShare: number;
   readonly evictionCollapseRatio: number;
+  readonly collapseMinWorkers: number;
   readonly stallThresholdMs: number;
   readonly limits: RegistryLimits;
 }
@@ -103,6 +112,7 @@ export const DEFAULT_LIMITS: RegistryLimits = {
   maxConcurrentTasksLimit: 10_000,
   maxTaskDurationMs: 30 * 24 * 60 * MINUTE,
   maxPageSize: 10_000,
+  maxWorkers: 100_000,
 };
 
 /**
@@ -127,7 +137,8 @@ export function compileRegistryOptions(options: RegistryOptions = {}): CompiledR
     watchBufferEvents: options.watchBufferEvents ?? 10_000,
     maxEvictionShare: options.maxEvictionShare ?? 0.1,
     evictionCollapseRatio: options.evictionCollapseRatio ?? 0.5,
-    stallThresholdMs: options.stallThresholdMs ?? 5 * SECOND,
+    collapseMinWorkers: options.collapseMinWorkers ?? 3,
+    stallThresholdMs: options.stallThresholdMs ?? 3 * SECOND,
     limits: { ...DEFAULT_LIMITS, ...options.limits },
   };
   for (const [name, value] of Object.entries(compiled)) {

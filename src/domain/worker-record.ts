@@ -20,6 +20,10 @@ export interface WorkerRecord {
   readonly registeredAtMs: number;
   /** Wall-clock ms of the last heartbeat received (registration counts as one). */
   lastHeartbeatAtMs: number;
+  /** Lowercase hex SHA-256 of the worker's token secret; "" for workers registered before tokens existed. */
+  readonly tokenHash: string;
+  /** SHA-256 of the role token that registered the worker; null when authentication was off. */
+  readonly registeredBy: string | null;
 }
 
 /** The completion counters of a worker, as a store returns them after an update. */

@@ -2,6 +2,7 @@ import { BinaryHeap, selectTopK } from "./binary-heap.js";
 import type { Clock } from "./clock.js";
 import {
   InvalidArgumentError,
+  LimitExceededError,
   NoWorkerAvailableError,
   ReservationNotFoundError,
   ShuttingDownError,
@@ -27,6 +28,7 @@ import {
 } from "./validation.js";
 import type { WatchListener } from "./worker-events.js";
 import type { WorkerRecord } from "./worker-record.js";
+import { issueWorkerToken } from "./worker-token.js";
 import type { RankedWorkerView, WorkerView } from "./worker-view.js";
 
 export type { RankedWorkerView, WorkerView } from "./worker-view.js";
@@ -64,6 +66,9 @@ export interface HeartbeatAck {
   readonly nextHeartbeatIntervalMs: number;
 }
 
+/** A new worker, with the token it alone receives (the registry keeps only its hash). */
+export type RegisteredWorker = WorkerView & { readonly token: string };
+
 /** A slot granted by {@link WorkerRegistry.acquireWorker}. */
 export interface Acquisition {
   readonly ranked: RankedWorkerView;
@@ -92,6 +97,8 @@ export interface WorkerRegistryDeps {
   readonly clock: Clock;
   readonly newWorkerId: () => string;
   readonly newReservationId: () => string;
+  /** 256 random bits, base64url: the secret of a worker token. */
+  readonly newWorkerSecret: () => string;
   /** Uniform in [0, 1): AcquireWorker's choice among near-equal workers. */
   readonly random: () => number;
   readonly log: Logger;
@@ -176,6 +183,7 @@ export class WorkerRegistry {
   private readonly guard: EvictionGuard;
   private recoveredReservations: { readonly reservation: LiveReservation; readonly remainingMs: number }[] = [];
   private timers: NodeJS.Timeout[] = [];
+  private flushScheduled = false;
   private closed = false;
   /** Monotonic counters for metrics. */
   readonly counters: RegistryCounters = { heartbeats: 0, acquisitions: 0, releases: 0, reservationsExpired: 0 };
@@ -190,6 +198,7 @@ export class WorkerRegistry {
     this.guard = new EvictionGuard(deps.clock, deps.log, {
       intakeWindowMs: options.heartbeatIntervalMs,
       collapseRatio: options.evictionCollapseRatio,
+      collapseMinWorkers: options.collapseMinWorkers,
       historyWindows: Math.ceil(options.workerTtlMs / options.heartbeatIntervalMs) + 1,
       stallThresholdMs: options.stallThresholdMs,
       maxEvictionShare: options.maxEvictionShare,
@@ -260,16 +269,26 @@ export class WorkerRegistry {
   }
 
   /**
-   * Registers a worker; durable before it resolves.
-   * @throws InvalidArgumentError for bad input; StoreUnavailableError.
+   * Registers a worker; durable before it resolves. The result carries the
+   * worker's token, given out this once: only its hash is kept.
+   * `registeredBy` is the hash of the role token that registers it (null with
+   * authentication off): that token may later act on the worker.
+   * @throws InvalidArgumentError for bad input; LimitExceededError when the
+   *   registry holds `limits.maxWorkers`; StoreUnavailableError.
    */
-  async registerWorker(input: RegistrationInput): Promise<WorkerView> {
+  async registerWorker(input: RegistrationInput, registeredBy: string | null = null): Promise<RegisteredWorker> {
     this.assertOpen();
     validateRegistration(input, this.deps.options.limits);
+    const { maxWorkers } = this.deps.options.limits;
+    if (this.workers.size >= maxWorkers) {
+      throw new LimitExceededError(`the registry holds its limit of ${maxWorkers} workers; unregister some or raise --max-workers`);
+    }
     const now = this.deps.clock.now();
     for (let attempt = 1; ; attempt++) {
+      const id = this.deps.newWorkerId();
+      const { token, tokenHash } = issueWorkerToken(id, this.deps.newWorkerSecret());
       const record: WorkerRecord = {
-        id: this.deps.newWorkerId(),
+        id,
         nodeId: input.nodeId,
         capabilities: [...input.capabilities],
         maxConcurrentTasks: input.maxConcurrentTasks,
@@ -279,6 +298,8 @@ export class WorkerRegistry {
         totalTaskDurationMs: 0,
         registeredAtMs: now,
         lastHeartbeatAtMs: now,
+        tokenHash,
+        registeredBy,
       };
       const event: PendingEvent = { type: "registered", worker: this.recordView(record, "healthy"), occurredAtMs: now };
       try {
@@ -291,7 +312,7 @@ export class WorkerRegistry {
       this.scheduleNext(worker, worker.lastSeenMono);
       this.guard.recordHeartbeat(worker);
       this.deps.log.info({ workerId: worker.id, nodeId: worker.nodeId, capabilities: worker.capabilities }, "worker registered");
-      return this.view(worker);
+      return { ...this.view(worker), token };
     }
   }
 
@@ -348,8 +369,7 @@ export class WorkerRegistry {
     if (!failed || worker.openStreams > 0 || worker.disconnected) return;
     worker.disconnected = true;
     this.deps.log.info({ workerId }, "worker heartbeat stream lost");
-    const health = this.healthOf(worker, this.deps.clock.monotonic());
-    if (health !== worker.health) this.announce(worker, health);
+    this.announceUpTo(worker, this.healthOf(worker, this.deps.clock.monotonic()));
   }
 
   /**
@@ -499,6 +519,17 @@ export class WorkerRegistry {
     }
   }
 
+  /** The hash of a worker's token ("" if it has none), or undefined for an unknown worker. */
+  workerTokenHash(workerId: string): string | undefined {
+    return this.workers.get(workerId)?.tokenHash;
+  }
+
+  /** Who registered a worker (the hash of a role token, or null), or undefined for an unknown worker. */
+  registrantOf(workerId: string): string | null | undefined {
+    const worker = this.workers.get(workerId);
+    return worker === undefined ? undefined : worker.registeredBy;
+  }
+
   /** @throws WorkerNotFoundError; InvalidArgumentError. */
   getWorker(workerId: string): WorkerView {
     return this.view(this.find(workerId));
@@ -571,6 +602,16 @@ export class WorkerRegistry {
   }
 
   /**
+   * Calls `visit` with each worker's id and the wall-clock time of its last
+   * heartbeat. Read-only and allocation-free, O(workers): for a feed that
+   * diffs heartbeat times once per period for all its readers (the
+   * dashboard), since heartbeats are not watch events.
+   */
+  forEachLastHeartbeat(visit: (workerId: string, lastHeartbeatAtMs: number) => void): void {
+    for (const worker of this.workers.values()) visit(worker.id, worker.lastHeartbeatAtMs);
+  }
+
+  /**
    * Starts a watch: replays the retained events from `startRevision` (0: none,
    * only what happens from now), then delivers live events, all in revision
    * order without gaps or repeats. The listener is called synchronously for
@@ -618,13 +659,10 @@ export class WorkerRegistry {
       const worker = entry.item;
       if (this.workers.get(worker.id) !== worker) continue;
       worker.scheduled = false;
-      const health = this.healthOf(worker, now);
-      if (health !== worker.health) this.announce(worker, health);
+      this.announceUpTo(worker, this.healthOf(worker, now));
       if (now - worker.lastSeenMono > this.deps.options.workerTtlMs) this.expired.add(worker);
       else this.scheduleNext(worker, now);
     }
-    // Transitions are written in the background; a storage fault keeps them queued for the next write.
-    this.events.flush().catch((error: unknown) => this.deps.log.warn({ err: error }, "could not write health events; will retry"));
   }
 
   /**
@@ -634,7 +672,8 @@ export class WorkerRegistry {
    * how many were removed.
    */
   async cleanup(): Promise<number> {
-    this.advance();
+    // After a pause both timers are overdue and either may fire first: the stall must be seen before anyone is evicted.
+    await this.tick();
     let budget = this.guard.evictionBudget(this.workers.size);
     if (this.expired.size > 0 && budget === 0) {
       this.deps.log.warn({ expired: this.expired.size, reason: this.guard.status().reason }, "cleanup held back: eviction paused");
@@ -855,6 +894,18 @@ export class WorkerRegistry {
     return health === "healthy" && worker.disconnected ? "degraded" : health;
   }
 
+  /**
+   * Announces the worker's way down to `health` one tier at a time, so that a
+   * watcher never misses the degraded step even when a tick came late; a way
+   * up (a heartbeat) is one step.
+   */
+  private announceUpTo(worker: LiveWorker, health: HealthStatus): void {
+    while (worker.health !== health) {
+      const next = healthTier(health) > healthTier(worker.health) ? (worker.health === "healthy" ? "degraded" : "unhealthy") : health;
+      this.announce(worker, next);
+    }
+  }
+
   private announce(worker: LiveWorker, to: HealthStatus): void {
     const from = worker.health;
     this.healthCounts[from]--;
@@ -863,6 +914,17 @@ export class WorkerRegistry {
     this.deps.log.info({ workerId: worker.id, from, to }, "worker health changed");
     const view = { ...this.view(worker), healthStatus: to };
     this.events.enqueue({ type: "health_changed", worker: view, occurredAtMs: this.deps.clock.now(), previousHealth: from });
+    this.scheduleEventFlush();
+  }
+
+  /** Writes queued health events on the next turn of the event loop, so watchers hear of a transition at once. */
+  private scheduleEventFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.events.flush().catch((error: unknown) => this.deps.log.warn({ err: error }, "could not write health events; will retry"));
+    });
   }
 
   private scheduleNext(worker: LiveWorker, now: number): void {

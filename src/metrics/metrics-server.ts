@@ -1,7 +1,15 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Registry } from "prom-client";
 import type { Logger } from "../domain/logger.js";
+
+/** More paths served on the metrics port (the dashboard). */
+export interface HttpRoutes {
+  /** Answers the request and returns true if its path is one of these routes; false leaves it to the server. */
+  handle(request: IncomingMessage, response: ServerResponse): boolean;
+  /** Ends the routes' long-lived responses (event streams), so that closing the server does not wait for them. */
+  close(): void;
+}
 
 /** A bound HTTP server exposing Prometheus metrics. */
 export interface MetricsServer {
@@ -13,8 +21,8 @@ export interface MetricsServer {
 
 /**
  * Serves `GET /metrics` (and HEAD) in Prometheus text format over plain
- * HTTP; any other path answers 404 and another method on /metrics 405.
- * Resolves once the port is bound.
+ * HTTP, and `routes` when given; any other path answers 404 and another
+ * method on /metrics 405. Resolves once the port is bound.
  * @param options.port 0 picks a free one.
  * @throws the listen error (EADDRINUSE, EACCES, ...).
  */
@@ -23,11 +31,21 @@ export async function startMetricsServer(options: {
   readonly port: number;
   readonly registry: Registry;
   readonly log: Logger;
+  /** Other paths on the same port, tried before /metrics. */
+  readonly routes?: HttpRoutes;
 }): Promise<MetricsServer> {
-  const { registry, log } = options;
+  const { registry, log, routes } = options;
   const server = createServer((request, response) => {
+    if (routes?.handle(request, response)) return;
     void answer(request, response, registry, log);
   });
+  // Browsers open connections ahead of need; close() would wait for one that never sends a request until it times out.
+  const unused = new Set<Socket>();
+  server.on("connection", (socket: Socket) => {
+    unused.add(socket);
+    socket.once("close", () => unused.delete(socket));
+  });
+  server.on("request", (request: IncomingMessage) => unused.delete(request.socket));
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port, options.host, () => {
@@ -42,7 +60,9 @@ export async function startMetricsServer(options: {
   return {
     port,
     close() {
+      routes?.close();
       closing ??= new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())));
+      for (const socket of unused) socket.destroy();
       return closing;
     },
   };

@@ -77,6 +77,16 @@ export const migrations: readonly Migration[] = [
         CREATE INDEX reservations_ended_idx ON reservations (ended_at_ms) WHERE ended_at_ms IS NOT NULL;
       `),
   },
+  {
+    version: 3,
+    description: "per-worker credentials: the hash of each worker's token, and who registered it",
+    up: (db) =>
+      db.exec(`
+        -- Only hashes: a copy of the database gives no one a usable token.
+        ALTER TABLE workers ADD COLUMN token_hash TEXT NOT NULL DEFAULT '';
+        ALTER TABLE workers ADD COLUMN registered_by TEXT;
+      `),
+  },
 ];
 
 /** The schema version this build writes: the last migration's. */

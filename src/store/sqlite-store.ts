@@ -37,14 +37,14 @@ export interface SqliteStoreOptions {
 const workerColumns = `id, node_id AS nodeId, capabilities, max_concurrent_tasks AS maxConcurrentTasks,
   current_tasks AS currentTasks, tasks_completed AS tasksCompleted, tasks_failed AS tasksFailed,
   total_task_duration_ms AS totalTaskDurationMs, registered_at_ms AS registeredAtMs,
-  last_heartbeat_at_ms AS lastHeartbeatAtMs`;
+  last_heartbeat_at_ms AS lastHeartbeatAtMs, token_hash AS tokenHash, registered_by AS registeredBy`;
 
 /** The SQL of the store's statements, exported so tests can EXPLAIN exactly what runs. */
 export const storeSql = {
   insertWorker: `INSERT INTO workers (id, node_id, capabilities, max_concurrent_tasks, current_tasks,
-      tasks_completed, tasks_failed, total_task_duration_ms, registered_at_ms, last_heartbeat_at_ms)
+      tasks_completed, tasks_failed, total_task_duration_ms, registered_at_ms, last_heartbeat_at_ms, token_hash, registered_by)
     VALUES (@id, @nodeId, @capabilities, @maxConcurrentTasks, @currentTasks,
-      @tasksCompleted, @tasksFailed, @totalTaskDurationMs, @registeredAtMs, @lastHeartbeatAtMs)
+      @tasksCompleted, @tasksFailed, @totalTaskDurationMs, @registeredAtMs, @lastHeartbeatAtMs, @tokenHash, @registeredBy)
     ON CONFLICT (id) DO NOTHING`,
   insertCapability: `INSERT INTO worker_capabilities (capability, worker_id) VALUES (?, ?)`,
   deleteWorker: `DELETE FROM workers WHERE id = ?`,

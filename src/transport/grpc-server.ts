@@ -1,8 +1,18 @@
-import { Server, ServerCredentials, type ChannelOptions } from "@grpc/grpc-js";
+import {
+  ResponderBuilder,
+  Server,
+  ServerCredentials,
+  ServerInterceptingCall,
+  ServerListenerBuilder,
+  status,
+  type ChannelOptions,
+  type ServerInterceptor,
+} from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import type { Clock } from "../domain/clock.js";
 import type { Logger } from "../domain/logger.js";
 import type { WorkerRegistry } from "../domain/worker-registry.js";
+import type { Authenticator } from "../security/authenticator.js";
 import { file_grpc_health_v1_health } from "../../clients/typescript/src/gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection } from "../../clients/typescript/src/gen/grpc/reflection/v1/reflection_pb.js";
 import { file_grpc_reflection_v1alpha_reflection } from "../../clients/typescript/src/gen/grpc/reflection/v1alpha/reflection_pb.js";
@@ -11,25 +21,58 @@ import {
   WorkerRegistryService,
 } from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
 import { grpcServiceDefinition } from "../../clients/typescript/src/grpc-definition.js";
+import { CallGuard, type CallLimits } from "./call-guard.js";
 import { HeartbeatStreams } from "./heartbeat-streams.js";
 import { addReflection } from "./reflection.js";
 import { registryServiceHandlers } from "./registry-service.js";
+import { statusForError } from "./status.js";
 import { WatchStreams } from "./watch-streams.js";
 
 /** The fully qualified name of the registry service, as grpc.health.v1 reports it. */
 export const REGISTRY_SERVICE_NAME = WorkerRegistryService.typeName;
 
 /**
- * Server keepalive: ping idle connections every 30 s and drop those that do
- * not answer within 10 s, so half-open connections (a worker host that
- * vanished) are noticed. Clients may ping as often as every 10 s.
+ * Server keepalive: ping each connection every `timeMs` and drop one that
+ * does not answer within `timeoutMs`, so half-open connections (a worker host
+ * that vanished without closing) are noticed and their streams released.
  */
-const SERVER_OPTIONS: ChannelOptions = {
-  "grpc.keepalive_time_ms": 30_000,
-  "grpc.keepalive_timeout_ms": 10_000,
-  "grpc.keepalive_permit_without_calls": 1,
-  "grpc.http2.min_ping_interval_without_data_ms": 10_000,
-};
+export interface KeepaliveOptions {
+  /** Default 30 s. */
+  readonly timeMs: number;
+  /** Default 10 s. */
+  readonly timeoutMs: number;
+}
+
+export const DEFAULT_KEEPALIVE: KeepaliveOptions = { timeMs: 30_000, timeoutMs: 10_000 };
+
+function serverOptions(keepalive: KeepaliveOptions): ChannelOptions {
+  return {
+    "grpc.keepalive_time_ms": keepalive.timeMs,
+    "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
+    "grpc.keepalive_permit_without_calls": 1,
+    // Clients may ping as often as every 10 s (the project's client does not ping by default); more often gets
+    // GOAWAY "too_many_pings".
+    "grpc.http2.min_ping_interval_without_data_ms": 10_000,
+  };
+}
+
+/** How the server proves itself and checks its callers. */
+export interface TransportSecurity {
+  /** PEM files' contents: serve TLS; with `clientCa`, require client certificates signed by it (mutual TLS). */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly clientCa?: Buffer };
+  /** Checks bearer tokens; with no tokens file every call is allowed. */
+  readonly authenticator: Authenticator;
+  /** Require a valid token for grpc.health.v1 too (default open: probes rarely carry tokens). */
+  readonly authenticateHealth: boolean;
+  /** Require a valid token for server reflection too (default open: it shows only the public contract). */
+  readonly authenticateReflection: boolean;
+}
+
+/** Limits the server enforces on calls, with the largest message it accepts. */
+export interface TransportLimits extends CallLimits {
+  /** Largest request message, in bytes; larger ones get RESOURCE_EXHAUSTED from grpc-js. */
+  readonly maxMessageBytes: number;
+}
 
 /** A bound gRPC server serving the registry, grpc.health.v1 and reflection. */
 export interface GrpcServer {
@@ -57,14 +100,23 @@ export async function startGrpcServer(options: {
   readonly watchBufferEvents: number;
   /** Called once per finished unary call with its method, status name and seconds, e.g. for metrics. Default: none. */
   readonly observeRpc?: (method: string, code: string, seconds: number) => void;
+  readonly security: TransportSecurity;
+  readonly limits: TransportLimits;
+  /** Default {@link DEFAULT_KEEPALIVE}. */
+  readonly keepalive?: KeepaliveOptions;
 }): Promise<GrpcServer> {
-  const { registry, clock, log } = options;
-  const server = new Server(SERVER_OPTIONS);
-  const heartbeatStreams = new HeartbeatStreams(registry, clock, log);
-  const watchStreams = new WatchStreams(registry, log, options.watchBufferEvents);
+  const { registry, clock, log, security, limits } = options;
+  const server = new Server({
+    ...serverOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
+    "grpc.max_receive_message_length": limits.maxMessageBytes,
+    interceptors: [introspectionAuthentication(security, log)],
+  });
+  const guard = new CallGuard(security.authenticator, registry, clock, limits);
+  const heartbeatStreams = new HeartbeatStreams(registry, guard, clock, log);
+  const watchStreams = new WatchStreams(registry, guard, log, options.watchBufferEvents);
   server.addService(
     grpcServiceDefinition(WorkerRegistryService),
-    registryServiceHandlers(registry, { heartbeats: heartbeatStreams, watches: watchStreams }, clock, log, options.observeRpc),
+    registryServiceHandlers(registry, { heartbeats: heartbeatStreams, watches: watchStreams }, guard, clock, log, options.observeRpc),
   );
 
   const health = new HealthImplementation({ "": "NOT_SERVING", [REGISTRY_SERVICE_NAME]: "NOT_SERVING" });
@@ -79,7 +131,7 @@ export async function startGrpcServer(options: {
 
   const address = `${options.host.includes(":") ? `[${options.host}]` : options.host}:${options.port}`;
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address, ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(error) : resolve(boundPort)));
+    server.bindAsync(address, serverCredentials(security), (error, boundPort) => (error ? reject(error) : resolve(boundPort)));
   });
   health.setStatus("", "SERVING");
   health.setStatus(REGISTRY_SERVICE_NAME, "SERVING");
@@ -106,5 +158,36 @@ export async function startGrpcServer(options: {
         });
       });
     },
+  };
+}
+
+function serverCredentials(security: TransportSecurity): ServerCredentials {
+  const { tls } = security;
+  if (tls === undefined) return ServerCredentials.createInsecure();
+  return ServerCredentials.createSsl(tls.clientCa ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], tls.clientCa !== undefined);
+}
+
+/**
+ * Authenticates grpc.health.v1 and reflection calls when configured to. The
+ * registry's own calls are authenticated, and authorised, by its handlers.
+ */
+function introspectionAuthentication(security: TransportSecurity, log: Logger): ServerInterceptor {
+  return (method, call) => {
+    const guarded =
+      (security.authenticateHealth && method.path.startsWith("/grpc.health.v1.")) ||
+      (security.authenticateReflection && method.path.startsWith("/grpc.reflection."));
+    if (!guarded) return new ServerInterceptingCall(call);
+    const listener = new ServerListenerBuilder()
+      .withOnReceiveMetadata((metadata, next) => {
+        try {
+          security.authenticator.authenticate(metadata.get("authorization"));
+          next(metadata);
+        } catch (error) {
+          const { code, details } = statusForError(error, log, method.path);
+          call.sendStatus({ code: code ?? status.UNAUTHENTICATED, details });
+        }
+      })
+      .build();
+    return new ServerInterceptingCall(call, new ResponderBuilder().withStart((next) => next(listener)).build());
   };
 }

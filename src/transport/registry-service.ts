@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { status, type handleUnaryCall, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { status, type handleUnaryCall, type ServerUnaryCall, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Clock } from "../domain/clock.js";
 import type { Logger } from "../domain/logger.js";
 import type { WorkerRegistry } from "../domain/worker-registry.js";
@@ -28,6 +28,9 @@ import {
   type UnregisterWorkerRequest,
   type UpdateTaskCountRequest,
 } from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
+import type { Operation } from "../security/access-policy.js";
+import type { Principal } from "../security/roles.js";
+import type { CallGuard } from "./call-guard.js";
 import type { HeartbeatStreams } from "./heartbeat-streams.js";
 import type { WatchStreams } from "./watch-streams.js";
 import { evictionToProto, filterFromProto, rankedWorkerToProto, workerToProto } from "./proto-mapping.js";
@@ -51,16 +54,30 @@ const RELEASE_OUTCOMES = {
 export function registryServiceHandlers(
   registry: WorkerRegistry,
   streams: { readonly heartbeats: HeartbeatStreams; readonly watches: WatchStreams },
+  guard: CallGuard,
   clock: Clock,
   log: Logger,
   observe?: (method: string, code: string, seconds: number) => void,
 ): UntypedServiceImplementation {
-  const unary = <Req, Res>(method: string, handler: (request: Req) => Res | Promise<Res>): handleUnaryCall<Req, Res> =>
+  /**
+   * A unary handler: authenticates the call, checks `operation` against the
+   * access policy (for the worker `workerOf` names, if given), then runs.
+   */
+  const unary = <Req, Res>(
+    method: string,
+    operation: Operation,
+    workerOf: ((request: Req) => string) | undefined,
+    handler: (request: Req, principal: Principal, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>,
+  ): handleUnaryCall<Req, Res> =>
     (call, callback) => {
       const startedMs = clock.monotonic();
       const observed = (code: status) => observe?.(method, status[code], (clock.monotonic() - startedMs) / 1000);
       // A synchronous throw and a rejection take the same path.
-      new Promise<Res>((resolve) => resolve(handler(call.request))).then(
+      new Promise<Res>((resolve) => {
+        const principal = guard.principal(call.metadata);
+        guard.authorize(principal, operation, workerOf?.(call.request));
+        resolve(handler(call.request, principal, call));
+      }).then(
         (response) => {
           callback(null, response);
           observed(status.OK);
@@ -73,31 +90,34 @@ export function registryServiceHandlers(
       );
     };
 
+  const byWorker = (request: { readonly workerId: string }) => request.workerId;
+
   return {
-    registerWorker: unary("RegisterWorker", async (request: RegisterWorkerRequest) => {
-      const worker = await registry.registerWorker(request);
-      return create(RegisterWorkerResponseSchema, { worker: workerToProto(worker) });
+    registerWorker: unary("RegisterWorker", "register", undefined, async (request: RegisterWorkerRequest, principal, call) => {
+      guard.admitRegistration(call.getPeer());
+      const worker = await registry.registerWorker(request, principal.kind === "role" ? principal.tokenHash : null);
+      return create(RegisterWorkerResponseSchema, { worker: workerToProto(worker), workerToken: worker.token });
     }),
-    unregisterWorker: unary("UnregisterWorker", async (request: UnregisterWorkerRequest) => {
+    unregisterWorker: unary("UnregisterWorker", "unregister", byWorker, async (request: UnregisterWorkerRequest) => {
       await registry.unregisterWorker(request.workerId);
       return create(UnregisterWorkerResponseSchema);
     }),
-    heartbeat: unary("Heartbeat", (request: HeartbeatRequest) =>
+    heartbeat: unary("Heartbeat", "heartbeat", byWorker, (request: HeartbeatRequest) =>
       create(HeartbeatResponseSchema, { worker: workerToProto(registry.heartbeat(request.workerId)) }),
     ),
     heartbeatStream: streams.heartbeats.handle,
-    updateTaskCount: unary("UpdateTaskCount", async (request: UpdateTaskCountRequest) => {
+    updateTaskCount: unary("UpdateTaskCount", "account", byWorker, async (request: UpdateTaskCountRequest) => {
       const worker = await registry.updateTaskCount(request.workerId, request.delta);
       return create(UpdateTaskCountResponseSchema, { worker: workerToProto(worker) });
     }),
-    recordTaskCompletion: unary("RecordTaskCompletion", async (request: RecordTaskCompletionRequest) => {
+    recordTaskCompletion: unary("RecordTaskCompletion", "account", byWorker, async (request: RecordTaskCompletionRequest) => {
       const worker = await registry.recordTaskCompletion(request.workerId, request.success, request.durationMs);
       return create(RecordTaskCompletionResponseSchema, { worker: workerToProto(worker) });
     }),
-    getWorker: unary("GetWorker", (request: GetWorkerRequest) =>
+    getWorker: unary("GetWorker", "read-worker", byWorker, (request: GetWorkerRequest) =>
       create(GetWorkerResponseSchema, { worker: workerToProto(registry.getWorker(request.workerId)) }),
     ),
-    discoverWorkers: unary("DiscoverWorkers", (request: DiscoverWorkersRequest) => {
+    discoverWorkers: unary("DiscoverWorkers", "read-fleet", undefined, (request: DiscoverWorkersRequest) => {
       const page = registry.discoverWorkers(filterFromProto(request.filter), request.pageSize, request.pageToken);
       return create(DiscoverWorkersResponseSchema, {
         workers: page.workers.map(workerToProto),
@@ -105,11 +125,11 @@ export function registryServiceHandlers(
         revision: BigInt(page.revision),
       });
     }),
-    getWorkersForLoadBalancing: unary("GetWorkersForLoadBalancing", (request: GetWorkersForLoadBalancingRequest) => {
+    getWorkersForLoadBalancing: unary("GetWorkersForLoadBalancing", "read-fleet", undefined, (request: GetWorkersForLoadBalancingRequest) => {
       const ranked = registry.getWorkersForLoadBalancing(filterFromProto(request.filter), request.limit);
       return create(GetWorkersForLoadBalancingResponseSchema, { workers: ranked.map(rankedWorkerToProto) });
     }),
-    getRegistryStats: unary("GetRegistryStats", () => {
+    getRegistryStats: unary("GetRegistryStats", "read-fleet", undefined, () => {
       const stats = registry.getRegistryStats();
       return create(GetRegistryStatsResponseSchema, {
         ...stats,
@@ -124,7 +144,7 @@ export function registryServiceHandlers(
         eviction: evictionToProto(stats.eviction),
       });
     }),
-    acquireWorker: unary("AcquireWorker", async (request: AcquireWorkerRequest) => {
+    acquireWorker: unary("AcquireWorker", "reserve", undefined, async (request: AcquireWorkerRequest) => {
       const acquired = await registry.acquireWorker(filterFromProto(request.filter));
       return create(AcquireWorkerResponseSchema, {
         worker: rankedWorkerToProto(acquired.ranked),
@@ -132,7 +152,7 @@ export function registryServiceHandlers(
         expiresAt: timestampFromMs(acquired.expiresAtMs),
       });
     }),
-    releaseWorker: unary("ReleaseWorker", async (request: ReleaseWorkerRequest) => {
+    releaseWorker: unary("ReleaseWorker", "reserve", undefined, async (request: ReleaseWorkerRequest) => {
       const release = await registry.releaseWorker(request.reservationId, request.success, request.durationMs);
       return create(ReleaseWorkerResponseSchema, { outcome: RELEASE_OUTCOMES[release.outcome], worker: workerToProto(release.worker) });
     }),

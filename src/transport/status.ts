@@ -1,12 +1,15 @@
 import { status, type StatusObject } from "@grpc/grpc-js";
 import {
   InvalidArgumentError,
+  LimitExceededError,
   NoWorkerAvailableError,
+  PermissionDeniedError,
   ReservationNotFoundError,
   RevisionCompactedError,
   ShuttingDownError,
   StoreUnavailableError,
   TaskCountOutOfRangeError,
+  UnauthenticatedError,
   WatcherTooSlowError,
   WorkerNotFoundError,
 } from "../domain/errors.js";
@@ -26,6 +29,9 @@ const STATUS_BY_ERROR: ReadonlyArray<readonly [ErrorClass, status]> = [
   [NoWorkerAvailableError, status.RESOURCE_EXHAUSTED],
   [WatcherTooSlowError, status.RESOURCE_EXHAUSTED],
   [RevisionCompactedError, status.OUT_OF_RANGE],
+  [LimitExceededError, status.RESOURCE_EXHAUSTED],
+  [UnauthenticatedError, status.UNAUTHENTICATED],
+  [PermissionDeniedError, status.PERMISSION_DENIED],
   [StoreUnavailableError, status.UNAVAILABLE],
   [ShuttingDownError, status.UNAVAILABLE],
 ];

@@ -9,6 +9,7 @@ import {
   type WatchWorkersRequest,
   type WatchWorkersResponse,
 } from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
+import type { CallGuard } from "./call-guard.js";
 import { eventToProto, filterFromProto } from "./proto-mapping.js";
 import { statusForError } from "./status.js";
 
@@ -26,6 +27,7 @@ export class WatchStreams {
 
   constructor(
     private readonly registry: WorkerRegistry,
+    private readonly guard: CallGuard,
     private readonly log: Logger,
     private readonly bufferEvents: number,
   ) {}
@@ -37,6 +39,14 @@ export class WatchStreams {
 
   /** The grpc-js handler for WatchWorkers. */
   readonly handle = (call: WatchCall): void => {
+    let releaseSlot: () => void;
+    try {
+      this.guard.authorize(this.guard.principal(call.metadata), "read-fleet");
+      releaseSlot = this.guard.openStream(call.getPeer(), "watch");
+    } catch (error) {
+      call.emit("error", statusForError(error, this.log, "WatchWorkers"));
+      return;
+    }
     const queue: WorkerEvent[] = [];
     let writable = true;
     let finished = false;
@@ -45,6 +55,7 @@ export class WatchStreams {
     const release = () => {
       finished = true;
       this.open.delete(call);
+      releaseSlot();
       unsubscribe?.();
     };
     const finish = (code: status, details: string) => {

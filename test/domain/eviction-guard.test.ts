@@ -12,6 +12,7 @@ const options = {
   workerTtlMs: 60 * SECOND,
   maxEvictionShare: 1,
   stallThresholdMs: 5 * SECOND,
+  collapseMinWorkers: 3,
 };
 
 async function fleet(size: number, extra: object = {}): Promise<{ registry: WorkerRegistry; clock: FakeClock; ids: string[] }> {
@@ -80,6 +81,14 @@ describe("safe eviction", () => {
     }
     expect(removed).toBe(15);
     expect(registry.getRegistryStats()).toMatchObject({ totalWorkers: 5, eviction: { paused: false } });
+  });
+
+  it("does not judge a fleet too small to tell a collapse from deaths: its silent workers are removed", async () => {
+    const { registry, clock, ids } = await fleet(2);
+    await run(registry, clock, 60, ids);
+    await run(registry, clock, 70, []);
+    expect(registry.getRegistryStats().eviction.paused).toBe(false);
+    expect(await registry.cleanup()).toBe(2);
   });
 
   it("removes at most the configured share of the fleet per cleanup pass", async () => {

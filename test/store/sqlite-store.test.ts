@@ -63,6 +63,8 @@ function worker(id: string, overrides: Partial<WorkerRecord> = {}): WorkerRecord
     totalTaskDurationMs: 0,
     registeredAtMs: 1_000,
     lastHeartbeatAtMs: 1_000,
+    tokenHash: "",
+    registeredBy: null,
     ...overrides,
   };
 }
@@ -179,7 +181,7 @@ describe("opening and migrations", () => {
     file = path.join(dir, "nested", "deeper", "registry.db");
     openStore();
     const db = rawConnection();
-    expect(latestSchemaVersion).toBe(2);
+    expect(latestSchemaVersion).toBe(3);
     expect(db.pragma("user_version", { simple: true })).toBe(latestSchemaVersion);
     expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
     const strict = db.prepare("SELECT name FROM pragma_table_list WHERE strict = 1 ORDER BY name").pluck().all();
@@ -198,7 +200,7 @@ describe("opening and migrations", () => {
     expect(second.integrityCheck()).toBe("ok");
   });
 
-  it("migrates a version-1 database to version 2, keeping its workers and starting the log at revision 0", async () => {
+  it("migrates a version-1 database to the latest version, keeping its workers (with no token) and starting the log at revision 0", async () => {
     const v1 = new Database(file);
     const [first] = migrations;
     if (first === undefined) throw new Error("no migrations");
@@ -213,7 +215,7 @@ describe("opening and migrations", () => {
     v1.close();
 
     const store = openStore();
-    expect(rawConnection().pragma("user_version", { simple: true })).toBe(2);
+    expect(rawConnection().pragma("user_version", { simple: true })).toBe(latestSchemaVersion);
     expect(await store.recover({ workerTtlMs: 1_000 })).toEqual({
       workers: [
         worker("old-timer", {

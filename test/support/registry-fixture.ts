@@ -39,10 +39,12 @@ export async function createTestRegistry(
     store,
     clock,
     log: setup.log ?? silentLogger,
-    // Tests jump the fake clock by minutes between ticks; only the stall tests want that read as a stall.
-    options: compileRegistryOptions({ stallThresholdMs: 365 * 24 * 3_600_000, ...options }),
+    // Tests jump the fake clock by minutes with the whole fleet silent; only the eviction-guard tests want that
+    // read as a stall or an intake collapse.
+    options: compileRegistryOptions({ stallThresholdMs: 365 * 24 * 3_600_000, collapseMinWorkers: 1_000_000, ...options }),
     newWorkerId: sequentialIds(clock),
     newReservationId: sequentialReservationIds(clock),
+    newWorkerSecret: () => Buffer.alloc(32, 7).toString("base64url"),
     random: setup.random ?? seededRandom(),
   });
   registry.beginServing({ backgroundTasks: false });

@@ -393,7 +393,7 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
   private async openStream(): Promise<void> {
     let stream: HeartbeatStream;
     try {
-      stream = await this.client.openHeartbeatStream();
+      stream = await this.client.openHeartbeatStream(this.id ?? undefined);
     } catch (error) {
       this.scheduleReconnect(RegistryClientError.from("heartbeatStream", error));
       return;

@@ -52,8 +52,19 @@ export interface RetryOptions {
 export interface WorkerRegistryClientOptions {
   /** `host:port` of the registry. Default `'localhost:50051'`. */
   address?: string;
-  /** Channel credentials. Default `grpc.credentials.createInsecure()`. */
+  /**
+   * Channel credentials. Default `grpc.credentials.createInsecure()`. For TLS:
+   * `grpc.credentials.createSsl(caPem)`, and for mutual TLS
+   * `grpc.credentials.createSsl(caPem, keyPem, certPem)`.
+   */
   credentials?: grpc.ChannelCredentials;
+  /**
+   * A role token from the registry's tokens file, sent as
+   * `authorization: Bearer <token>` on every call. Calls that name a worker
+   * this client registered send that worker's own token instead (see
+   * {@link WorkerRegistryClient.workerToken}). Default: none.
+   */
+  token?: string;
   /**
    * Called before every call and every attempt of a retried call, so that
    * short-lived tokens can be attached fresh. Default: no metadata. A rejection
@@ -124,6 +135,9 @@ export class WorkerRegistryClient {
   private readonly deadlineMs: number;
   private readonly retry: CompiledRetryOptions;
   private readonly callMetadata: WorkerRegistryClientOptions["callMetadata"];
+  private readonly token: string | undefined;
+  /** The tokens of the workers this client registered, by worker id. */
+  private readonly workerTokens = new Map<string, string>();
   private readonly discoverPageSize: number;
   private closed = false;
 
@@ -137,6 +151,7 @@ export class WorkerRegistryClient {
     this.deadlineMs = options.deadlineMs ?? 5000;
     this.discoverPageSize = options.discoverPageSize ?? 1000;
     this.callMetadata = options.callMetadata;
+    this.token = options.token;
     this.retry = compileRetry(options.retry);
     if (!(this.deadlineMs > 0)) {
       throw new RangeError(`deadlineMs must be > 0, got ${this.deadlineMs}`);
@@ -162,7 +177,18 @@ export class WorkerRegistryClient {
       capabilities: [...registration.capabilities],
       maxConcurrentTasks: registration.maxConcurrentTasks,
     });
-    return workerOf("registerWorker", response.worker);
+    const worker = workerOf("registerWorker", response.worker);
+    if (response.workerToken !== "") this.workerTokens.set(worker.id, response.workerToken);
+    return worker;
+  }
+
+  /**
+   * The token the registry issued to a worker this client registered, or
+   * undefined. It proves to the registry that a call comes from that worker
+   * and acts on no other; the registry itself keeps only its hash.
+   */
+  workerToken(workerId: string): string | undefined {
+    return this.workerTokens.get(workerId);
   }
 
   /**
@@ -172,6 +198,7 @@ export class WorkerRegistryClient {
    */
   async unregisterWorker(workerId: string): Promise<void> {
     await this.unary("unregisterWorker", { workerId });
+    this.workerTokens.delete(workerId);
   }
 
   /**
@@ -271,15 +298,18 @@ export class WorkerRegistryClient {
    * re-registration). The caller must attach an `'error'` listener, as for
    * any grpc-js stream, and end or cancel the stream.
    *
+   * `workerId` names the worker whose heartbeats the stream will carry, so
+   * that its token is sent with the stream.
+   *
    * @throws RegistryClientError CANCELLED if the client is closed, or the
    *   `callMetadata` hook's failure.
    */
-  async openHeartbeatStream(): Promise<HeartbeatStream> {
+  async openHeartbeatStream(workerId?: string): Promise<HeartbeatStream> {
     const method = definition.heartbeatStream;
     if (method === undefined) {
       throw new RegistryClientError("heartbeatStream", grpc.status.UNIMPLEMENTED, "heartbeatStream is not in the contract");
     }
-    const metadata = await this.metadataFor("heartbeatStream", method.path);
+    const metadata = await this.metadataFor("heartbeatStream", method.path, workerId);
     this.assertOpen("heartbeatStream");
     try {
       return this.client.makeBidiStreamRequest<HeartbeatStreamRequest, HeartbeatStreamResponse>(
@@ -325,7 +355,7 @@ export class WorkerRegistryClient {
     const maxAttempts = IDEMPOTENT_READS.has(name) ? this.retry.maxAttempts : 1;
     for (let attempt = 0; ; attempt += 1) {
       try {
-        return (await this.attempt(name, method, request)) as OutputOf<K>;
+        return (await this.attempt(name, method, request, (init as { workerId?: string }).workerId)) as OutputOf<K>;
       } catch (error) {
         const failure = RegistryClientError.from(name, error);
         if (failure.code !== grpc.status.UNAVAILABLE || attempt + 1 >= maxAttempts || this.closed) {
@@ -338,8 +368,13 @@ export class WorkerRegistryClient {
     }
   }
 
-  private async attempt(name: string, method: grpc.MethodDefinition<unknown, unknown>, request: unknown): Promise<unknown> {
-    const metadata = await this.metadataFor(name, method.path);
+  private async attempt(
+    name: string,
+    method: grpc.MethodDefinition<unknown, unknown>,
+    request: unknown,
+    workerId: string | undefined,
+  ): Promise<unknown> {
+    const metadata = await this.metadataFor(name, method.path, workerId);
     this.assertOpen(name);
     return new Promise((resolve, reject) => {
       this.client.makeUnaryRequest(
@@ -354,16 +389,17 @@ export class WorkerRegistryClient {
     });
   }
 
-  private async metadataFor(method: string, path: string): Promise<grpc.Metadata> {
-    if (this.callMetadata === undefined) {
-      return new grpc.Metadata();
-    }
+  private async metadataFor(method: string, path: string, workerId?: string): Promise<grpc.Metadata> {
+    let metadata: grpc.Metadata;
     try {
       // Cloned because grpc-js may add headers to the object it is given.
-      return (await this.callMetadata({ method, path }))?.clone() ?? new grpc.Metadata();
+      metadata = (await this.callMetadata?.({ method, path }))?.clone() ?? new grpc.Metadata();
     } catch (error) {
       throw RegistryClientError.from(method, error);
     }
+    const token = (workerId === undefined ? undefined : this.workerTokens.get(workerId)) ?? this.token;
+    if (token !== undefined && metadata.get("authorization").length === 0) metadata.set("authorization", `Bearer ${token}`);
+    return metadata;
   }
 
   private assertOpen(method: string): void {

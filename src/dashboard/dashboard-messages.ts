@@ -1,0 +1,159 @@
+import type { HealthStatus } from "../domain/health.js";
+import type { WorkerEventType } from "../domain/registry-store.js";
+import { scoreWorker, type ScoringOptions } from "../domain/scoring.js";
+import type { WorkerEvent } from "../domain/worker-events.js";
+import type { RegistryStats, WorkerView } from "../domain/worker-registry.js";
+
+/**
+ * What the dashboard's event stream carries. Each server-sent event is one
+ * of these, named by its `event:` field, with its JSON as `data:`:
+ *
+ * - `snapshot` ({@link SnapshotMessage}): first on every connection, and
+ *   again whenever the server resynchronises a browser that fell behind. It
+ *   replaces everything the page knew.
+ * - `events` ({@link EventsMessage}): watch events since the last message,
+ *   in revision order, each published after the snapshot before it, so a
+ *   page applies every one of them in order.
+ * - `tick` ({@link TickMessage}): once a period, the heartbeat times that
+ *   changed since the previous tick, the server's clock and the stats.
+ */
+export type DashboardMessageName = "snapshot" | "events" | "tick";
+
+/** A worker as the dashboard shows it: the view's figures, with its load-balancing priority. */
+export interface DashboardWorker {
+  readonly id: string;
+  readonly nodeId: string;
+  readonly capabilities: readonly string[];
+  readonly health: HealthStatus;
+  readonly currentTasks: number;
+  readonly maxConcurrentTasks: number;
+  readonly tasksCompleted: number;
+  readonly tasksFailed: number;
+  /** Completed / (completed + failed); null before the first completion (the scoring prior is not a rate). */
+  readonly successRate: number | null;
+  /** Null before the first completion. */
+  readonly averageTaskDurationMs: number | null;
+  /** The priority GetWorkersForLoadBalancing ranks by, with the registry's weights. */
+  readonly priority: number;
+  /** Wall-clock ms. */
+  readonly lastHeartbeatAtMs: number;
+}
+
+/** The fleet's figures, from {@link RegistryStats}. */
+export interface DashboardStats {
+  readonly totalWorkers: number;
+  readonly healthyWorkers: number;
+  readonly degradedWorkers: number;
+  readonly unhealthyWorkers: number;
+  readonly totalCapacity: number;
+  readonly usedCapacity: number;
+  readonly tasksCompleted: number;
+  readonly tasksFailed: number;
+  /** Null before any completion in the fleet. */
+  readonly successRate: number | null;
+  readonly activeReservations: number;
+  readonly revision: number;
+  readonly evictionPaused: boolean;
+  readonly evictionPauseReason: string;
+}
+
+/** The health thresholds, so the page can say what its colours mean. */
+export interface DashboardThresholds {
+  readonly healthyThresholdMs: number;
+  readonly degradedThresholdMs: number;
+  readonly heartbeatIntervalMs: number;
+}
+
+export interface SnapshotMessage {
+  /** The registry's revision when the snapshot was taken. Every event sent after a snapshot was published after it was taken. */
+  readonly revision: number;
+  /** The server's wall clock when the snapshot was taken: the page ages heartbeats against it, not its own clock. */
+  readonly serverTimeMs: number;
+  readonly thresholds: DashboardThresholds;
+  readonly stats: DashboardStats;
+  /** Every worker, ordered by id. */
+  readonly workers: readonly DashboardWorker[];
+}
+
+export interface DashboardEvent {
+  readonly revision: number;
+  readonly type: WorkerEventType;
+  readonly occurredAtMs: number;
+  /** The worker right after the event; for unregistered and removed, as it was when it left. */
+  readonly worker: DashboardWorker;
+  /** For health_changed: the health before. */
+  readonly previousHealth?: HealthStatus;
+}
+
+export interface EventsMessage {
+  readonly events: readonly DashboardEvent[];
+  /** The stats as the batch is sent. */
+  readonly stats: DashboardStats;
+}
+
+export interface TickMessage {
+  readonly serverTimeMs: number;
+  /** [worker id, last heartbeat wall-clock ms] of the workers that heartbeated since the previous tick. */
+  readonly heartbeats: readonly (readonly [string, number])[];
+  readonly stats: DashboardStats;
+}
+
+/**
+ * A worker view as the dashboard shows it. The priority is computed as the
+ * registry computes it, from the view: the total duration is the average
+ * times the completions. Fields are copied one by one, so nothing else a
+ * view may carry reaches the page.
+ */
+export function toDashboardWorker(view: WorkerView, scoring: ScoringOptions): DashboardWorker {
+  const { tasksCompleted, tasksFailedCount: tasksFailed, averageTaskDurationMs } = view.metrics;
+  const completions = tasksCompleted + tasksFailed;
+  const { priority } = scoreWorker(
+    {
+      maxConcurrentTasks: view.maxConcurrentTasks,
+      currentTasks: view.currentTasks,
+      tasksCompleted,
+      tasksFailed,
+      totalTaskDurationMs: averageTaskDurationMs * completions,
+    },
+    scoring,
+  );
+  return {
+    id: view.id,
+    nodeId: view.nodeId,
+    capabilities: view.capabilities,
+    health: view.healthStatus,
+    currentTasks: view.currentTasks,
+    maxConcurrentTasks: view.maxConcurrentTasks,
+    tasksCompleted,
+    tasksFailed,
+    successRate: completions === 0 ? null : tasksCompleted / completions,
+    averageTaskDurationMs: completions === 0 ? null : averageTaskDurationMs,
+    priority,
+    lastHeartbeatAtMs: view.lastHeartbeatAtMs,
+  };
+}
+
+/** A watch event as the dashboard sends it. */
+export function toDashboardEvent(event: WorkerEvent, scoring: ScoringOptions): DashboardEvent {
+  const base = { revision: event.revision, type: event.type, occurredAtMs: event.occurredAtMs, worker: toDashboardWorker(event.worker, scoring) };
+  return event.previousHealth === undefined ? base : { ...base, previousHealth: event.previousHealth };
+}
+
+export function toDashboardStats(stats: RegistryStats): DashboardStats {
+  const completions = stats.tasksCompleted + stats.tasksFailed;
+  return {
+    totalWorkers: stats.totalWorkers,
+    healthyWorkers: stats.healthyWorkers,
+    degradedWorkers: stats.degradedWorkers,
+    unhealthyWorkers: stats.unhealthyWorkers,
+    totalCapacity: stats.totalCapacity,
+    usedCapacity: stats.usedCapacity,
+    tasksCompleted: stats.tasksCompleted,
+    tasksFailed: stats.tasksFailed,
+    successRate: completions === 0 ? null : stats.successRate,
+    activeReservations: stats.activeReservations,
+    revision: stats.revision,
+    evictionPaused: stats.eviction.paused,
+    evictionPauseReason: stats.eviction.reason,
+  };
+}

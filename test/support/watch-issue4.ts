@@ -1,0 +1,125 @@
+import type { ClientDuplexStream, ClientReadableStream, StatusObject } from "@grpc/grpc-js";
+import type { WorkerEvent } from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
+import type { RawRegistryClient } from "./grpc-test-client.js";
+
+/** Resolves after `ms` milliseconds. */
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Polls `check` until it returns a value other than undefined/false, or rejects after `timeoutMs` naming `what`. */
+export async function waitUntil<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number, everyMs = 20): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value;
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+/** An open WatchWorkers call and what it has delivered so far. */
+export interface Watch {
+  readonly call: ClientReadableStream<any>;
+  /** Every event received, in arrival order (only while `reading`). */
+  readonly events: WorkerEvent[];
+  /** performance.now() when each event arrived, parallel to `events`. */
+  readonly arrivals: number[];
+  /** The call's final status (the error event is swallowed). */
+  readonly done: Promise<StatusObject>;
+  /** Resolves to the first event received (now or later) that matches, or rejects after `timeoutMs`. */
+  waitFor(what: string, match: (event: WorkerEvent) => boolean, timeoutMs?: number): Promise<WorkerEvent>;
+  /** Attaches the recording 'data' listener to a watch opened with `read: false`. */
+  startReading(): void;
+  /** Cancels the call and stops recording; returns the events recorded until then. */
+  cancel(): WorkerEvent[];
+}
+
+/**
+ * Opens WatchWorkers on the generic client. With `read: false` no data
+ * listener is attached: the stream stays paused, and once its buffer is full
+ * the client stops taking messages off the connection: a watcher that never
+ * reads. Attach a 'data' listener later to drain it.
+ */
+export function openWatch(client: RawRegistryClient, request: object, options: { read?: boolean } = {}): Watch {
+  const call = (client.grpc as unknown as { watchWorkers(request: object): ClientReadableStream<any> }).watchWorkers(request);
+  const events: WorkerEvent[] = [];
+  const arrivals: number[] = [];
+  let recording = true;
+  call.on("error", () => {});
+  const done = new Promise<StatusObject>((resolve) => call.on("status", resolve));
+  const record = (response: { event: WorkerEvent }) => {
+    if (!recording) return;
+    events.push(response.event);
+    arrivals.push(performance.now());
+  };
+  if (options.read !== false) call.on("data", record);
+  // grpc-js keeps taking messages off the connection into an unbounded list until the stream's
+  // first _read; one read(0) lets it fill the stream's 16-message buffer and then stop reading,
+  // so HTTP/2 flow control pushes back on the server as it would for a stuck consumer.
+  else call.read(0);
+  return {
+    call,
+    events,
+    arrivals,
+    done,
+    waitFor(what, match, timeoutMs = 3000) {
+      return waitUntil(`watch event: ${what}`, () => events.find(match), timeoutMs, 5);
+    },
+    startReading() {
+      call.on("data", record);
+    },
+    cancel() {
+      recording = false;
+      call.cancel();
+      return events;
+    },
+  };
+}
+
+/** A heartbeat stream with its replies and final status. */
+export interface Heartbeats {
+  readonly stream: ClientDuplexStream<object, any>;
+  readonly replies: any[];
+  readonly done: Promise<StatusObject>;
+  /** Sends one heartbeat and resolves to its reply. */
+  beat(): Promise<any>;
+  /** Sends one heartbeat without waiting for its reply. */
+  send(): void;
+}
+
+/** Opens HeartbeatStream for `workerId` on the client's channel. */
+export function openHeartbeats(client: RawRegistryClient, workerId: string): Heartbeats {
+  const stream = client.grpc.heartbeatStream();
+  const replies: any[] = [];
+  const waiting = new Map<number, (reply: any) => void>();
+  let sequence = 0;
+  stream.on("data", (reply: any) => {
+    replies.push(reply);
+    waiting.get(reply.sequence)?.(reply);
+    waiting.delete(reply.sequence);
+  });
+  stream.on("error", () => {});
+  const done = new Promise<StatusObject>((resolve) => stream.on("status", resolve));
+  return {
+    stream,
+    replies,
+    done,
+    beat() {
+      const mine = ++sequence;
+      const reply = new Promise<any>((resolve, reject) => {
+        waiting.set(mine, resolve);
+        void done.then((status) => reject(new Error(`heartbeat stream ended (${status.code} ${status.details}) before reply ${mine}`)));
+      });
+      stream.write({ workerId, sequence: mine });
+      return reply;
+    },
+    send() {
+      stream.write({ workerId, sequence: ++sequence });
+    },
+  };
+}
+
+/** Revisions of events as numbers. */
+export const revisions = (events: readonly WorkerEvent[]) => events.map((event) => Number(event.revision));
+
+/** True when the numbers strictly increase. */
+export const strictlyIncreasing = (values: readonly number[]) => values.every((value, i) => i === 0 || value > values[i - 1]!);
