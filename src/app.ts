@@ -132,6 +132,13 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
         `or evict the fleet. Configure --tls-cert/--tls-key and/or --tokens-file, or pass --insecure to accept the risk`,
     );
   }
+  const metricsHost = options.metricsHost ?? host;
+  if (options.metricsPort !== undefined && !isLoopback(metricsHost) && roleTokens === undefined && !security.insecure) {
+    throw new ConfigError(
+      `refusing to serve the dashboard's fleet feed on ${metricsHost} without tokens: it shows every worker to anyone ` +
+        `who can reach it. Configure --tokens-file, bind the metrics port to loopback, or pass --insecure`,
+    );
+  }
   const limits = { ...DEFAULT_TRANSPORT_LIMITS, ...options.limits };
   const dbPath = options.dbPath ?? "data/registry.db";
   const store = openSqliteStore({ path: dbPath, synchronous: options.synchronous ?? "normal" });
@@ -211,7 +218,7 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
           }
         },
       });
-      metricsServer = await startMetricsServer({ host: options.metricsHost ?? host, port: metricsPort, registry: metrics.registry, log, routes: dashboard });
+      metricsServer = await startMetricsServer({ host: metricsHost, port: metricsPort, registry: metrics.registry, log, routes: dashboard });
       log.info({ port: metricsServer.port, path: DASHBOARD_PATH }, "dashboard serving");
     } catch (error) {
       await server.shutdown(0);

@@ -1,3 +1,5 @@
+import * as grpc from "@grpc/grpc-js";
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import {
   RegistryClientError,
@@ -5,6 +7,7 @@ import {
   type RankedWorkerInfo,
   type RegistryStats,
   type WorkerInfo,
+  type WorkerRegistryClientOptions,
 } from "../../clients/typescript/src/index.js";
 
 /**
@@ -30,6 +33,8 @@ top ${TOP_PERFORMERS} workers by load-balancing priority.
 
   --json             print JSON instead of a table
   --address ADDR     registry to ask (default: $REGISTRY_ADDRESS or ${DEFAULT_ADDRESS})
+  --tls-ca FILE      use TLS, trusting this PEM CA (default: $REGISTRY_TLS_CA, else plaintext)
+  (the token, if the registry needs one, is read from $REGISTRY_TOKEN: never pass it as an argument)
 `;
 
 const WORKER_USAGE = `usage: worker-registry worker <id> [--json] [--address host:port]
@@ -38,6 +43,8 @@ Prints one worker.
 
   --json             print JSON instead of a table
   --address ADDR     registry to ask (default: $REGISTRY_ADDRESS or ${DEFAULT_ADDRESS})
+  --tls-ca FILE      use TLS, trusting this PEM CA (default: $REGISTRY_TLS_CA, else plaintext)
+  (the token, if the registry needs one, is read from $REGISTRY_TOKEN: never pass it as an argument)
 `;
 
 /**
@@ -59,7 +66,7 @@ export async function workersCommand(argv: string[], io: FleetCommandIo = {}): P
   if (typeof parsed === "number") {
     return parsed;
   }
-  const client = new WorkerRegistryClient({ address: parsed.address });
+  const client = new WorkerRegistryClient(parsed.clientOptions);
   try {
     const [stats, ranked] = await Promise.all([
       client.getRegistryStats(),
@@ -94,7 +101,7 @@ export async function workerCommand(argv: string[], io: FleetCommandIo = {}): Pr
     return parsed;
   }
   const workerId = parsed.positionals[0] ?? "";
-  const client = new WorkerRegistryClient({ address: parsed.address });
+  const client = new WorkerRegistryClient(parsed.clientOptions);
   try {
     const worker = await client.getWorker(workerId);
     out.stdout(parsed.json ? JSON.stringify(worker, null, 2) : renderWorker(worker));
@@ -110,6 +117,7 @@ interface FleetArgs {
   json: boolean;
   address: string;
   positionals: string[];
+  clientOptions: WorkerRegistryClientOptions;
 }
 
 interface Output {
@@ -126,7 +134,7 @@ function outputOf(io: FleetCommandIo): Output {
 
 /** The parsed flags, or the exit code when there is nothing to run (help: 0, misuse: 2). */
 function parseFleetArgs(argv: string[], positionalCount: number, usage: string, out: Output, env: NodeJS.ProcessEnv): FleetArgs | number {
-  let values: { json?: boolean; address?: string; help?: boolean };
+  let values: { json?: boolean; address?: string; "tls-ca"?: string; help?: boolean };
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({
@@ -134,6 +142,7 @@ function parseFleetArgs(argv: string[], positionalCount: number, usage: string, 
       options: {
         json: { type: "boolean" },
         address: { type: "string" },
+        "tls-ca": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -156,7 +165,23 @@ function parseFleetArgs(argv: string[], positionalCount: number, usage: string, 
     out.stderr(`--address must not be empty\n\n${usage}`);
     return 2;
   }
-  return { json: values.json === true, address, positionals };
+  const caFile = values["tls-ca"] ?? (env.REGISTRY_TLS_CA || undefined);
+  let credentials: grpc.ChannelCredentials | undefined;
+  if (caFile !== undefined) {
+    try {
+      credentials = grpc.credentials.createSsl(readFileSync(caFile));
+    } catch (error) {
+      out.stderr(`--tls-ca: cannot read ${caFile}: ${(error as Error).message}\n\n${usage}`);
+      return 2;
+    }
+  }
+  const token = env.REGISTRY_TOKEN || undefined;
+  return {
+    json: values.json === true,
+    address,
+    positionals,
+    clientOptions: { address, ...(credentials === undefined ? {} : { credentials }), ...(token === undefined ? {} : { token }) },
+  };
 }
 
 function reportFailure(error: unknown, address: string, out: Output): number {

@@ -79,8 +79,8 @@ function validateText(field: string, value: string, maxLength: number, forbidden
   if (forbidden.test(value)) throw new InvalidArgumentError(field, `must not contain ${forbiddenName}, got ${quote(value)}`);
 }
 
-/** JSON quoting shows control characters as escapes, so the message itself stays printable. */
-function quote(value: string): string {
+/** JSON quoting shows control characters as escapes, so the message itself stays printable; long values are cut. */
+export function quote(value: string): string {
   return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
 }
 

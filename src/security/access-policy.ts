@@ -68,3 +68,15 @@ export function authorize(principal: Principal, operation: Operation, target?: T
       );
   }
 }
+
+/**
+ * Whether the principal could do `operation` to some worker: the check made
+ * when a call opens, before it names its worker (a heartbeat stream).
+ * @throws PermissionDeniedError when it never could.
+ */
+export function mayEver(principal: Principal, operation: Operation): void {
+  if (principal.kind === "open") return;
+  if (principal.kind === "role" && (BY_ROLE[principal.role].has(operation) || (principal.role === "worker" && ON_OWN_WORKER.has(operation)))) return;
+  if (principal.kind === "worker" && ON_OWN_WORKER.has(operation)) return;
+  throw new PermissionDeniedError(principal.kind === "role" ? `the ${principal.role} role may not ${operation}` : `a worker token may not ${operation}`);
+}

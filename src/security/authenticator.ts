@@ -4,7 +4,8 @@ import { sha256Hex, WORKER_TOKEN } from "../domain/worker-token.js";
 import type { Principal } from "./roles.js";
 import type { RoleToken } from "./token-file.js";
 
-const BEARER = /^Bearer ([\x21-\x7e]+)$/;
+// The scheme is case-insensitive (RFC 6750 and RFC 9110); the token is printable ASCII.
+const BEARER = /^bearer ([\x21-\x7e]+)$/i;
 
 /** Looks up the hash of a worker's token, or undefined if the worker is unknown. */
 export type WorkerTokenLookup = (workerId: string) => string | undefined;
@@ -13,7 +14,8 @@ export type WorkerTokenLookup = (workerId: string) => string | undefined;
  * Turns the `authorization` metadata of a call into a {@link Principal}.
  * Role tokens come from the tokens file (replaceable at run time, for SIGHUP);
  * worker tokens (`<worker id>.<secret>`, issued by RegisterWorker) are checked
- * against the hash stored with their worker. Every comparison is of SHA-256
+ * against the hash stored with their worker, and are invalid once the worker
+ * is gone. Every comparison is of SHA-256
  * digests in constant time, and every role token is compared, so timing
  * tells nothing about which one nearly matched.
  *
@@ -58,8 +60,9 @@ export class Authenticator {
     if (worker) {
       const [, workerId, secret] = worker as unknown as [string, string, string];
       const stored = this.workerTokenHash(workerId);
-      // A token of a worker that is gone proves nothing, but hides nothing either: the call will answer NOT_FOUND.
-      if (stored === undefined) return { kind: "worker", workerId };
+      // A worker's token lives and dies with its record. "not found" in the message lets a worker that was
+      // cleaned up recognise the case and register again, as the usage guide's error handling does.
+      if (stored === undefined) throw new UnauthenticatedError(`worker ${workerId} not found: its token is no longer valid; register again`);
       if (stored !== "" && digestsEqual(Buffer.from(stored, "hex"), sha256Digest(secret))) return { kind: "worker", workerId };
       throw new UnauthenticatedError("invalid worker token");
     }

@@ -16,20 +16,23 @@ const MIN_TOKEN_LENGTH = 16;
 /**
  * Parses a tokens file: one `ROLE TOKEN` per line, where TOKEN may be written
  * `sha256:HEX` (the token's hash, so the file need not hold the secret); `#`
- * starts a comment; blank lines are ignored. Plain tokens are hashed at once
+ * starts a comment (at the beginning of a line or after white space); blank
+ * lines are ignored. Plain tokens are hashed at once
  * and never kept.
  * @throws ConfigError naming the line at fault (never echoing a token).
  */
 export function parseTokenFile(text: string, source: string): RoleToken[] {
   const tokens: RoleToken[] = [];
   text.split(/\r?\n/).forEach((raw, index) => {
-    const line = raw.replace(/#.*$/, "").trim();
+    // A comment starts at a "#" at the beginning of a line or after white space, so a token may contain "#".
+    const line = raw.replace(/(^|\s)#.*$/, "").trim();
     if (line === "") return;
     const where = `${source}:${index + 1}`;
     const fields = line.split(/\s+/);
     if (fields.length !== 2) throw new ConfigError(`${where}: expected "ROLE TOKEN", got ${fields.length} fields`);
     const [role, token] = fields as [string, string];
-    if (!(ROLES as readonly string[]).includes(role)) throw new ConfigError(`${where}: unknown role ${JSON.stringify(role)}; use one of ${ROLES.join(", ")}`);
+    // Never echo the field: a line written "TOKEN ROLE" would put the token in an error message.
+    if (!(ROLES as readonly string[]).includes(role)) throw new ConfigError(`${where}: the first field must be a role, one of ${ROLES.join(", ")}`);
     const hashed = HASHED.exec(token);
     if (hashed) tokens.push({ role: role as Role, sha256: hashed[1]!.toLowerCase() });
     else if (token.startsWith("sha256:")) throw new ConfigError(`${where}: a sha256: token must be 64 hex digits`);

@@ -2,7 +2,7 @@ import type { Metadata } from "@grpc/grpc-js";
 import type { Clock } from "../domain/clock.js";
 import { LimitExceededError } from "../domain/errors.js";
 import type { WorkerRegistry } from "../domain/worker-registry.js";
-import { authorize, type Operation } from "../security/access-policy.js";
+import { authorize, mayEver, type Operation } from "../security/access-policy.js";
 import type { Authenticator } from "../security/authenticator.js";
 import type { Principal } from "../security/roles.js";
 
@@ -51,6 +51,11 @@ export class CallGuard {
     authorize(principal, operation, workerId === undefined ? undefined : { workerId, registeredBy: this.registry.registrantOf(workerId) });
   }
 
+  /** @throws PermissionDeniedError unless the principal may do `operation` to some worker. */
+  authorizeAny(principal: Principal, operation: Operation): void {
+    mayEver(principal, operation);
+  }
+
   /** Takes one registration from the peer's token bucket. @throws LimitExceededError when it is empty. */
   admitRegistration(peer: string): void {
     const rate = this.limits.registrationsPerSecondPerPeer;
@@ -97,10 +102,13 @@ export class CallGuard {
   }
 }
 
-/** The address part of a grpc-js peer string ("127.0.0.1:5000", "[::1]:5000"). */
-function peerAddress(peer: string): string {
-  const bracketed = /^\[(.*)\]:\d+$/.exec(peer);
-  if (bracketed) return bracketed[1]!;
+/**
+ * The address part of a grpc-js peer string. grpc-js always appends the port,
+ * and writes IPv6 peers without brackets ("127.0.0.1:5000", "::1:5000"), so
+ * the address is everything before the last colon.
+ */
+export function peerAddress(peer: string): string {
   const colon = peer.lastIndexOf(":");
-  return colon > 0 && peer.indexOf(":") === colon ? peer.slice(0, colon) : peer;
+  const address = colon > 0 ? peer.slice(0, colon) : peer;
+  return address.replace(/^\[(.*)\]$/, "$1");
 }

@@ -4,7 +4,7 @@ import { status, type ServerDuplexStream } from "@grpc/grpc-js";
 import type { Clock } from "../domain/clock.js";
 import { InvalidArgumentError } from "../domain/errors.js";
 import type { Logger } from "../domain/logger.js";
-import { validateWorkerId } from "../domain/validation.js";
+import { quote, validateWorkerId } from "../domain/validation.js";
 import type { WorkerRegistry } from "../domain/worker-registry.js";
 import type { Principal } from "../security/roles.js";
 import {
@@ -57,6 +57,8 @@ export class HeartbeatStreams {
     let releaseSlot: () => void;
     try {
       principal = this.guard.principal(call.metadata);
+      // A caller that may heartbeat no worker at all must not hold a stream slot waiting for its first message.
+      this.guard.authorizeAny(principal, "heartbeat");
       releaseSlot = this.guard.openStream(call.getPeer(), "heartbeat");
     } catch (error) {
       call.emit("error", statusForError(error, this.log, "HeartbeatStream"));
@@ -94,7 +96,7 @@ export class HeartbeatStreams {
           return;
         }
         if (request.workerId !== workerId) {
-          throw new InvalidArgumentError("worker_id", `must stay ${workerId} for the whole stream, got ${JSON.stringify(request.workerId)}`);
+          throw new InvalidArgumentError("worker_id", `must stay ${workerId} for the whole stream, got ${quote(request.workerId)}`);
         }
         this.reply(call, workerId, request.sequence, this.registry.heartbeatAck(workerId));
       } catch (error) {

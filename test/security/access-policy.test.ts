@@ -61,8 +61,13 @@ describe("parseTokenFile", () => {
     expect(JSON.stringify(tokens)).not.toContain("s3cret");
   });
 
+  it("lets a token contain #, a comment starting only at a line's start or after white space", () => {
+    expect(parseTokenFile("admin pass#word-0123456789 # a comment", "t")).toEqual([{ role: "admin", sha256: sha256Hex("pass#word-0123456789") }]);
+  });
+
   it.each([
-    ["superuser some-long-enough-token", /tokens.txt:1: unknown role "superuser"/],
+    ["superuser some-long-enough-token", /tokens.txt:1: the first field must be a role, one of worker, orchestrator, admin$/],
+    ["some-long-enough-token admin", /tokens.txt:1: the first field must be a role/],
     ["admin", /tokens.txt:1: expected "ROLE TOKEN", got 1 fields/],
     ["admin short", /tokens.txt:1: token too short/],
     ["admin sha256:abc", /tokens.txt:1: a sha256: token must be 64 hex digits/],
@@ -95,8 +100,14 @@ describe("Authenticator", () => {
     expect(() => authenticator.authenticate(values)).toThrow(message);
   });
 
-  it("lets a token of a worker that is gone through, so the call can answer NOT_FOUND", () => {
-    expect(authenticator.authenticate([`Bearer worker-2-gone.${secret}`])).toEqual({ kind: "worker", workerId: "worker-2-gone" });
+  it("refuses the token of a worker that is gone, saying it is not found, so the worker knows to register again", () => {
+    expect(() => authenticator.authenticate([`Bearer worker-2-gone.${secret}`])).toThrow(
+      new UnauthenticatedError("worker worker-2-gone not found: its token is no longer valid; register again"),
+    );
+  });
+
+  it("takes the Bearer scheme in any case", () => {
+    expect(authenticator.authenticate(["bearer admin-token-0123456789"])).toMatchObject({ role: "admin" });
   });
 
   it("swaps role tokens on reload", () => {

@@ -69,7 +69,8 @@ export interface WorkerNodeEvents {
   /** `start()` registered the worker. */
   registered: [worker: WorkerInfo];
   /**
-   * The registry had lost the record (the stream ended with NOT_FOUND, e.g.
+   * The registry had lost the record (the stream ended with NOT_FOUND, or
+   * UNAUTHENTICATED "not found" for the worker's own token, e.g.
    * after cleanup) and the node registered again with the same registration:
    * `workerId` is the new id.
    */
@@ -340,7 +341,7 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
       try {
         await this.client.unregisterWorker(this.id);
       } catch (error) {
-        if (!(error instanceof RegistryClientError && error.code === grpc.status.NOT_FOUND)) {
+        if (!(error instanceof RegistryClientError && recordLost(error.code, error.details))) {
           failure = error;
         }
       }
@@ -480,7 +481,7 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
     if (this.currentState !== "running") {
       return;
     }
-    if (finalStatus.code === grpc.status.NOT_FOUND) {
+    if (recordLost(finalStatus.code, finalStatus.details)) {
       this.needsRegistration = true;
     }
     this.scheduleReconnect(RegistryClientError.fromStatus("heartbeatStream", finalStatus));
@@ -557,4 +558,14 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
       this[name] = null;
     }
   }
+}
+
+/**
+ * Whether a status says the registry no longer has the worker's record:
+ * NOT_FOUND, or, with authentication on, UNAUTHENTICATED for the worker's
+ * own token, which dies with its record ("worker … not found: its token is no
+ * longer valid").
+ */
+function recordLost(code: grpc.status, details: string): boolean {
+  return code === grpc.status.NOT_FOUND || (code === grpc.status.UNAUTHENTICATED && details.includes("not found"));
 }

@@ -1,0 +1,50 @@
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startRegistryServer, type RegistryServer } from "../../src/app.js";
+import { workersCommand } from "../../src/cli/fleet-commands.js";
+import { tempDirs } from "../support/temp-dir.js";
+
+const ORCHESTRATOR = "orchestrator-token-for-the-cli-test";
+
+describe("worker-registry workers against a registry that needs tokens", () => {
+  const dirs = tempDirs();
+  let server: RegistryServer;
+
+  beforeAll(async () => {
+    const dir = dirs.make();
+    writeFileSync(join(dir, "tokens"), `orchestrator ${ORCHESTRATOR}\n`);
+    server = await startRegistryServer({ host: "127.0.0.1", port: 0, dbPath: join(dir, "r.db"), logLevel: "silent", security: { tokensFile: join(dir, "tokens") } });
+  });
+  afterAll(async () => {
+    await server.close();
+    dirs.cleanup();
+  });
+
+  async function run(env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+    let stdout = "";
+    let stderr = "";
+    const code = await workersCommand(["--address", `127.0.0.1:${server.port}`, "--json"], {
+      env,
+      stdout: (text) => (stdout += text),
+      stderr: (text) => (stderr += text),
+    });
+    return { code, stdout, stderr };
+  }
+
+  it("reads the token from REGISTRY_TOKEN", async () => {
+    const { code, stdout } = await run({ REGISTRY_TOKEN: ORCHESTRATOR });
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout).stats.totalWorkers).toBe(0);
+  });
+
+  it("says why without one, and never prints a token", async () => {
+    const { code, stderr } = await run({});
+    expect(code).toBe(1);
+    expect(stderr).toContain("missing authorization metadata");
+    const wrong = await run({ REGISTRY_TOKEN: "not-the-right-token-at-all" });
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain("invalid token");
+    expect(wrong.stderr).not.toContain("not-the-right-token-at-all");
+  });
+});
