@@ -1,4 +1,5 @@
 import { BinaryHeap, selectTopK } from "./binary-heap.js";
+import { RankIndex, type RankKey } from "./rank-index.js";
 import type { Clock } from "./clock.js";
 import {
   InvalidArgumentError,
@@ -130,6 +131,8 @@ interface LiveWorker extends WorkerRecord {
   scheduled: boolean;
   /** The eviction guard's intake window this worker was last counted in. */
   intakeWindow: number;
+  /** Where the rank index has it filed. */
+  rankedAs: RankKey | undefined;
   readonly reservations: Set<LiveReservation>;
 }
 
@@ -169,7 +172,7 @@ interface ScheduleEntry<T> {
  */
 export class WorkerRegistry {
   private readonly workers = new Map<string, LiveWorker>();
-  private readonly byCapability = new Map<string, Set<LiveWorker>>();
+  private readonly ranking = new RankIndex<LiveWorker>();
   private readonly schedule = new BinaryHeap<ScheduleEntry<LiveWorker>>((a, b) => a.atMono < b.atMono);
   private readonly reservations = new Map<string, LiveReservation>();
   private readonly reservationSchedule = new BinaryHeap<ScheduleEntry<LiveReservation>>((a, b) => a.atMono < b.atMono);
@@ -458,22 +461,28 @@ export class WorkerRegistry {
     }
   }
 
-  /** The worker AcquireWorker takes a slot on: a random one among the near-equal best. */
+  /**
+   * The worker AcquireWorker takes a slot on: a random one among the
+   * near-equal best. Reads the rank index from the front: O(candidates
+   * skipped), not a scan of the fleet.
+   */
   private chooseForAcquisition(filter: FilterInput): LiveWorker {
-    const now = this.deps.clock.monotonic();
+    this.advance();
     const statuses = loadBalancingStatuses(filter);
     const slotsNeeded = Math.max(1, filter.minAvailableCapacity);
     let matched = 0;
-    const withRoom = filterIterable(this.matching({ ...filter, minAvailableCapacity: 0 }, statuses, now), (worker) => {
+    const best: LiveWorker[] = [];
+    for (const worker of this.ranked(filter.capabilities, statuses)) {
       matched++;
-      return worker.maxConcurrentTasks - worker.currentTasks >= slotsNeeded;
-    });
-    const best = selectTopK(this.tiered(withRoom, now), ACQUIRE_CANDIDATES, rankedBefore);
+      if (worker.maxConcurrentTasks - worker.currentTasks < slotsNeeded) continue;
+      best.push(worker);
+      if (best.length === ACQUIRE_CANDIDATES) break;
+    }
     if (best.length === 0) throw new NoWorkerAvailableError(describeShortage(filter, statuses, matched, slotsNeeded));
     const top = best[0]!;
     const tolerance = this.deps.options.acquireTieTolerance;
-    const ties = best.filter((c) => c.tier === top.tier && top.worker.score.priority - c.worker.score.priority <= tolerance);
-    return ties[Math.min(ties.length - 1, Math.floor(this.deps.random() * ties.length))]!.worker;
+    const ties = best.filter((w) => w.health === top.health && top.score.priority - w.score.priority <= tolerance);
+    return ties[Math.min(ties.length - 1, Math.floor(this.deps.random() * ties.length))]!;
   }
 
   /**
@@ -563,16 +572,23 @@ export class WorkerRegistry {
    * The best workers for a task: healthy before degraded, then highest
    * priority, then fewest current tasks, then id (so equal workers rank in a
    * stable order). An empty health filter means healthy and degraded.
-   * O(candidates x log limit): no sort of the fleet.
+   * Reads the rank index from the front: O(limit + candidates skipped by the
+   * filter), no scan or sort of the fleet.
    * @throws InvalidArgumentError for a bad filter or limit.
    */
   getWorkersForLoadBalancing(filter: FilterInput, limit = 0): RankedWorkerView[] {
     validateFilter(filter, this.deps.options.limits);
     validateIntegerRange("limit", limit, 0, this.deps.options.limits.maxPageSize);
+    this.advance();
     const now = this.deps.clock.monotonic();
-    const candidates = this.tiered(this.matching(filter, loadBalancingStatuses(filter), now), now);
-    const best = selectTopK(candidates, limit === 0 ? DEFAULT_RANK_LIMIT : limit, rankedBefore);
-    return best.map(({ worker }) => ({ worker: this.view(worker, now), ...worker.score }));
+    const wanted = limit === 0 ? DEFAULT_RANK_LIMIT : limit;
+    const best: RankedWorkerView[] = [];
+    for (const worker of this.ranked(filter.capabilities, loadBalancingStatuses(filter))) {
+      if (worker.maxConcurrentTasks - worker.currentTasks < filter.minAvailableCapacity) continue;
+      best.push({ worker: this.view(worker, now), ...worker.score });
+      if (best.length === wanted) break;
+    }
+    return best;
   }
 
   /** Counts and totals over the fleet, exact as of now. */
@@ -775,14 +791,11 @@ export class WorkerRegistry {
       score: scoreWorker(record, this.deps.options.scoring),
       scheduled: false,
       intakeWindow: -1,
+      rankedAs: undefined,
       reservations: new Set(),
     };
     this.workers.set(worker.id, worker);
-    for (const capability of worker.capabilities) {
-      let set = this.byCapability.get(capability);
-      if (set === undefined) this.byCapability.set(capability, (set = new Set()));
-      set.add(worker);
-    }
+    this.ranking.add(worker, rankKeyOf(worker));
     this.healthCounts.healthy++;
     this.totals.capacity += worker.maxConcurrentTasks;
     this.totals.used += worker.currentTasks;
@@ -794,11 +807,7 @@ export class WorkerRegistry {
   private remove(worker: LiveWorker): void {
     if (this.workers.get(worker.id) !== worker) return;
     this.workers.delete(worker.id);
-    for (const capability of worker.capabilities) {
-      const set = this.byCapability.get(capability);
-      set?.delete(worker);
-      if (set?.size === 0) this.byCapability.delete(capability);
-    }
+    this.ranking.remove(worker);
     for (const reservation of worker.reservations) this.reservations.delete(reservation.id);
     worker.reservations.clear();
     this.expired.delete(worker);
@@ -814,6 +823,7 @@ export class WorkerRegistry {
     this.totals.used += currentTasks - worker.currentTasks;
     worker.currentTasks = currentTasks;
     worker.score = scoreWorker(worker, this.deps.options.scoring);
+    this.ranking.update(worker, rankKeyOf(worker));
   }
 
   private setCounters(worker: LiveWorker, counters: { tasksCompleted: number; tasksFailed: number; totalTaskDurationMs: number }): void {
@@ -821,6 +831,7 @@ export class WorkerRegistry {
     this.totals.failed += counters.tasksFailed - worker.tasksFailed;
     Object.assign(worker, counters);
     worker.score = scoreWorker(worker, this.deps.options.scoring);
+    this.ranking.update(worker, rankKeyOf(worker));
   }
 
   private trackReservation(reservation: LiveReservation): void {
@@ -867,26 +878,30 @@ export class WorkerRegistry {
     }
   }
 
-  /** The workers that pass the filter; walks the smallest capability set, never the whole fleet when a capability is given. */
+  /** The workers that pass the filter, in no useful order; health is computed as of `now`. */
   private *matching(filter: FilterInput, statuses: readonly HealthStatus[], now: number): Iterable<LiveWorker> {
-    let smallest: Iterable<LiveWorker> = this.workers.values();
-    let smallestSize = Infinity;
-    for (const capability of filter.capabilities) {
-      const set = this.byCapability.get(capability);
-      if (set === undefined) return;
-      if (set.size < smallestSize) [smallest, smallestSize] = [set, set.size];
-    }
     const wantsStatus = statuses.length > 0 && statuses.length < 3 ? new Set(statuses) : undefined;
-    for (const worker of smallest) {
+    for (const worker of this.ranked(filter.capabilities)) {
       if (worker.maxConcurrentTasks - worker.currentTasks < filter.minAvailableCapacity) continue;
       if (wantsStatus !== undefined && !wantsStatus.has(this.healthOf(worker, now))) continue;
-      if (filter.capabilities.length > 1 && !filter.capabilities.every((c) => worker.capabilities.includes(c))) continue;
       yield worker;
     }
   }
 
-  private *tiered(workers: Iterable<LiveWorker>, now: number): Iterable<Ranked> {
-    for (const worker of workers) yield { worker, tier: healthTier(this.healthOf(worker, now)) };
+  /**
+   * The workers that have every capability, in ranking order by their
+   * announced health (call {@link advance} first to make it current). Walks
+   * the capability with the fewest workers and checks the others.
+   */
+  private *ranked(capabilities: readonly string[], statuses?: readonly HealthStatus[]): Iterable<LiveWorker> {
+    let smallest: string | undefined;
+    for (const capability of capabilities) {
+      if (smallest === undefined || this.ranking.sizeOf(capability) < this.ranking.sizeOf(smallest)) smallest = capability;
+    }
+    for (const worker of this.ranking.ranked(smallest, statuses)) {
+      if (capabilities.length > 1 && !capabilities.every((c) => worker.capabilities.includes(c))) continue;
+      yield worker;
+    }
   }
 
   private healthOf(worker: LiveWorker, now: number): HealthStatus {
@@ -911,6 +926,7 @@ export class WorkerRegistry {
     this.healthCounts[from]--;
     this.healthCounts[to]++;
     worker.health = to;
+    this.ranking.update(worker, rankKeyOf(worker));
     this.deps.log.info({ workerId: worker.id, from, to }, "worker health changed");
     const view = { ...this.view(worker), healthStatus: to };
     this.events.enqueue({ type: "health_changed", worker: view, occurredAtMs: this.deps.clock.now(), previousHealth: from });
@@ -982,16 +998,9 @@ export class WorkerRegistry {
   }
 }
 
-interface Ranked {
-  readonly worker: LiveWorker;
-  readonly tier: number;
-}
-
-function rankedBefore(a: Ranked, b: Ranked): boolean {
-  if (a.tier !== b.tier) return a.tier < b.tier;
-  if (a.worker.score.priority !== b.worker.score.priority) return a.worker.score.priority > b.worker.score.priority;
-  if (a.worker.currentTasks !== b.worker.currentTasks) return a.worker.currentTasks < b.worker.currentTasks;
-  return a.worker.id < b.worker.id;
+/** Where a worker belongs in the rank index now. */
+function rankKeyOf(worker: LiveWorker): RankKey {
+  return { tier: healthTier(worker.health), priority: worker.score.priority, currentTasks: worker.currentTasks };
 }
 
 function loadBalancingStatuses(filter: FilterInput): readonly HealthStatus[] {
