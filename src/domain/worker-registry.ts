@@ -782,8 +782,21 @@ export class WorkerRegistry {
   }
 
   private add(record: WorkerRecord): LiveWorker {
+    // Every field spelled out, in one order: one hidden class for all workers, whatever object the record
+    // came from (a row from SQLite is a dictionary-mode object, and a spread would copy that slowness).
     const worker: LiveWorker = {
-      ...record,
+      id: record.id,
+      nodeId: record.nodeId,
+      capabilities: record.capabilities,
+      maxConcurrentTasks: record.maxConcurrentTasks,
+      currentTasks: record.currentTasks,
+      tasksCompleted: record.tasksCompleted,
+      tasksFailed: record.tasksFailed,
+      totalTaskDurationMs: record.totalTaskDurationMs,
+      registeredAtMs: record.registeredAtMs,
+      lastHeartbeatAtMs: record.lastHeartbeatAtMs,
+      tokenHash: record.tokenHash,
+      registeredBy: record.registeredBy,
       lastSeenMono: this.deps.clock.monotonic(),
       health: "healthy",
       disconnected: false,
