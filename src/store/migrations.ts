@@ -87,6 +87,11 @@ export const migrations: readonly Migration[] = [
         ALTER TABLE workers ADD COLUMN registered_by TEXT;
       `),
   },
+  {
+    version: 4,
+    description: "no index on event times: pruning walks the log in revision order, and every append saves a page write",
+    up: (db) => db.exec(`DROP INDEX events_occurred_idx;`),
+  },
 ];
 
 /** The schema version this build writes: the last migration's. */

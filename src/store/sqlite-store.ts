@@ -71,13 +71,14 @@ export const storeSql = {
     VALUES (@revision, @type, @workerId, @occurredAtMs, @payload)`,
   readEvents: `SELECT revision, type, worker_id AS workerId, occurred_at_ms AS occurredAtMs, payload
     FROM events WHERE revision >= ? ORDER BY revision LIMIT ?`,
-  // In revision order, stopping at the first event young enough to keep, so that "every event up to the
-  // compacted revision is gone" holds even if the wall clock stepped back between two events.
-  pruneEvents: `DELETE FROM events WHERE revision IN
-    (SELECT revision FROM events
-      WHERE revision < coalesce((SELECT min(revision) FROM events WHERE occurred_at_ms >= @beforeMs), 9223372036854775807)
-      ORDER BY revision LIMIT @limit)
-    RETURNING revision`,
+  // The oldest events, in revision order: pruning stops at the first one young enough to keep, so that
+  // "every event up to the compacted revision is gone" holds even if the wall clock stepped back.
+  oldestEvents: `SELECT revision, occurred_at_ms AS occurredAtMs FROM events ORDER BY revision LIMIT ?`,
+  pruneEventsThrough: `DELETE FROM events WHERE revision <= ?`,
+  // The revision is the log's last one; the meta row keeps it only for when pruning has emptied the log,
+  // so that an append costs no extra write.
+  currentRevision: `SELECT max(coalesce((SELECT value FROM registry_meta WHERE key = 'revision'), 0),
+      coalesce((SELECT max(revision) FROM events), 0)) AS value`,
   pruneReservations: `DELETE FROM reservations WHERE ended_at_ms < ?`,
   takeSlot: `UPDATE workers SET current_tasks = current_tasks + 1
     WHERE id = ? AND current_tasks < max_concurrent_tasks RETURNING current_tasks AS currentTasks`,
@@ -319,7 +320,9 @@ function prepareStatements(db: Database.Database) {
     listLiveWorkers: db.prepare<[number], WorkerRow>(storeSql.listLiveWorkers),
     insertEvent: db.prepare<StoredEvent>(storeSql.insertEvent),
     readEvents: db.prepare<[number, number], StoredEvent>(storeSql.readEvents),
-    pruneEvents: db.prepare<{ beforeMs: number; limit: number }, { revision: number }>(storeSql.pruneEvents),
+    oldestEvents: db.prepare<[number], { revision: number; occurredAtMs: number }>(storeSql.oldestEvents),
+    pruneEventsThrough: db.prepare<[number]>(storeSql.pruneEventsThrough),
+    currentRevision: db.prepare<[], { value: number }>(storeSql.currentRevision),
     pruneReservations: db.prepare<[number]>(storeSql.pruneReservations),
     takeSlot: db.prepare<[string], { currentTasks: number }>(storeSql.takeSlot),
     workerExists: db.prepare<[string], { found: number }>(storeSql.workerExists),
@@ -335,10 +338,8 @@ function prepareStatements(db: Database.Database) {
 function prepareTransactions(db: Database.Database, s: Statements) {
   /** Numbers and appends events inside the caller's transaction; returns the last revision. */
   const writeEvents = (events: readonly EventDraft[]): number => {
-    let revision = s.readMeta.get(revisionKey)?.value ?? 0;
-    if (events.length === 0) return revision;
+    let revision = s.currentRevision.get()!.value;
     for (const event of events) s.insertEvent.run({ ...event, revision: ++revision });
-    s.writeMeta.run(revisionKey, revision);
     return revision;
   };
   const record = (id: string, success: boolean, durationMs: number) =>
@@ -416,12 +417,18 @@ function prepareTransactions(db: Database.Database, s: Statements) {
     }),
     appendEvents: db.transaction((events: readonly EventDraft[]) => writeEvents(events)),
     prune: db.transaction((eventsBeforeMs: number, reservationsEndedBeforeMs: number, limit: number) => {
-      const pruned = s.pruneEvents.all({ beforeMs: eventsBeforeMs, limit });
       s.pruneReservations.run(reservationsEndedBeforeMs);
-      let compacted = s.readMeta.get(compactedKey)?.value ?? 0;
-      for (const { revision } of pruned) compacted = Math.max(compacted, revision);
-      if (pruned.length > 0) s.writeMeta.run(compactedKey, compacted);
-      return compacted;
+      let through: number | undefined;
+      for (const event of s.oldestEvents.all(limit)) {
+        if (event.occurredAtMs >= eventsBeforeMs) break;
+        through = event.revision;
+      }
+      const compacted = s.readMeta.get(compactedKey)?.value ?? 0;
+      if (through === undefined) return compacted;
+      s.writeMeta.run(revisionKey, s.currentRevision.get()!.value);
+      s.pruneEventsThrough.run(through);
+      s.writeMeta.run(compactedKey, Math.max(compacted, through));
+      return Math.max(compacted, through);
     }),
     writeHeartbeats: db.transaction((heartbeats: ReadonlyMap<string, number>, aliveAtMs: number) => {
       for (const [id, atMs] of heartbeats) s.writeHeartbeat.run(atMs, id);
@@ -436,7 +443,7 @@ function prepareTransactions(db: Database.Database, s: Statements) {
         expired: s.listExpiredWorkers.all(cutoff).map(toWorkerRecord),
         reservations: s.listReservations.all(cutoff),
         lastAliveAtMs,
-        revision: s.readMeta.get(revisionKey)?.value ?? 0,
+        revision: s.currentRevision.get()!.value,
         compactedRevision: s.readMeta.get(compactedKey)?.value ?? 0,
       };
     }),

@@ -101,9 +101,12 @@ function capabilityRows(): unknown[] {
 }
 
 /** The committed revision counter (0 if none was ever written). */
+/** The revision as the store defines it: the log's last, or the one kept in meta once pruning emptied the log. */
 function storedRevision(): number {
-  const value = rawConnection().prepare("SELECT value FROM registry_meta WHERE key = 'revision'").pluck().get();
-  return (value as number | undefined) ?? 0;
+  const db = rawConnection();
+  const meta = db.prepare("SELECT value FROM registry_meta WHERE key = 'revision'").pluck().get() as number | undefined;
+  const last = db.prepare("SELECT max(revision) FROM events").pluck().get() as number | null;
+  return Math.max(meta ?? 0, last ?? 0);
 }
 
 /** Every committed event, oldest first, as the log keeps it. */
@@ -181,7 +184,7 @@ describe("opening and migrations", () => {
     file = path.join(dir, "nested", "deeper", "registry.db");
     openStore();
     const db = rawConnection();
-    expect(latestSchemaVersion).toBe(3);
+    expect(latestSchemaVersion).toBe(4);
     expect(db.pragma("user_version", { simple: true })).toBe(latestSchemaVersion);
     expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
     const strict = db.prepare("SELECT name FROM pragma_table_list WHERE strict = 1 ORDER BY name").pluck().all();
