@@ -188,6 +188,8 @@ export class WorkerRegistry {
   private timers: NodeJS.Timeout[] = [];
   private flushScheduled = false;
   private closed = false;
+  /** The same answer for every heartbeat: allocated once, off the hot path. */
+  private readonly ack: HeartbeatAck;
   /** Monotonic counters for metrics. */
   readonly counters: RegistryCounters = { heartbeats: 0, acquisitions: 0, releases: 0, reservationsExpired: 0 };
 
@@ -197,6 +199,7 @@ export class WorkerRegistry {
     compactedRevision: number,
   ) {
     this.events = new EventLog(deps.store, { revision, compactedRevision });
+    this.ack = Object.freeze({ healthStatus: "healthy", nextHeartbeatIntervalMs: deps.options.heartbeatIntervalMs });
     const { options } = deps;
     this.guard = new EvictionGuard(deps.clock, deps.log, {
       intakeWindowMs: options.heartbeatIntervalMs,
@@ -346,10 +349,14 @@ export class WorkerRegistry {
     return this.view(this.touch(workerId));
   }
 
-  /** The heartbeat stream's fast path: {@link heartbeat} without building a view. */
+  /**
+   * The heartbeat stream's fast path: {@link heartbeat} without building a
+   * view, for an id whose form the caller has already validated.
+   * @throws WorkerNotFoundError.
+   */
   heartbeatAck(workerId: string): HeartbeatAck {
-    this.touch(workerId);
-    return { healthStatus: "healthy", nextHeartbeatIntervalMs: this.deps.options.heartbeatIntervalMs };
+    this.touch(workerId, true);
+    return this.ack;
   }
 
   /** A heartbeat stream was bound to the worker (its first heartbeat has been accepted). */
@@ -758,9 +765,11 @@ export class WorkerRegistry {
     await this.events.flush().catch((error: unknown) => this.deps.log.warn({ err: error }, "could not write the last events"));
   }
 
-  private touch(workerId: string): LiveWorker {
+  /** `validated`: the caller has checked the id's form already (a bound stream), so the hot path skips it. */
+  private touch(workerId: string, validated = false): LiveWorker {
     this.assertOpen();
-    const worker = this.find(workerId);
+    const worker = validated ? this.workers.get(workerId) : this.find(workerId);
+    if (worker === undefined) throw new WorkerNotFoundError(workerId);
     const now = this.deps.clock.monotonic();
     worker.lastSeenMono = now;
     worker.lastHeartbeatAtMs = this.deps.clock.now();

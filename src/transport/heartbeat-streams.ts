@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromMs, type Duration } from "@bufbuild/protobuf/wkt";
 import { status, type ServerDuplexStream } from "@grpc/grpc-js";
 import type { Clock } from "../domain/clock.js";
 import { InvalidArgumentError } from "../domain/errors.js";
@@ -38,6 +38,7 @@ export const CANCEL_GRACE_MS = 50;
  */
 export class HeartbeatStreams {
   private readonly open = new Set<HeartbeatCall>();
+  private interval: { readonly ms: number; readonly proto: Duration } | undefined;
 
   constructor(
     private readonly registry: WorkerRegistry,
@@ -124,13 +125,17 @@ export class HeartbeatStreams {
   }
 
   private reply(call: HeartbeatCall, workerId: string, sequence: number, ack: ReturnType<WorkerRegistry["heartbeatAck"]>): void {
+    // The interval rarely changes: convert it once, not per heartbeat (this is the hot path).
+    if (this.interval?.ms !== ack.nextHeartbeatIntervalMs) {
+      this.interval = { ms: ack.nextHeartbeatIntervalMs, proto: durationFromMs(ack.nextHeartbeatIntervalMs) };
+    }
     call.write(
       create(HeartbeatStreamResponseSchema, {
         workerId,
         sequence,
         healthStatus: healthToProto(ack.healthStatus),
         serverTime: timestampFromMs(this.clock.now()),
-        nextHeartbeatInterval: durationFromMs(ack.nextHeartbeatIntervalMs),
+        nextHeartbeatInterval: this.interval.proto,
       }),
     );
   }
