@@ -187,6 +187,8 @@ export class WorkerRegistry {
   private recoveredReservations: { readonly reservation: LiveReservation; readonly remainingMs: number }[] = [];
   private timers: NodeJS.Timeout[] = [];
   private flushScheduled = false;
+  /** Registrations accepted but not yet committed. */
+  private registering = 0;
   private closed = false;
   /** The same answer for every heartbeat: allocated once, off the hot path. */
   private readonly ack: HeartbeatAck;
@@ -286,9 +288,19 @@ export class WorkerRegistry {
     this.assertOpen();
     validateRegistration(input, this.deps.options.limits);
     const { maxWorkers } = this.deps.options.limits;
-    if (this.workers.size >= maxWorkers) {
+    // Registrations still being committed count too: concurrent ones must not overshoot the limit together.
+    if (this.workers.size + this.registering >= maxWorkers) {
       throw new LimitExceededError(`the registry holds its limit of ${maxWorkers} workers; unregister some or raise --max-workers`);
     }
+    this.registering++;
+    try {
+      return await this.insertNewWorker(input, registeredBy);
+    } finally {
+      this.registering--;
+    }
+  }
+
+  private async insertNewWorker(input: RegistrationInput, registeredBy: string | null): Promise<RegisteredWorker> {
     const now = this.deps.clock.now();
     for (let attempt = 1; ; attempt++) {
       const id = this.deps.newWorkerId();

@@ -117,6 +117,7 @@ type WorkerRow = Omit<WorkerRecord, "capabilities"> & { capabilities: string };
  */
 export class SqliteStore implements RegistryStore {
   private closed = false;
+  private pendingWrites: PendingWrite[] = [];
   private readonly statements: Statements;
   private readonly transactions: Transactions;
 
@@ -162,7 +163,7 @@ export class SqliteStore implements RegistryStore {
 
   /** See {@link RegistryStore.insertWorker}. */
   insertWorker(worker: WorkerRecord, events: readonly EventDraft[]): Promise<number> {
-    return this.run("register a worker", () => this.transactions.insertWorker.immediate(worker, events));
+    return this.write("register a worker", () => this.transactions.insertWorker.immediate(worker, events));
   }
 
   /** See {@link RegistryStore.deleteWorkers}. */
@@ -170,12 +171,12 @@ export class SqliteStore implements RegistryStore {
     deletions: ReadonlyArray<{ readonly id: string; readonly event: EventDraft }>,
     events: readonly EventDraft[],
   ): Promise<{ deleted: string[]; revision: number }> {
-    return this.run("delete workers", () => this.transactions.deleteWorkers.immediate(deletions, events));
+    return this.write("delete workers", () => this.transactions.deleteWorkers.immediate(deletions, events));
   }
 
   /** See {@link RegistryStore.adjustTaskCount}. */
   adjustTaskCount(id: string, delta: number, events: readonly EventDraft[]): Promise<AdjustTaskCountResult & { revision: number }> {
-    return this.run("update a task count", () => this.transactions.adjustTaskCount.immediate(id, delta, events));
+    return this.write("update a task count", () => this.transactions.adjustTaskCount.immediate(id, delta, events));
   }
 
   /** See {@link RegistryStore.recordCompletion}. */
@@ -185,12 +186,12 @@ export class SqliteStore implements RegistryStore {
     durationMs: number,
     events: readonly EventDraft[],
   ): Promise<{ counters: CompletionCounters | undefined; revision: number }> {
-    return this.run("record a task completion", () => this.transactions.recordCompletion.immediate(id, success, durationMs, events));
+    return this.write("record a task completion", () => this.transactions.recordCompletion.immediate(id, success, durationMs, events));
   }
 
   /** See {@link RegistryStore.acquireSlot}. */
   acquireSlot(reservation: ReservationRecord, events: readonly EventDraft[]): Promise<AcquireSlotResult & { revision: number }> {
-    return this.run("reserve a slot", () => this.transactions.acquireSlot.immediate(reservation, events));
+    return this.write("reserve a slot", () => this.transactions.acquireSlot.immediate(reservation, events));
   }
 
   /** See {@link RegistryStore.releaseReservation}. */
@@ -199,17 +200,17 @@ export class SqliteStore implements RegistryStore {
     outcome: { readonly success: boolean; readonly durationMs: number; readonly atMs: number },
     events: readonly EventDraft[],
   ): Promise<ReleaseReservationResult & { revision: number }> {
-    return this.run("release a reservation", () => this.transactions.releaseReservation.immediate(reservationId, outcome, events));
+    return this.write("release a reservation", () => this.transactions.releaseReservation.immediate(reservationId, outcome, events));
   }
 
   /** See {@link RegistryStore.expireReservations}. */
   expireReservations(ids: readonly string[], atMs: number, events: readonly EventDraft[]): Promise<{ expired: string[]; revision: number }> {
-    return this.run("expire reservations", () => this.transactions.expireReservations.immediate(ids, atMs, events));
+    return this.write("expire reservations", () => this.transactions.expireReservations.immediate(ids, atMs, events));
   }
 
   /** See {@link RegistryStore.appendEvents}. */
   appendEvents(events: readonly EventDraft[]): Promise<number> {
-    return this.run("append events", () => this.transactions.appendEvents.immediate(events));
+    return this.write("append events", () => this.transactions.appendEvents.immediate(events));
   }
 
   /** See {@link RegistryStore.readEvents}. */
@@ -219,7 +220,7 @@ export class SqliteStore implements RegistryStore {
 
   /** See {@link RegistryStore.prune}. */
   prune(eventsBeforeMs: number, reservationsEndedBeforeMs: number, limit: number): Promise<number> {
-    return this.run("prune the event log", () => this.transactions.prune.immediate(eventsBeforeMs, reservationsEndedBeforeMs, limit));
+    return this.write("prune the event log", () => this.transactions.prune.immediate(eventsBeforeMs, reservationsEndedBeforeMs, limit));
   }
 
   /** See {@link RegistryStore.findReservation}. */
@@ -229,7 +230,7 @@ export class SqliteStore implements RegistryStore {
 
   /** See {@link RegistryStore.writeHeartbeats}. */
   writeHeartbeats(heartbeats: ReadonlyMap<string, number>, aliveAtMs: number): Promise<void> {
-    return this.run("write heartbeats", () => this.transactions.writeHeartbeats.immediate(heartbeats, aliveAtMs));
+    return this.write("write heartbeats", () => this.transactions.writeHeartbeats.immediate(heartbeats, aliveAtMs));
   }
 
   /**
@@ -255,6 +256,7 @@ export class SqliteStore implements RegistryStore {
    */
   async close(): Promise<void> {
     if (this.closed) return;
+    this.commitPendingWrites();
     this.closed = true;
     try {
       this.db.pragma("wal_checkpoint(TRUNCATE)");
@@ -277,6 +279,51 @@ export class SqliteStore implements RegistryStore {
       throw asStoreError(operation, error);
     }
   }
+
+  /**
+   * Group commit: writes that arrive in the same turn of the event loop run
+   * one after another, each in its own savepoint, inside one transaction, and
+   * every caller is answered once that transaction has committed. Durability
+   * and order are those of one transaction per write; the commit, which is
+   * most of a write's cost, is paid once per group. A write that fails rolls
+   * back its savepoint alone; a failure to begin or commit fails the group.
+   */
+  private write<T>(operation: string, body: () => T): Promise<T> {
+    if (this.closed) return Promise.reject(new Error("store is closed"));
+    return new Promise<T>((resolve, reject) => {
+      this.pendingWrites.push({ operation, body, resolve: resolve as (value: unknown) => void, reject });
+      if (this.pendingWrites.length === 1) setImmediate(() => this.commitPendingWrites());
+    });
+  }
+
+  private commitPendingWrites(): void {
+    const group = this.pendingWrites;
+    this.pendingWrites = [];
+    if (group.length === 0) return;
+    if (this.closed) {
+      for (const write of group) write.reject(new Error("store is closed"));
+      return;
+    }
+    let outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>;
+    try {
+      outcomes = this.transactions.group.immediate(group);
+    } catch (error) {
+      for (const write of group) write.reject(asStoreError(write.operation, error));
+      return;
+    }
+    outcomes.forEach((outcome, i) => {
+      const write = group[i]!;
+      if (outcome.ok) write.resolve(outcome.value);
+      else write.reject(asStoreError(write.operation, outcome.error));
+    });
+  }
+}
+
+interface PendingWrite {
+  readonly operation: string;
+  readonly body: () => unknown;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: unknown) => void;
 }
 
 /**
@@ -346,6 +393,19 @@ function prepareTransactions(db: Database.Database, s: Statements) {
     s.recordCompletion.get({ id, succeeded: success ? 1 : 0, failed: success ? 0 : 1, durationMs });
 
   return {
+    // Each write's own transaction becomes a savepoint inside this one (better-sqlite3 nests them so).
+    group: db.transaction((writes: readonly PendingWrite[]) =>
+      writes.map((write): { ok: true; value: unknown } | { ok: false; error: unknown } => {
+        try {
+          return { ok: true, value: write.body() };
+        } catch (error) {
+          // A fault of the storage (SQLite may even have rolled the whole transaction back) fails the group:
+          // nothing of it is committed, so no write of it may be acknowledged.
+          if (isStorageFault(error) || !db.inTransaction) throw error;
+          return { ok: false, error };
+        }
+      }),
+    ),
     insertWorker: db.transaction((worker: WorkerRecord, events: readonly EventDraft[]) => {
       if (s.insertWorker.run({ ...worker, capabilities: JSON.stringify(worker.capabilities) }).changes === 0) {
         throw new DuplicateWorkerIdError(worker.id);
@@ -454,9 +514,11 @@ function toWorkerRecord(row: WorkerRow): WorkerRecord {
   return { ...row, capabilities: JSON.parse(row.capabilities) as string[] };
 }
 
+function isStorageFault(error: unknown): boolean {
+  return error instanceof Database.SqliteError && storageFaultCode.test(error.code);
+}
+
 /** Wraps a storage fault in StoreUnavailableError; returns any other error unchanged. */
 function asStoreError(operation: string, error: unknown): unknown {
-  return error instanceof Database.SqliteError && storageFaultCode.test(error.code)
-    ? new StoreUnavailableError(operation, error)
-    : error;
+  return isStorageFault(error) ? new StoreUnavailableError(operation, error) : error;
 }
