@@ -43,7 +43,7 @@ export interface RegistryOptions {
   cleanupBatchSize?: number;
   /** Interval suggested to heartbeat streams. Default half the healthy threshold (5 min). */
   heartbeatIntervalMs?: number;
-  /** Heartbeat timestamps are soft state, written behind in one transaction this often. Default 250 ms. */
+  /** Heartbeat timestamps are soft state, written behind this often, 1000 per transaction. Default 1 s. */
   heartbeatFlushIntervalMs?: number;
   /** Load-balancing weights and priors. Defaults: 0.5 / 0.3 / 0.2, 1 s reference, priors 0.5. */
   scoring?: Partial<ScoringOptions>;
@@ -129,7 +129,7 @@ export function compileRegistryOptions(options: RegistryOptions = {}): CompiledR
     cleanupIntervalMs: options.cleanupIntervalMs ?? 5 * MINUTE,
     cleanupBatchSize: options.cleanupBatchSize ?? 1000,
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? Math.floor(healthyThresholdMs / 2),
-    heartbeatFlushIntervalMs: options.heartbeatFlushIntervalMs ?? 250,
+    heartbeatFlushIntervalMs: options.heartbeatFlushIntervalMs ?? 1000,
     scoring: { ...DEFAULT_SCORING, ...options.scoring },
     acquireTieTolerance: options.acquireTieTolerance ?? 0.02,
     reservationTtlMs: options.reservationTtlMs ?? 10 * MINUTE,

@@ -114,6 +114,8 @@ const ATTEMPTS = 3;
 /** AcquireWorker considers this many of the best candidates for its random choice among near-ties. */
 const ACQUIRE_CANDIDATES = 16;
 const PRUNE_BATCH = 10_000;
+/** Heartbeat timestamps written per transaction. */
+const HEARTBEAT_CHUNK = 1000;
 
 /** The in-memory serving state of one worker. */
 interface LiveWorker extends WorkerRecord {
@@ -741,17 +743,23 @@ export class WorkerRegistry {
    */
   async flushHeartbeats(): Promise<void> {
     if (this.flushing) return this.flushing;
-    const batch = this.pendingHeartbeats;
+    const batch = [...this.pendingHeartbeats];
     this.pendingHeartbeats = new Map();
-    this.flushing = this.deps.store
-      .writeHeartbeats(batch, this.deps.clock.now())
-      .catch((error: unknown) => {
-        for (const [id, at] of batch) if (!this.pendingHeartbeats.has(id)) this.pendingHeartbeats.set(id, at);
-        this.deps.log.warn({ err: error, pending: this.pendingHeartbeats.size }, "heartbeat flush failed; will retry");
-      })
-      .finally(() => {
-        this.flushing = undefined;
-      });
+    this.flushing = (async () => {
+      // In chunks, each its own commit: a fleet's worth of UPDATEs in one transaction would hold the event loop.
+      for (let start = 0; start < Math.max(1, batch.length); start += HEARTBEAT_CHUNK) {
+        const chunk = batch.slice(start, start + HEARTBEAT_CHUNK);
+        try {
+          await this.deps.store.writeHeartbeats(new Map(chunk), this.deps.clock.now());
+        } catch (error) {
+          for (const [id, at] of batch.slice(start)) if (!this.pendingHeartbeats.has(id)) this.pendingHeartbeats.set(id, at);
+          this.deps.log.warn({ err: error, pending: this.pendingHeartbeats.size }, "heartbeat flush failed; will retry");
+          return;
+        }
+      }
+    })().finally(() => {
+      this.flushing = undefined;
+    });
     return this.flushing;
   }
 

@@ -15,6 +15,10 @@ import {
 } from "../domain/registry-store.js";
 import type { CompletionCounters, WorkerRecord } from "../domain/worker-record.js";
 import { migrate } from "./migrations.js";
+import { startWalCheckpointer, type WalCheckpointer } from "./wal-checkpointer.js";
+
+/** The serving connection's own automatic checkpoint threshold, when a background thread does the work. */
+const SAFETY_NET_CHECKPOINT_PAGES = 10_000;
 
 /** Options of {@link openSqliteStore}. */
 export interface SqliteStoreOptions {
@@ -32,6 +36,11 @@ export interface SqliteStoreOptions {
    * rejecting with StoreUnavailableError. Default 5000.
    */
   readonly busyTimeoutMs?: number;
+  /**
+   * Checkpoint the WAL from a background thread every second, so that commits
+   * on the serving thread never stop to do it. Default true (for a file).
+   */
+  readonly backgroundCheckpoints?: boolean;
 }
 
 const workerColumns = `id, node_id AS nodeId, capabilities, max_concurrent_tasks AS maxConcurrentTasks,
@@ -118,6 +127,7 @@ type WorkerRow = Omit<WorkerRecord, "capabilities"> & { capabilities: string };
 export class SqliteStore implements RegistryStore {
   private closed = false;
   private pendingWrites: PendingWrite[] = [];
+  private checkpointer: WalCheckpointer | undefined;
   private readonly statements: Statements;
   private readonly transactions: Transactions;
 
@@ -254,10 +264,20 @@ export class SqliteStore implements RegistryStore {
    * the store is closed all the same and no committed write is lost, since the
    * WAL is replayed at the next open.
    */
+  /**
+   * Hands WAL checkpoints to a background thread; this connection's automatic
+   * checkpoint stays as a safety net, at a threshold ten times the default.
+   */
+  checkpointInBackground(file: string): void {
+    this.db.pragma(`wal_autocheckpoint = ${SAFETY_NET_CHECKPOINT_PAGES}`);
+    this.checkpointer = startWalCheckpointer(file, 1000);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.commitPendingWrites();
     this.closed = true;
+    await this.checkpointer?.stop();
     try {
       this.db.pragma("wal_checkpoint(TRUNCATE)");
     } catch (error) {
@@ -339,7 +359,9 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
   let db: Database.Database | undefined;
   try {
     db = new Database(options.path);
-    return new SqliteStore(db, options);
+    const store = new SqliteStore(db, options);
+    if (!db.memory && (options.backgroundCheckpoints ?? true)) store.checkpointInBackground(path.resolve(options.path));
+    return store;
   } catch (error) {
     db?.close();
     throw asStoreError("open the store", error);
