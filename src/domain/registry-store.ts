@@ -68,7 +68,7 @@ export interface RecoveredState {
    * due for removal. Found through the last-heartbeat index; not deleted yet.
    */
   readonly expired: WorkerRecord[];
-  /** Active reservations of the surviving workers. */
+  /** Every active reservation. */
   readonly reservations: ReservationRecord[];
   /** The wall-clock ms at which the registry last wrote heartbeats, or null for a new store. */
   readonly lastAliveAtMs: number | null;

@@ -169,8 +169,7 @@ interface ScheduleEntry<T> {
  * Restarts: workers recovered from the store are given a full healthy window
  * counted from {@link beginServing}, the moment the server accepts calls, so
  * the registry's own downtime never makes them unhealthy; reservations keep
- * the time they had left. Workers whose TTL had already passed while the
- * registry was still running are removed at start-up.
+ * the time they had left (at most one TTL).
  */
 export class WorkerRegistry {
   private readonly workers = new Map<string, LiveWorker>();
@@ -216,35 +215,30 @@ export class WorkerRegistry {
   }
 
   /**
-   * Loads the store's workers and reservations, and removes (with events) the
-   * workers that had expired before the last shutdown. Call
+   * Loads the store's workers and reservations. Call
    * {@link beginServing} when the server starts accepting calls, and
    * {@link close} at shutdown.
    */
   static async create(deps: WorkerRegistryDeps): Promise<WorkerRegistry> {
     const recovered = await deps.store.recover({ workerTtlMs: deps.options.workerTtlMs });
     const registry = new WorkerRegistry(deps, recovered.revision, recovered.compactedRevision);
-    for (const record of recovered.workers) registry.add(record);
+    // Workers that looked overdue at the last shutdown get a fresh window like every other: the judgement
+    // would compare two wall-clock times, and a clock stepped forwards shortly before the shutdown would have
+    // the registry remove a live fleet. The monotonic schedule and the eviction guard decide instead.
+    for (const record of [...recovered.expired, ...recovered.workers]) registry.add(record);
     for (const record of recovered.reservations) {
       const worker = registry.workers.get(record.workerId);
       if (worker === undefined) continue;
       const reservation: LiveReservation = { ...record, worker, deadlineMono: 0 };
-      const remainingMs = Math.max(0, record.expiresAtMs - (recovered.lastAliveAtMs ?? record.expiresAtMs));
+      const left = record.expiresAtMs - (recovered.lastAliveAtMs ?? record.expiresAtMs);
+      const remainingMs = Math.min(deps.options.reservationTtlMs, Math.max(0, left));
       registry.recoveredReservations.push({ reservation, remainingMs });
-    }
-    if (recovered.expired.length > 0) {
-      const now = deps.clock.now();
-      await registry.events.commit(
-        recovered.expired.map((record) => ({ type: "removed", worker: registry.recordView(record, "unhealthy"), occurredAtMs: now })),
-        (drafts: EventDraft[]) => deps.store.deleteWorkers(recovered.expired.map((record, i) => ({ id: record.id, event: drafts[i]! })), []),
-        eventsOfDeleted,
-      );
     }
     deps.log.info(
       {
-        workers: recovered.workers.length,
+        workers: recovered.workers.length + recovered.expired.length,
+        overdueAtLastShutdown: recovered.expired.length,
         reservations: recovered.reservations.length,
-        removedAsExpired: recovered.expired.length,
         lastAliveAtMs: recovered.lastAliveAtMs,
         revision: recovered.revision,
       },

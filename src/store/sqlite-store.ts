@@ -33,7 +33,10 @@ export interface SqliteStoreOptions {
   readonly synchronous?: "normal" | "full";
   /**
    * How long an operation waits for another connection's lock before
-   * rejecting with StoreUnavailableError. Default 5000.
+   * rejecting with StoreUnavailableError. Default 50: SQLite waits on the
+   * serving thread, so a long wait would freeze every call while another
+   * process holds the lock; a refused write is answered UNAVAILABLE and
+   * retried by the caller, and the registry keeps answering from memory.
    */
   readonly busyTimeoutMs?: number;
   /**
@@ -100,9 +103,8 @@ export const storeSql = {
   markExpiredReleased: `UPDATE reservations SET state = 'released' WHERE id = ? AND state = 'expired'`,
   freeSlot: `UPDATE workers SET current_tasks = current_tasks - 1
     WHERE id = ? AND current_tasks > 0 RETURNING current_tasks AS currentTasks`,
-  listReservations: `SELECT r.id, r.worker_id AS workerId, r.created_at_ms AS createdAtMs, r.expires_at_ms AS expiresAtMs
-    FROM reservations r JOIN workers w ON w.id = r.worker_id
-    WHERE r.state = 'active' AND w.last_heartbeat_at_ms >= ? ORDER BY r.expires_at_ms`,
+  listReservations: `SELECT id, worker_id AS workerId, created_at_ms AS createdAtMs, expires_at_ms AS expiresAtMs
+    FROM reservations WHERE state = 'active' ORDER BY expires_at_ms`,
 } as const;
 
 const lastAliveKey = "last_alive_at_ms";
@@ -144,7 +146,7 @@ export class SqliteStore implements RegistryStore {
     private readonly db: Database.Database,
     options: Omit<SqliteStoreOptions, "path"> = {},
   ) {
-    const { synchronous = "normal", busyTimeoutMs = 5000 } = options;
+    const { synchronous = "normal", busyTimeoutMs = 50 } = options;
     if (synchronous !== "normal" && synchronous !== "full") {
       throw new ConfigError(`synchronous must be "normal" or "full", not ${String(synchronous)}`);
     }
@@ -364,7 +366,7 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
     return store;
   } catch (error) {
     db?.close();
-    throw asStoreError("open the store", error);
+    throw asStoreError(`open the database ${options.path} (${error instanceof Error ? error.message : String(error)})`, error);
   }
 }
 
@@ -400,7 +402,7 @@ function prepareStatements(db: Database.Database) {
     reservationState: db.prepare<[string], { workerId: string; state: "active" | "released" | "expired" }>(storeSql.reservationState),
     markExpiredReleased: db.prepare<[string]>(storeSql.markExpiredReleased),
     freeSlot: db.prepare<[string], { currentTasks: number }>(storeSql.freeSlot),
-    listReservations: db.prepare<[number], ReservationRecord>(storeSql.listReservations),
+    listReservations: db.prepare<[], ReservationRecord>(storeSql.listReservations),
   };
 }
 
@@ -523,7 +525,7 @@ function prepareTransactions(db: Database.Database, s: Statements) {
       return {
         workers: s.listLiveWorkers.all(cutoff).map(toWorkerRecord),
         expired: s.listExpiredWorkers.all(cutoff).map(toWorkerRecord),
-        reservations: s.listReservations.all(cutoff),
+        reservations: s.listReservations.all(),
         lastAliveAtMs,
         revision: s.currentRevision.get()!.value,
         compactedRevision: s.readMeta.get(compactedKey)?.value ?? 0,

@@ -129,7 +129,7 @@ export class HeartbeatStreams {
     if (this.interval?.ms !== ack.nextHeartbeatIntervalMs) {
       this.interval = { ms: ack.nextHeartbeatIntervalMs, proto: durationFromMs(ack.nextHeartbeatIntervalMs) };
     }
-    call.write(
+    const writable = call.write(
       create(HeartbeatStreamResponseSchema, {
         workerId,
         sequence,
@@ -138,5 +138,11 @@ export class HeartbeatStreams {
         nextHeartbeatInterval: this.interval.proto,
       }),
     );
+    // A client that sends heartbeats and does not read the replies: stop reading its heartbeats until the
+    // replies drain, so HTTP/2 flow control pushes back on it instead of the server buffering without bound.
+    if (!writable) {
+      call.pause();
+      call.once("drain", () => call.resume());
+    }
   }
 }

@@ -273,7 +273,8 @@ describe("WorkerRegistry", () => {
       await second.store.close();
     });
 
-    it("drops at start-up the workers that had expired while the registry was still running", async () => {
+    it("gives a worker that looked overdue at shutdown a fresh window too, then removes it on schedule", async () => {
+      // Judging it at start-up would compare wall-clock times; after a clock step that removed live fleets.
       const dir = mkdtempSync(join(tmpdir(), "registry-restart-"));
       dirs.push(dir);
       const path = join(dir, "registry.db");
@@ -289,7 +290,11 @@ describe("WorkerRegistry", () => {
       await first.registry.close();
       await first.store.close();
 
-      const second = await createTestRegistry({}, { clock, store: openSqliteStore({ path }) });
+      const second = await createTestRegistry({ maxEvictionShare: 1 }, { clock, store: openSqliteStore({ path }) });
+      expect(second.registry.getWorker(abandoned.id).healthStatus).toBe("healthy");
+      clock.advance(15 * MINUTE + 1);
+      second.registry.heartbeat(live.id);
+      expect(await second.registry.cleanup()).toBe(1);
       expect(() => second.registry.getWorker(abandoned.id)).toThrow(WorkerNotFoundError);
       expect(second.registry.getWorker(live.id).healthStatus).toBe("healthy");
       await second.registry.close();
