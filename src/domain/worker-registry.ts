@@ -230,7 +230,8 @@ export class WorkerRegistry {
       const worker = registry.workers.get(record.workerId);
       if (worker === undefined) continue;
       const reservation: LiveReservation = { ...record, worker, deadlineMono: 0 };
-      const left = record.expiresAtMs - (recovered.lastAliveAtMs ?? record.expiresAtMs);
+      // With no record of when the registry last ran (it died before its first flush), the whole TTL is left.
+      const left = record.expiresAtMs - (recovered.lastAliveAtMs ?? record.createdAtMs);
       const remainingMs = Math.min(deps.options.reservationTtlMs, Math.max(0, left));
       registry.recoveredReservations.push({ reservation, remainingMs });
     }

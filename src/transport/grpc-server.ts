@@ -50,9 +50,6 @@ function serverOptions(keepalive: KeepaliveOptions): ChannelOptions {
     "grpc.keepalive_time_ms": keepalive.timeMs,
     "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
     "grpc.keepalive_permit_without_calls": 1,
-    // Clients may ping as often as every 10 s (the project's client does not ping by default); more often gets
-    // GOAWAY "too_many_pings".
-    "grpc.http2.min_ping_interval_without_data_ms": 10_000,
   };
 }
 
