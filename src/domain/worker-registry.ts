@@ -65,6 +65,8 @@ export interface RegistryStats {
 export interface HeartbeatAck {
   readonly healthStatus: HealthStatus;
   readonly nextHeartbeatIntervalMs: number;
+  /** The wall-clock time recorded for this heartbeat: what last_heartbeat_at will show. */
+  readonly heartbeatAtMs: number;
 }
 
 /** A new worker, with the token it alone receives (the registry keeps only its hash). */
@@ -191,8 +193,6 @@ export class WorkerRegistry {
   /** Registrations accepted but not yet committed. */
   private registering = 0;
   private closed = false;
-  /** The same answer for every heartbeat: allocated once, off the hot path. */
-  private readonly ack: HeartbeatAck;
   /** Monotonic counters for metrics. */
   readonly counters: RegistryCounters = { heartbeats: 0, acquisitions: 0, releases: 0, reservationsExpired: 0 };
 
@@ -202,7 +202,6 @@ export class WorkerRegistry {
     compactedRevision: number,
   ) {
     this.events = new EventLog(deps.store, { revision, compactedRevision });
-    this.ack = Object.freeze({ healthStatus: "healthy", nextHeartbeatIntervalMs: deps.options.heartbeatIntervalMs });
     const { options } = deps;
     this.guard = new EvictionGuard(deps.clock, deps.log, {
       intakeWindowMs: options.heartbeatIntervalMs,
@@ -364,8 +363,8 @@ export class WorkerRegistry {
    * @throws WorkerNotFoundError.
    */
   heartbeatAck(workerId: string): HeartbeatAck {
-    this.touch(workerId, true);
-    return this.ack;
+    const worker = this.touch(workerId, true);
+    return { healthStatus: "healthy", nextHeartbeatIntervalMs: this.deps.options.heartbeatIntervalMs, heartbeatAtMs: worker.lastHeartbeatAtMs };
   }
 
   /** A heartbeat stream was bound to the worker (its first heartbeat has been accepted). */

@@ -109,7 +109,7 @@ export async function startGrpcServer(options: {
     interceptors: [introspectionAuthentication(security, log)],
   });
   const guard = new CallGuard(security.authenticator, registry, clock, limits);
-  const heartbeatStreams = new HeartbeatStreams(registry, guard, clock, log);
+  const heartbeatStreams = new HeartbeatStreams(registry, guard, log);
   const watchStreams = new WatchStreams(registry, guard, log, options.watchBufferEvents);
   server.addService(
     grpcServiceDefinition(WorkerRegistryService),

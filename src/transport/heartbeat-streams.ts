@@ -1,7 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs, type Duration } from "@bufbuild/protobuf/wkt";
 import { status, type ServerDuplexStream } from "@grpc/grpc-js";
-import type { Clock } from "../domain/clock.js";
 import { InvalidArgumentError } from "../domain/errors.js";
 import type { Logger } from "../domain/logger.js";
 import { quote, validateWorkerId } from "../domain/validation.js";
@@ -43,7 +42,6 @@ export class HeartbeatStreams {
   constructor(
     private readonly registry: WorkerRegistry,
     private readonly guard: CallGuard,
-    private readonly clock: Clock,
     private readonly log: Logger,
   ) {}
 
@@ -134,7 +132,8 @@ export class HeartbeatStreams {
         workerId,
         sequence,
         healthStatus: healthToProto(ack.healthStatus),
-        serverTime: timestampFromMs(this.clock.now()),
+        // The time recorded for the heartbeat, so the reply and last_heartbeat_at agree to the millisecond.
+        serverTime: timestampFromMs(ack.heartbeatAtMs),
         nextHeartbeatInterval: this.interval.proto,
       }),
     );

@@ -131,8 +131,10 @@ describe("WorkerNode recovery", () => {
     const fleet = Array.from({ length: count }, (_, i) =>
       createNode(registry, {
         registration: { ...registration, nodeId: `node-${i}` },
-        reconnectBaseMs: 300,
-        reconnectMaxMs: 3000,
+        // Long enough that every first retry comes after the registry is back: a retry that meets the server
+        // still down is drawn again from a wider window, which bunched reconnects on a loaded machine.
+        reconnectBaseMs: 1000,
+        reconnectMaxMs: 5000,
         // Evenly spaced draws stand in for 30 processes' independent Math.random.
         random: () => (i + 0.5) / count,
         // One channel per worker, as 30 processes would have.
@@ -159,7 +161,7 @@ describe("WorkerNode recovery", () => {
     expect(fleet.map((node) => node.workerId)).toEqual(ids);
     const times = [...reconnectedAt].sort((a, b) => a - b);
     const spreadMs = times[times.length - 1]! - times[0]!;
-    // The first retry alone is drawn from a 300 ms window; without jitter all
+    // The first retry alone is drawn from a 1000 ms window; without jitter all
     // thirty would return within a few milliseconds of each other.
     expect(spreadMs).toBeGreaterThan(150);
     expect(largestBurst(times, 30)).toBeLessThanOrEqual(count / 3);
