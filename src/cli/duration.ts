@@ -15,11 +15,3 @@ export function parseDuration(text: string): number {
   }
   return Math.round(ms);
 }
-
-/** Formats milliseconds in the largest unit that divides them exactly: 600000 -> "10m". */
-export function formatDuration(ms: number): string {
-  for (const unit of ["h", "m", "s"] as const) {
-    if (ms >= UNITS[unit]! && ms % UNITS[unit]! === 0) return `${ms / UNITS[unit]!}${unit}`;
-  }
-  return `${ms}ms`;
-}

@@ -763,11 +763,6 @@ export class WorkerRegistry {
     await this.events.prune(now - this.deps.options.eventTtlMs, now - this.deps.options.reservationTtlMs, PRUNE_BATCH);
   }
 
-  /** True once {@link close} has begun. */
-  get isClosed(): boolean {
-    return this.closed;
-  }
-
   /** Stops the background work and writes pending heartbeats and events. Calls after this are refused. */
   async close(): Promise<void> {
     if (this.closed) return;
