@@ -113,6 +113,46 @@ export async function workerCommand(argv: string[], io: FleetCommandIo = {}): Pr
   }
 }
 
+const RESUME_EVICTION_USAGE = `usage: worker-registry resume-eviction [--json] [--address host:port]
+
+Ends a pause of eviction now, so that cleanup removes expired workers again (at
+most its per-pass share of the fleet). Use it when the whole fleet really went
+away, rather than waiting for --eviction-max-pause. Needs an admin token.
+
+  --json             print JSON instead of text
+  --address ADDR     registry to ask (default: $REGISTRY_ADDRESS or ${DEFAULT_ADDRESS})
+  --tls-ca FILE      use TLS, trusting this PEM CA (default: $REGISTRY_TLS_CA, else plaintext)
+  (the token is read from $REGISTRY_TOKEN: never pass it as an argument)
+`;
+
+/**
+ * `worker-registry resume-eviction`: ends a pause of eviction (admin).
+ *
+ * @returns 0 on success (whether or not eviction was paused), 1 if the
+ *   registry refused or cannot be asked, 2 for a usage error. Never throws.
+ */
+export async function resumeEvictionCommand(argv: string[], io: FleetCommandIo = {}): Promise<number> {
+  const out = outputOf(io);
+  const parsed = parseFleetArgs(argv, 0, RESUME_EVICTION_USAGE, out, io.env ?? process.env);
+  if (typeof parsed === "number") {
+    return parsed;
+  }
+  const client = new WorkerRegistryClient(parsed.clientOptions);
+  try {
+    const { wasPaused, eviction } = await client.resumeEviction();
+    if (parsed.json) {
+      out.stdout(JSON.stringify({ address: parsed.address, wasPaused, eviction }, null, 2));
+    } else {
+      out.stdout(wasPaused ? "eviction resumed: cleanup removes expired workers again" : "eviction was not paused; nothing changed");
+    }
+    return 0;
+  } catch (error) {
+    return reportFailure(error, parsed.address, out);
+  } finally {
+    client.close();
+  }
+}
+
 interface FleetArgs {
   json: boolean;
   address: string;

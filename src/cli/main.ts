@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { workerCommand, workersCommand } from "./fleet-commands.js";
+import { resumeEvictionCommand, workerCommand, workersCommand } from "./fleet-commands.js";
 import { serveCommand, serveUsage } from "./serve-command.js";
 
 const USAGE = `usage: worker-registry <command> [flags]
@@ -8,6 +8,7 @@ commands:
   serve            run the registry server (worker-registry serve --help)
   workers          print the fleet dashboard [--json] [--address host:port]
   worker <id>      print one worker [--json] [--address host:port]
+  resume-eviction  end a pause of eviction now (admin token)
 
 --address defaults to $REGISTRY_ADDRESS, else localhost:50051.
 `;
@@ -26,6 +27,8 @@ async function main(argv: readonly string[]): Promise<number> {
       return workersCommand(rest);
     case "worker":
       return workerCommand(rest);
+    case "resume-eviction":
+      return resumeEvictionCommand(rest);
     case undefined:
     case "help":
     case "--help":

@@ -102,6 +102,12 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     apply: (o, v) => (registry(o).stallThresholdMs = parseDuration(v)),
   },
   {
+    flag: "eviction-max-pause",
+    description: "longest a pause of eviction lasts: silence that outlasts it is believed and eviction resumes",
+    defaultText: "3 worker TTLs",
+    apply: (o, v) => (registry(o).evictionMaxPauseMs = parseDuration(v)),
+  },
+  {
     flag: "keepalive-time",
     description: "ping each connection this often to find half-open ones",
     defaultText: "30s",

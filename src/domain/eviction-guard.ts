@@ -15,6 +15,12 @@ export interface EvictionGuardOptions {
   readonly stallThresholdMs: number;
   /** Most of the fleet one cleanup pass may remove, as a share. */
   readonly maxEvictionShare: number;
+  /**
+   * The longest a collapse pause lasts. Silence that outlasts it is believed:
+   * the level is learnt afresh from what is heard now, and eviction resumes
+   * at its per-pass limit. A brake that never lets go would be a lock.
+   */
+  readonly maxPauseMs: number;
 }
 
 /** Whether eviction is held back, and why. */
@@ -28,6 +34,8 @@ export interface EvictionStatus {
   readonly lastWindowIntake: number;
   /** The level that intake is compared with: the best recent window, capped at the fleet's size. */
   readonly expectedIntake: number;
+  /** Wall-clock ms at which the pause ends by itself if nothing changes, or undefined when not paused. */
+  readonly resumesAtMs: number | undefined;
 }
 
 /** A worker as the guard tracks it: the index of the last window it was counted in. */
@@ -51,6 +59,12 @@ export interface IntakeMark {
  *   paused, and the first worker heard again (a heartbeat or a registration)
  *   restarts the comparison. A fleet smaller than `collapseMinWorkers` is
  *   not judged: its silent workers are more likely dead than cut off.
+ * - Bound: a collapse pause ends by itself after `maxPauseMs` (Eureka's
+ *   self-preservation has no such bound and can hold dead instances for
+ *   ever). The silence is then believed: the recent level is forgotten, so the
+ *   comparison restarts from what is heard now, and cleanup removes the
+ *   expired workers at its per-pass limit. An admin may end a pause sooner
+ *   with {@link resume}.
  * - Stall: a gap of `stallThresholdMs` between ticks means the registry itself
  *   was paused (SIGSTOP, a VM freeze, a GC storm). {@link tick} returns the
  *   gap so the registry can give every worker that time back, and eviction
@@ -66,7 +80,7 @@ export class EvictionGuard {
   private windowIntake = 0;
   private readonly history: number[] = [];
   private lastTickMono: number;
-  private pause: { reason: string; sinceMs: number; holdUntilMono: number | undefined } | undefined;
+  private pause: { reason: string; sinceMs: number; sinceMono: number; holdUntilMono: number | undefined } | undefined;
   private pausesTotal = 0;
   private lastWindowIntake = 0;
   private expectedIntake = 0;
@@ -110,8 +124,26 @@ export class EvictionGuard {
     if (this.pause?.holdUntilMono !== undefined && now >= this.pause.holdUntilMono) {
       this.log.info({ pausedForMs: this.clock.now() - this.pause.sinceMs }, "eviction resumed");
       this.pause = undefined;
+    } else if (this.pause !== undefined && this.pause.holdUntilMono === undefined && now - this.pause.sinceMono >= this.options.maxPauseMs) {
+      this.log.warn(
+        { pausedForMs: now - this.pause.sinceMono, maxPauseMs: this.options.maxPauseMs, lastWindowIntake: this.lastWindowIntake },
+        "eviction resumed: the silence outlasted the pause bound and is believed",
+      );
+      this.forgetLevel();
     }
     return 0;
+  }
+
+  /**
+   * Ends a pause now (an admin's decision): what is heard from now on is the
+   * level a later collapse is judged against. Returns whether eviction was
+   * paused.
+   */
+  resume(): boolean {
+    if (this.pause === undefined) return false;
+    this.log.warn({ pausedForMs: this.clock.now() - this.pause.sinceMs, reason: this.pause.reason }, "eviction resumed by an admin");
+    this.forgetLevel();
+    return true;
   }
 
   /** How many workers one cleanup pass may remove now: 0 while paused. */
@@ -121,14 +153,27 @@ export class EvictionGuard {
   }
 
   status(): EvictionStatus {
+    const pause = this.pause;
+    let resumesAtMs: number | undefined;
+    if (pause !== undefined) {
+      const endMono = pause.holdUntilMono ?? pause.sinceMono + this.options.maxPauseMs;
+      resumesAtMs = this.clock.now() + Math.max(0, endMono - this.clock.monotonic());
+    }
     return {
-      paused: this.pause !== undefined,
-      reason: this.pause?.reason ?? "",
-      pausedSinceMs: this.pause?.sinceMs,
+      paused: pause !== undefined,
+      reason: pause?.reason ?? "",
+      pausedSinceMs: pause?.sinceMs,
       pausesTotal: this.pausesTotal,
       lastWindowIntake: this.lastWindowIntake,
       expectedIntake: this.expectedIntake,
+      resumesAtMs,
     };
+  }
+
+  private forgetLevel(): void {
+    this.pause = undefined;
+    this.history.length = 0;
+    this.expectedIntake = 0;
   }
 
   private closeWindow(fleetSize: number): void {
@@ -163,7 +208,7 @@ export class EvictionGuard {
   private enterPause(reason: string, holdUntilMono: number | undefined): void {
     if (this.pause === undefined) {
       this.pausesTotal++;
-      this.pause = { reason, sinceMs: this.clock.now(), holdUntilMono };
+      this.pause = { reason, sinceMs: this.clock.now(), sinceMono: this.clock.monotonic(), holdUntilMono };
       this.log.warn({ reason }, "eviction paused");
     } else {
       this.pause.reason = reason;

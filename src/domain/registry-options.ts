@@ -71,6 +71,12 @@ export interface RegistryOptions {
   collapseMinWorkers?: number;
   /** A gap this long between the registry's one-second ticks means it was paused; eviction holds. Default 3 s. */
   stallThresholdMs?: number;
+  /**
+   * The longest an intake-collapse pause of eviction lasts: silence that
+   * outlasts it is believed and eviction resumes at its per-pass limit.
+   * Default three worker TTLs (45 min).
+   */
+  evictionMaxPauseMs?: number;
   /** Input limits. */
   limits?: Partial<RegistryLimits>;
 }
@@ -93,6 +99,7 @@ export interface CompiledRegistryOptions {
   readonly evictionCollapseRatio: number;
   readonly collapseMinWorkers: number;
   readonly stallThresholdMs: number;
+  readonly evictionMaxPauseMs: number;
   readonly limits: RegistryLimits;
 }
 
@@ -122,10 +129,11 @@ export const DEFAULT_LIMITS: RegistryLimits = {
 export function compileRegistryOptions(options: RegistryOptions = {}): CompiledRegistryOptions {
   const healthyThresholdMs = options.healthyThresholdMs ?? 10 * MINUTE;
   const degradedThresholdMs = options.degradedThresholdMs ?? 15 * MINUTE;
+  const workerTtlMs = options.workerTtlMs ?? Math.max(15 * MINUTE, degradedThresholdMs);
   const compiled: CompiledRegistryOptions = {
     healthyThresholdMs,
     degradedThresholdMs,
-    workerTtlMs: options.workerTtlMs ?? Math.max(15 * MINUTE, degradedThresholdMs),
+    workerTtlMs,
     cleanupIntervalMs: options.cleanupIntervalMs ?? 5 * MINUTE,
     cleanupBatchSize: options.cleanupBatchSize ?? 1000,
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? Math.floor(healthyThresholdMs / 2),
@@ -139,6 +147,7 @@ export function compileRegistryOptions(options: RegistryOptions = {}): CompiledR
     evictionCollapseRatio: options.evictionCollapseRatio ?? 0.5,
     collapseMinWorkers: options.collapseMinWorkers ?? 3,
     stallThresholdMs: options.stallThresholdMs ?? 3 * SECOND,
+    evictionMaxPauseMs: options.evictionMaxPauseMs ?? 3 * workerTtlMs,
     limits: { ...DEFAULT_LIMITS, ...options.limits },
   };
   for (const [name, value] of Object.entries(compiled)) {

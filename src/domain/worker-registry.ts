@@ -210,6 +210,7 @@ export class WorkerRegistry {
       historyWindows: Math.ceil(options.workerTtlMs / options.heartbeatIntervalMs) + 1,
       stallThresholdMs: options.stallThresholdMs,
       maxEvictionShare: options.maxEvictionShare,
+      maxPauseMs: options.evictionMaxPauseMs,
     });
   }
 
@@ -625,6 +626,17 @@ export class WorkerRegistry {
       activeReservations: this.reservations.size,
       eviction: this.guard.status(),
     };
+  }
+
+  /**
+   * Ends a pause of eviction now (an admin's call): cleanup removes expired
+   * workers again at its per-pass limit. Resolves to whether it was paused,
+   * and the status after.
+   */
+  resumeEviction(): { readonly wasPaused: boolean; readonly eviction: EvictionStatus } {
+    this.assertOpen();
+    const wasPaused = this.guard.resume();
+    return { wasPaused, eviction: this.guard.status() };
   }
 
   /** The number of open watchers. */

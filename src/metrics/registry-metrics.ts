@@ -115,6 +115,16 @@ export function createRegistryMetrics(source: RegistryMetricsSource): RegistryMe
     },
   });
 
+  new Gauge({
+    name: "worker_registry_eviction_resumes_at_timestamp_seconds",
+    help: "While eviction is paused: when the pause ends by itself if nothing changes (unix seconds); 0 when not paused.",
+    registers,
+    collect() {
+      const { resumesAtMs } = source.stats().eviction;
+      this.set(resumesAtMs === undefined ? 0 : resumesAtMs / 1000);
+    },
+  });
+
   sourcedCounter(registers, "worker_registry_heartbeats_total", "Heartbeats accepted, unary and streamed.", () => source.counters().heartbeats);
   sourcedCounter(registers, "worker_registry_acquisitions_total", "Slots granted by AcquireWorker.", () => source.counters().acquisitions);
   sourcedCounter(

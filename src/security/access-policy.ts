@@ -16,7 +16,9 @@ export type Operation =
   /** DiscoverWorkers, GetWorkersForLoadBalancing, GetRegistryStats, WatchWorkers. */
   | "read-fleet"
   /** AcquireWorker, ReleaseWorker. */
-  | "reserve";
+  | "reserve"
+  /** ResumeEviction: overrides the registry's own safety brake. */
+  | "administer";
 
 /** The worker a call names, with who registered it. */
 export interface TargetWorker {
@@ -31,7 +33,7 @@ export interface TargetWorker {
 }
 
 const BY_ROLE: Record<Role, ReadonlySet<Operation>> = {
-  admin: new Set<Operation>(["register", "heartbeat", "unregister", "account", "read-worker", "read-fleet", "reserve"]),
+  admin: new Set<Operation>(["register", "heartbeat", "unregister", "account", "read-worker", "read-fleet", "reserve", "administer"]),
   orchestrator: new Set<Operation>(["account", "read-worker", "read-fleet", "reserve"]),
   worker: new Set<Operation>(["register"]),
 };

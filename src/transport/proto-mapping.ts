@@ -115,5 +115,6 @@ export function evictionToProto(status: EvictionStatus): ProtoEvictionStatus {
     pausesTotal: BigInt(status.pausesTotal),
     lastWindowIntake: status.lastWindowIntake,
     expectedIntake: status.expectedIntake,
+    ...(status.resumesAtMs === undefined ? {} : { resumesAt: timestampFromMs(status.resumesAtMs) }),
   });
 }

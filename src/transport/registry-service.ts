@@ -15,6 +15,7 @@ import {
   RegisterWorkerResponseSchema,
   ReleaseOutcome,
   ReleaseWorkerResponseSchema,
+  ResumeEvictionResponseSchema,
   UnregisterWorkerResponseSchema,
   UpdateTaskCountResponseSchema,
   type AcquireWorkerRequest,
@@ -157,5 +158,9 @@ export function registryServiceHandlers(
       return create(ReleaseWorkerResponseSchema, { outcome: RELEASE_OUTCOMES[release.outcome], worker: workerToProto(release.worker) });
     }),
     watchWorkers: streams.watches.handle,
+    resumeEviction: unary("ResumeEviction", "administer", undefined, () => {
+      const { wasPaused, eviction } = registry.resumeEviction();
+      return create(ResumeEvictionResponseSchema, { wasPaused, eviction: evictionToProto(eviction) });
+    }),
   };
 }

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WorkerRegistryClient } from "../../clients/typescript/src/worker-registry-client.js";
-import { workerCommand, workersCommand, type FleetCommandIo } from "../../src/cli/fleet-commands.js";
+import { resumeEvictionCommand, workerCommand, workersCommand, type FleetCommandIo } from "../../src/cli/fleet-commands.js";
 import { TestRegistry } from "./registry-server.js";
 
 let registry: TestRegistry;
@@ -140,5 +140,16 @@ describe("worker-registry worker <id>", () => {
     expect(none.stderr()).toContain("usage: worker-registry worker <id>");
     const two = capture();
     expect(await workerCommand([coderId, reviewerId], two.io)).toBe(2);
+  });
+});
+
+describe("worker-registry resume-eviction", () => {
+  it("says when eviction was not paused, and answers the status as JSON", async () => {
+    const text = capture();
+    expect(await resumeEvictionCommand(["--address", registry.address], text.io)).toBe(0);
+    expect(text.stdout()).toBe("eviction was not paused; nothing changed");
+    const json = capture();
+    expect(await resumeEvictionCommand(["--address", registry.address, "--json"], json.io)).toBe(0);
+    expect(JSON.parse(json.stdout())).toMatchObject({ wasPaused: false, eviction: { paused: false, reason: "" } });
   });
 });

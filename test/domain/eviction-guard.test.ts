@@ -46,7 +46,8 @@ describe("safe eviction", () => {
   });
 
   it("pauses while intake collapses across the fleet, holds one window after it recovers, then evicts the dead", async () => {
-    const { registry, clock, ids } = await fleet(20);
+    // A cut-off of five TTLs, within a pause bound of ten.
+    const { registry, clock, ids } = await fleet(20, { evictionMaxPauseMs: 600 * SECOND });
     const live = ids.slice(0, 18);
     await run(registry, clock, 60, ids);
     // The registry is cut off for far longer than the TTL: nothing arrives, though its own ticks keep running.
@@ -101,5 +102,34 @@ describe("safe eviction", () => {
     expect(await registry.cleanup()).toBe(2);
     expect(await registry.cleanup()).toBe(2);
     expect(await registry.cleanup()).toBe(0);
+  });
+
+  it("a whole fleet that dies at once is removed once the pause bound passes: the brake is not a lock", async () => {
+    const { registry, clock, ids } = await fleet(5, { evictionMaxPauseMs: 180 * SECOND, maxEvictionShare: 0.5 });
+    await run(registry, clock, 60, ids);
+    // Every worker stops at once: intake collapses to nothing, which looks like the registry being cut off.
+    await run(registry, clock, 90, []);
+    const paused = registry.getRegistryStats().eviction;
+    expect(paused).toMatchObject({ paused: true, lastWindowIntake: 0, expectedIntake: 5 });
+    expect(paused.resumesAtMs).toBe(paused.pausedSinceMs! + 180 * SECOND);
+    expect(await registry.cleanup()).toBe(0);
+    // Still silent when the bound passes: the silence is believed, and eviction resumes at its per-pass limit.
+    await run(registry, clock, 180, []);
+    expect(registry.getRegistryStats().eviction).toMatchObject({ paused: false, resumesAtMs: undefined, pausesTotal: 1 });
+    expect(await registry.cleanup()).toBe(3);
+    expect(await registry.cleanup()).toBe(1);
+    expect(await registry.cleanup()).toBe(1);
+    expect(registry.getRegistryStats()).toMatchObject({ totalWorkers: 0, eviction: { paused: false } });
+  });
+
+  it("an admin can resume eviction before the bound; the silence is then the level", async () => {
+    const { registry, clock, ids } = await fleet(5);
+    await run(registry, clock, 60, ids);
+    await run(registry, clock, 90, []);
+    expect(registry.getRegistryStats().eviction.paused).toBe(true);
+    expect(registry.resumeEviction()).toMatchObject({ wasPaused: true, eviction: { paused: false } });
+    expect(await registry.cleanup()).toBe(5);
+    // Resuming when nothing is paused says so and changes nothing.
+    expect(registry.resumeEviction()).toMatchObject({ wasPaused: false, eviction: { paused: false, pausesTotal: 1 } });
   });
 });

@@ -117,6 +117,7 @@ describe("server reflection, seen by a foreign client", () => {
       "AcquireWorker",
       "ReleaseWorker",
       "WatchWorkers",
+      "ResumeEviction",
     ];
     expect(rpcs.map((rpc) => rpc.name).sort()).toEqual([...methods].sort());
     for (const rpc of rpcs) {
@@ -243,6 +244,11 @@ describe("every RPC, called with JSON through reflection", () => {
       success_rate: 1,
     });
     expect(Date.parse(stats.server_time)).not.toBeNaN();
+  });
+
+  it("ResumeEviction answers whether eviction was paused, with the status after", async () => {
+    const answer = await call("ResumeEviction", {}, "--emit-defaults");
+    expect(answer).toMatchObject({ was_paused: false, eviction: { paused: false, reason: "" } });
   });
 
   it("HeartbeatStream answers each heartbeat, echoing its sequence, then ends OK on half-close", async () => {

@@ -6,7 +6,7 @@ import { Authenticator } from "../../src/security/authenticator.js";
 import type { Principal } from "../../src/security/roles.js";
 import { parseTokenFile } from "../../src/security/token-file.js";
 
-const OPERATIONS: readonly Operation[] = ["register", "heartbeat", "unregister", "account", "read-worker", "read-fleet", "reserve"];
+const OPERATIONS: readonly Operation[] = ["register", "heartbeat", "unregister", "account", "read-worker", "read-fleet", "reserve", "administer"];
 const mine = { workerId: "worker-1-mine", registeredBy: "hash-of-my-token" };
 const theirs = { workerId: "worker-1-theirs", registeredBy: "hash-of-another-token" };
 

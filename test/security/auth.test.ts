@@ -164,6 +164,8 @@ describe("role tokens", () => {
       }
       case "WatchWorkers":
         return codeName((await watchOutcome(client, token, () => client.outcome("registerWorker", REGISTRATION, T.admin))).code);
+      case "ResumeEviction":
+        return unary("resumeEviction", {});
       default:
         throw new Error(`no probe for ${rpc}`);
     }
@@ -188,8 +190,8 @@ describe("role tokens", () => {
   const ON_ONE_WORKER = ["UnregisterWorker", "Heartbeat", "HeartbeatStream", "UpdateTaskCount", "RecordTaskCompletion", "GetWorker"];
   const ORCHESTRATOR = ["UpdateTaskCount", "RecordTaskCompletion", "GetWorker", "DiscoverWorkers", "GetWorkersForLoadBalancing", "GetRegistryStats", "AcquireWorker", "ReleaseWorker", "WatchWorkers"];
 
-  it("covers all 13 RPCs of the contract", () => {
-    expect(ALL).toHaveLength(13);
+  it("covers all 14 RPCs of the contract", () => {
+    expect(ALL).toHaveLength(14);
     expect(ALL).toEqual(expect.arrayContaining(["HeartbeatStream", "WatchWorkers", "AcquireWorker", "ReleaseWorker"]));
   });
 

@@ -22,6 +22,7 @@ export {
 export { RegistryClientError } from "./registry-client-error.js";
 export {
   WORKER_HEALTH_STATES,
+  type EvictionInfo,
   type RankedWorkerInfo,
   type RegistryStats,
   type WorkerHealth,

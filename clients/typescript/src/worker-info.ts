@@ -1,5 +1,5 @@
 import { durationMs, timestampDate, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
-import type { GetRegistryStatsResponse } from "./gen/sentinel/registry/v1/registry_service_pb.js";
+import type { EvictionStatus, GetRegistryStatsResponse } from "./gen/sentinel/registry/v1/registry_service_pb.js";
 import { HealthStatus, type RankedWorker, type Worker } from "./gen/sentinel/registry/v1/worker_pb.js";
 
 /**
@@ -48,7 +48,7 @@ export interface WorkerInfo {
   maxConcurrentTasks: number;
   /** `maxConcurrentTasks - currentTasks`. */
   availableCapacity: number;
-  /** completed / (completed + failed); the server's neutral prior (default 0.5) before any completion. */
+  /** completed / (completed + failed): the observed rate, 0 before any completion (see `metrics` for the counts). */
   successRate: number;
   registeredAt: Date;
   lastHeartbeatAt: Date;
@@ -168,6 +168,33 @@ export function toRankedWorkerInfo(ranked: RankedWorker): RankedWorkerInfo {
     capacityScore: ranked.capacityScore,
     successScore: ranked.successScore,
     speedScore: ranked.speedScore,
+  };
+}
+
+/** Whether the registry's cleanup is holding evictions back, and why. */
+export interface EvictionInfo {
+  paused: boolean;
+  /** Why, in words; "" when not paused. */
+  reason: string;
+  pausedSince: Date | undefined;
+  /** When the pause ends by itself if nothing changes; undefined when not paused. */
+  resumesAt: Date | undefined;
+  pausesTotal: number;
+  /** Distinct workers heard from in the last complete intake window, and the level it is compared with. */
+  lastWindowIntake: number;
+  expectedIntake: number;
+}
+
+/** Maps an EvictionStatus message (an absent one reads as "not paused"). */
+export function toEvictionInfo(status: EvictionStatus | undefined): EvictionInfo {
+  return {
+    paused: status?.paused ?? false,
+    reason: status?.reason ?? "",
+    pausedSince: status?.pausedSince === undefined ? undefined : timestampDate(status.pausedSince),
+    resumesAt: status?.resumesAt === undefined ? undefined : timestampDate(status.resumesAt),
+    pausesTotal: Number(status?.pausesTotal ?? 0n),
+    lastWindowIntake: status?.lastWindowIntake ?? 0,
+    expectedIntake: status?.expectedIntake ?? 0,
   };
 }
 

@@ -11,9 +11,11 @@ import { grpcServiceDefinition } from "./grpc-definition.js";
 import { RegistryClientError } from "./registry-client-error.js";
 import {
   healthValue,
+  toEvictionInfo,
   toRankedWorkerInfo,
   toRegistryStats,
   toWorkerInfo,
+  type EvictionInfo,
   type RankedWorkerInfo,
   type RegistryStats,
   type WorkerInfo,
@@ -290,6 +292,16 @@ export class WorkerRegistryClient {
   /** Counts by health, capacity and completion totals of the whole fleet. Retried on UNAVAILABLE. */
   async getRegistryStats(): Promise<RegistryStats> {
     return toRegistryStats(await this.unary("getRegistryStats", {}));
+  }
+
+  /**
+   * Ends a pause of eviction now (needs an admin token): cleanup removes
+   * expired workers again at its per-pass limit. Resolves to whether eviction
+   * was paused, and the status after the call.
+   */
+  async resumeEviction(): Promise<{ wasPaused: boolean; eviction: EvictionInfo }> {
+    const response = await this.unary("resumeEviction", {});
+    return { wasPaused: response.wasPaused, eviction: toEvictionInfo(response.eviction) };
   }
 
   /**

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sentinel/registry/v1/registry_service.proto.
  */
 export const file_sentinel_registry_v1_registry_service: GenFile = /*@__PURE__*/
-  fileDesc("CitzZW50aW5lbC9yZWdpc3RyeS92MS9yZWdpc3RyeV9zZXJ2aWNlLnByb3RvEhRzZW50aW5lbC5yZWdpc3RyeS52MSJcChVSZWdpc3RlcldvcmtlclJlcXVlc3QSDwoHbm9kZV9pZBgBIAEoCRIUCgxjYXBhYmlsaXRpZXMYAiADKAkSHAoUbWF4X2NvbmN1cnJlbnRfdGFza3MYAyABKAUiXAoWUmVnaXN0ZXJXb3JrZXJSZXNwb25zZRIsCgZ3b3JrZXIYASABKAsyHC5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXISFAoMd29ya2VyX3Rva2VuGAIgASgJIiwKF1VucmVnaXN0ZXJXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSIaChhVbnJlZ2lzdGVyV29ya2VyUmVzcG9uc2UiJQoQSGVhcnRiZWF0UmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkiQQoRSGVhcnRiZWF0UmVzcG9uc2USLAoGd29ya2VyGAEgASgLMhwuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyIj0KFkhlYXJ0YmVhdFN0cmVhbVJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgNIuYBChdIZWFydGJlYXRTdHJlYW1SZXNwb25zZRIRCgl3b3JrZXJfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKA0SOQoNaGVhbHRoX3N0YXR1cxgDIAEoDjIiLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkhlYWx0aFN0YXR1cxIvCgtzZXJ2ZXJfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOgoXbmV4dF9oZWFydGJlYXRfaW50ZXJ2YWwYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iOgoWVXBkYXRlVGFza0NvdW50UmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSDQoFZGVsdGEYAiABKAUiRwoXVXBkYXRlVGFza0NvdW50UmVzcG9uc2USLAoGd29ya2VyGAEgASgLMhwuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyIlYKG1JlY29yZFRhc2tDb21wbGV0aW9uUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSDwoHc3VjY2VzcxgCIAEoCBITCgtkdXJhdGlvbl9tcxgDIAEoASJMChxSZWNvcmRUYXNrQ29tcGxldGlvblJlc3BvbnNlEiwKBndvcmtlchgBIAEoCzIcLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlciIlChBHZXRXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSJBChFHZXRXb3JrZXJSZXNwb25zZRIsCgZ3b3JrZXIYASABKAsyHC5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXIicwoWRGlzY292ZXJXb3JrZXJzUmVxdWVzdBIyCgZmaWx0ZXIYASABKAsyIi5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXJGaWx0ZXISEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkicwoXRGlzY292ZXJXb3JrZXJzUmVzcG9uc2USLQoHd29ya2VycxgBIAMoCzIcLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEAoIcmV2aXNpb24YAyABKAQiZgohR2V0V29ya2Vyc0ZvckxvYWRCYWxhbmNpbmdSZXF1ZXN0EjIKBmZpbHRlchgBIAEoCzIiLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlckZpbHRlchINCgVsaW1pdBgCIAEoBSJZCiJHZXRXb3JrZXJzRm9yTG9hZEJhbGFuY2luZ1Jlc3BvbnNlEjMKB3dvcmtlcnMYASADKAsyIi5zZW50aW5lbC5yZWdpc3RyeS52MS5SYW5rZWRXb3JrZXIiGQoXR2V0UmVnaXN0cnlTdGF0c1JlcXVlc3QipwMKGEdldFJlZ2lzdHJ5U3RhdHNSZXNwb25zZRIVCg10b3RhbF93b3JrZXJzGAEgASgFEhcKD2hlYWx0aHlfd29ya2VycxgCIAEoBRIYChBkZWdyYWRlZF93b3JrZXJzGAMgASgFEhkKEXVuaGVhbHRoeV93b3JrZXJzGAQgASgFEhYKDnRvdGFsX2NhcGFjaXR5GAUgASgDEhUKDXVzZWRfY2FwYWNpdHkYBiABKAMSGgoSYXZhaWxhYmxlX2NhcGFjaXR5GAcgASgDEhcKD3Rhc2tzX2NvbXBsZXRlZBgIIAEoBBIUCgx0YXNrc19mYWlsZWQYCSABKAQSFAoMc3VjY2Vzc19yYXRlGAogASgBEi8KC3NlcnZlcl90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXZpc2lvbhgMIAEoBBIbChNhY3RpdmVfcmVzZXJ2YXRpb25zGA0gASgDEjYKCGV2aWN0aW9uGA4gASgLMiQuc2VudGluZWwucmVnaXN0cnkudjEuRXZpY3Rpb25TdGF0dXMirQEKDkV2aWN0aW9uU3RhdHVzEg4KBnBhdXNlZBgBIAEoCBIOCgZyZWFzb24YAiABKAkSMAoMcGF1c2VkX3NpbmNlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxwYXVzZXNfdG90YWwYBCABKAQSGgoSbGFzdF93aW5kb3dfaW50YWtlGAUgASgFEhcKD2V4cGVjdGVkX2ludGFrZRgGIAEoBSJKChRBY3F1aXJlV29ya2VyUmVxdWVzdBIyCgZmaWx0ZXIYASABKAsyIi5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXJGaWx0ZXIikwEKFUFjcXVpcmVXb3JrZXJSZXNwb25zZRIyCgZ3b3JrZXIYASABKAsyIi5zZW50aW5lbC5yZWdpc3RyeS52MS5SYW5rZWRXb3JrZXISFgoOcmVzZXJ2YXRpb25faWQYAiABKAkSLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVAoUUmVsZWFzZVdvcmtlclJlcXVlc3QSFgoOcmVzZXJ2YXRpb25faWQYASABKAkSDwoHc3VjY2VzcxgCIAEoCBITCgtkdXJhdGlvbl9tcxgDIAEoASJ8ChVSZWxlYXNlV29ya2VyUmVzcG9uc2USNQoHb3V0Y29tZRgBIAEoDjIkLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJlbGVhc2VPdXRjb21lEiwKBndvcmtlchgCIAEoCzIcLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlciJhChNXYXRjaFdvcmtlcnNSZXF1ZXN0EjIKBmZpbHRlchgBIAEoCzIiLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlckZpbHRlchIWCg5zdGFydF9yZXZpc2lvbhgCIAEoBCJIChRXYXRjaFdvcmtlcnNSZXNwb25zZRIwCgVldmVudBgBIAEoCzIhLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlckV2ZW50IvcBCgtXb3JrZXJFdmVudBIQCghyZXZpc2lvbhgBIAEoBBIzCgR0eXBlGAIgASgOMiUuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyRXZlbnRUeXBlEiwKBndvcmtlchgDIAEoCzIcLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlchIvCgtvY2N1cnJlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASQgoWcHJldmlvdXNfaGVhbHRoX3N0YXR1cxgFIAEoDjIiLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkhlYWx0aFN0YXR1cyqSAQoOUmVsZWFzZU91dGNvbWUSHwobUkVMRUFTRV9PVVRDT01FX1VOU1BFQ0lGSUVEEAASHAoYUkVMRUFTRV9PVVRDT01FX1JFTEVBU0VEEAESJAogUkVMRUFTRV9PVVRDT01FX0FMUkVBRFlfUkVMRUFTRUQQAhIbChdSRUxFQVNFX09VVENPTUVfRVhQSVJFRBADKukBCg9Xb3JrZXJFdmVudFR5cGUSIQodV09SS0VSX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIgChxXT1JLRVJfRVZFTlRfVFlQRV9SRUdJU1RFUkVEEAESHQoZV09SS0VSX0VWRU5UX1RZUEVfVVBEQVRFRBACEiQKIFdPUktFUl9FVkVOVF9UWVBFX0hFQUxUSF9DSEFOR0VEEAMSIgoeV09SS0VSX0VWRU5UX1RZUEVfVU5SRUdJU1RFUkVEEAQSKAokV09SS0VSX0VWRU5UX1RZUEVfUkVNT1ZFRF9CWV9DTEVBTlVQEAUyyAsKFVdvcmtlclJlZ2lzdHJ5U2VydmljZRJrCg5SZWdpc3RlcldvcmtlchIrLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJlZ2lzdGVyV29ya2VyUmVxdWVzdBosLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJlZ2lzdGVyV29ya2VyUmVzcG9uc2UScQoQVW5yZWdpc3RlcldvcmtlchItLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlVucmVnaXN0ZXJXb3JrZXJSZXF1ZXN0Gi4uc2VudGluZWwucmVnaXN0cnkudjEuVW5yZWdpc3RlcldvcmtlclJlc3BvbnNlElwKCUhlYXJ0YmVhdBImLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkhlYXJ0YmVhdFJlcXVlc3QaJy5zZW50aW5lbC5yZWdpc3RyeS52MS5IZWFydGJlYXRSZXNwb25zZRJyCg9IZWFydGJlYXRTdHJlYW0SLC5zZW50aW5lbC5yZWdpc3RyeS52MS5IZWFydGJlYXRTdHJlYW1SZXF1ZXN0Gi0uc2VudGluZWwucmVnaXN0cnkudjEuSGVhcnRiZWF0U3RyZWFtUmVzcG9uc2UoATABEm4KD1VwZGF0ZVRhc2tDb3VudBIsLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlVwZGF0ZVRhc2tDb3VudFJlcXVlc3QaLS5zZW50aW5lbC5yZWdpc3RyeS52MS5VcGRhdGVUYXNrQ291bnRSZXNwb25zZRJ9ChRSZWNvcmRUYXNrQ29tcGxldGlvbhIxLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJlY29yZFRhc2tDb21wbGV0aW9uUmVxdWVzdBoyLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJlY29yZFRhc2tDb21wbGV0aW9uUmVzcG9uc2USXAoJR2V0V29ya2VyEiYuc2VudGluZWwucmVnaXN0cnkudjEuR2V0V29ya2VyUmVxdWVzdBonLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkdldFdvcmtlclJlc3BvbnNlEm4KD0Rpc2NvdmVyV29ya2VycxIsLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkRpc2NvdmVyV29ya2Vyc1JlcXVlc3QaLS5zZW50aW5lbC5yZWdpc3RyeS52MS5EaXNjb3ZlcldvcmtlcnNSZXNwb25zZRKPAQoaR2V0V29ya2Vyc0ZvckxvYWRCYWxhbmNpbmcSNy5zZW50aW5lbC5yZWdpc3RyeS52MS5HZXRXb3JrZXJzRm9yTG9hZEJhbGFuY2luZ1JlcXVlc3QaOC5zZW50aW5lbC5yZWdpc3RyeS52MS5HZXRXb3JrZXJzRm9yTG9hZEJhbGFuY2luZ1Jlc3BvbnNlEnEKEEdldFJlZ2lzdHJ5U3RhdHMSLS5zZW50aW5lbC5yZWdpc3RyeS52MS5HZXRSZWdpc3RyeVN0YXRzUmVxdWVzdBouLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkdldFJlZ2lzdHJ5U3RhdHNSZXNwb25zZRJoCg1BY3F1aXJlV29ya2VyEiouc2VudGluZWwucmVnaXN0cnkudjEuQWNxdWlyZVdvcmtlclJlcXVlc3QaKy5zZW50aW5lbC5yZWdpc3RyeS52MS5BY3F1aXJlV29ya2VyUmVzcG9uc2USaAoNUmVsZWFzZVdvcmtlchIqLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJlbGVhc2VXb3JrZXJSZXF1ZXN0Gisuc2VudGluZWwucmVnaXN0cnkudjEuUmVsZWFzZVdvcmtlclJlc3BvbnNlEmcKDFdhdGNoV29ya2VycxIpLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldhdGNoV29ya2Vyc1JlcXVlc3QaKi5zZW50aW5lbC5yZWdpc3RyeS52MS5XYXRjaFdvcmtlcnNSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_sentinel_registry_v1_worker]);
+  fileDesc("CitzZW50aW5lbC9yZWdpc3RyeS92MS9yZWdpc3RyeV9zZXJ2aWNlLnByb3RvEhRzZW50aW5lbC5yZWdpc3RyeS52MSJcChVSZWdpc3RlcldvcmtlclJlcXVlc3QSDwoHbm9kZV9pZBgBIAEoCRIUCgxjYXBhYmlsaXRpZXMYAiADKAkSHAoUbWF4X2NvbmN1cnJlbnRfdGFza3MYAyABKAUiXAoWUmVnaXN0ZXJXb3JrZXJSZXNwb25zZRIsCgZ3b3JrZXIYASABKAsyHC5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXISFAoMd29ya2VyX3Rva2VuGAIgASgJIiwKF1VucmVnaXN0ZXJXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSIaChhVbnJlZ2lzdGVyV29ya2VyUmVzcG9uc2UiJQoQSGVhcnRiZWF0UmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkiQQoRSGVhcnRiZWF0UmVzcG9uc2USLAoGd29ya2VyGAEgASgLMhwuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyIj0KFkhlYXJ0YmVhdFN0cmVhbVJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgNIuYBChdIZWFydGJlYXRTdHJlYW1SZXNwb25zZRIRCgl3b3JrZXJfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKA0SOQoNaGVhbHRoX3N0YXR1cxgDIAEoDjIiLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkhlYWx0aFN0YXR1cxIvCgtzZXJ2ZXJfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOgoXbmV4dF9oZWFydGJlYXRfaW50ZXJ2YWwYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iOgoWVXBkYXRlVGFza0NvdW50UmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSDQoFZGVsdGEYAiABKAUiRwoXVXBkYXRlVGFza0NvdW50UmVzcG9uc2USLAoGd29ya2VyGAEgASgLMhwuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyIlYKG1JlY29yZFRhc2tDb21wbGV0aW9uUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSDwoHc3VjY2VzcxgCIAEoCBITCgtkdXJhdGlvbl9tcxgDIAEoASJMChxSZWNvcmRUYXNrQ29tcGxldGlvblJlc3BvbnNlEiwKBndvcmtlchgBIAEoCzIcLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlciIlChBHZXRXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSJBChFHZXRXb3JrZXJSZXNwb25zZRIsCgZ3b3JrZXIYASABKAsyHC5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXIicwoWRGlzY292ZXJXb3JrZXJzUmVxdWVzdBIyCgZmaWx0ZXIYASABKAsyIi5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXJGaWx0ZXISEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkicwoXRGlzY292ZXJXb3JrZXJzUmVzcG9uc2USLQoHd29ya2VycxgBIAMoCzIcLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEAoIcmV2aXNpb24YAyABKAQiZgohR2V0V29ya2Vyc0ZvckxvYWRCYWxhbmNpbmdSZXF1ZXN0EjIKBmZpbHRlchgBIAEoCzIiLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlckZpbHRlchINCgVsaW1pdBgCIAEoBSJZCiJHZXRXb3JrZXJzRm9yTG9hZEJhbGFuY2luZ1Jlc3BvbnNlEjMKB3dvcmtlcnMYASADKAsyIi5zZW50aW5lbC5yZWdpc3RyeS52MS5SYW5rZWRXb3JrZXIiGQoXR2V0UmVnaXN0cnlTdGF0c1JlcXVlc3QipwMKGEdldFJlZ2lzdHJ5U3RhdHNSZXNwb25zZRIVCg10b3RhbF93b3JrZXJzGAEgASgFEhcKD2hlYWx0aHlfd29ya2VycxgCIAEoBRIYChBkZWdyYWRlZF93b3JrZXJzGAMgASgFEhkKEXVuaGVhbHRoeV93b3JrZXJzGAQgASgFEhYKDnRvdGFsX2NhcGFjaXR5GAUgASgDEhUKDXVzZWRfY2FwYWNpdHkYBiABKAMSGgoSYXZhaWxhYmxlX2NhcGFjaXR5GAcgASgDEhcKD3Rhc2tzX2NvbXBsZXRlZBgIIAEoBBIUCgx0YXNrc19mYWlsZWQYCSABKAQSFAoMc3VjY2Vzc19yYXRlGAogASgBEi8KC3NlcnZlcl90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXZpc2lvbhgMIAEoBBIbChNhY3RpdmVfcmVzZXJ2YXRpb25zGA0gASgDEjYKCGV2aWN0aW9uGA4gASgLMiQuc2VudGluZWwucmVnaXN0cnkudjEuRXZpY3Rpb25TdGF0dXMi3QEKDkV2aWN0aW9uU3RhdHVzEg4KBnBhdXNlZBgBIAEoCBIOCgZyZWFzb24YAiABKAkSMAoMcGF1c2VkX3NpbmNlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxwYXVzZXNfdG90YWwYBCABKAQSGgoSbGFzdF93aW5kb3dfaW50YWtlGAUgASgFEhcKD2V4cGVjdGVkX2ludGFrZRgGIAEoBRIuCgpyZXN1bWVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIXChVSZXN1bWVFdmljdGlvblJlcXVlc3QiZAoWUmVzdW1lRXZpY3Rpb25SZXNwb25zZRISCgp3YXNfcGF1c2VkGAEgASgIEjYKCGV2aWN0aW9uGAIgASgLMiQuc2VudGluZWwucmVnaXN0cnkudjEuRXZpY3Rpb25TdGF0dXMiSgoUQWNxdWlyZVdvcmtlclJlcXVlc3QSMgoGZmlsdGVyGAEgASgLMiIuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyRmlsdGVyIpMBChVBY3F1aXJlV29ya2VyUmVzcG9uc2USMgoGd29ya2VyGAEgASgLMiIuc2VudGluZWwucmVnaXN0cnkudjEuUmFua2VkV29ya2VyEhYKDnJlc2VydmF0aW9uX2lkGAIgASgJEi4KCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlQKFFJlbGVhc2VXb3JrZXJSZXF1ZXN0EhYKDnJlc2VydmF0aW9uX2lkGAEgASgJEg8KB3N1Y2Nlc3MYAiABKAgSEwoLZHVyYXRpb25fbXMYAyABKAEifAoVUmVsZWFzZVdvcmtlclJlc3BvbnNlEjUKB291dGNvbWUYASABKA4yJC5zZW50aW5lbC5yZWdpc3RyeS52MS5SZWxlYXNlT3V0Y29tZRIsCgZ3b3JrZXIYAiABKAsyHC5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXIiYQoTV2F0Y2hXb3JrZXJzUmVxdWVzdBIyCgZmaWx0ZXIYASABKAsyIi5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXJGaWx0ZXISFgoOc3RhcnRfcmV2aXNpb24YAiABKAQiSAoUV2F0Y2hXb3JrZXJzUmVzcG9uc2USMAoFZXZlbnQYASABKAsyIS5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXJFdmVudCK0AgoLV29ya2VyRXZlbnQSEAoIcmV2aXNpb24YASABKAQSMwoEdHlwZRgCIAEoDjIlLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlckV2ZW50VHlwZRIsCgZ3b3JrZXIYAyABKAsyHC5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXISLwoLb2NjdXJyZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEkIKFnByZXZpb3VzX2hlYWx0aF9zdGF0dXMYBSABKA4yIi5zZW50aW5lbC5yZWdpc3RyeS52MS5IZWFsdGhTdGF0dXMSOwoOcmVtb3ZhbF9yZWFzb24YBiABKA4yIy5zZW50aW5lbC5yZWdpc3RyeS52MS5SZW1vdmFsUmVhc29uKpIBCg5SZWxlYXNlT3V0Y29tZRIfChtSRUxFQVNFX09VVENPTUVfVU5TUEVDSUZJRUQQABIcChhSRUxFQVNFX09VVENPTUVfUkVMRUFTRUQQARIkCiBSRUxFQVNFX09VVENPTUVfQUxSRUFEWV9SRUxFQVNFRBACEhsKF1JFTEVBU0VfT1VUQ09NRV9FWFBJUkVEEAMq6QEKD1dvcmtlckV2ZW50VHlwZRIhCh1XT1JLRVJfRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEiAKHFdPUktFUl9FVkVOVF9UWVBFX1JFR0lTVEVSRUQQARIdChlXT1JLRVJfRVZFTlRfVFlQRV9VUERBVEVEEAISJAogV09SS0VSX0VWRU5UX1RZUEVfSEVBTFRIX0NIQU5HRUQQAxIiCh5XT1JLRVJfRVZFTlRfVFlQRV9VTlJFR0lTVEVSRUQQBBIoCiRXT1JLRVJfRVZFTlRfVFlQRV9SRU1PVkVEX0JZX0NMRUFOVVAQBSqJAQoNUmVtb3ZhbFJlYXNvbhIeChpSRU1PVkFMX1JFQVNPTl9VTlNQRUNJRklFRBAAEh8KG1JFTU9WQUxfUkVBU09OX1VOUkVHSVNURVJFRBABEhoKFlJFTU9WQUxfUkVBU09OX0VYUElSRUQQAhIbChdSRU1PVkFMX1JFQVNPTl9SRVBMQUNFRBADMrUMChVXb3JrZXJSZWdpc3RyeVNlcnZpY2USawoOUmVnaXN0ZXJXb3JrZXISKy5zZW50aW5lbC5yZWdpc3RyeS52MS5SZWdpc3RlcldvcmtlclJlcXVlc3QaLC5zZW50aW5lbC5yZWdpc3RyeS52MS5SZWdpc3RlcldvcmtlclJlc3BvbnNlEnEKEFVucmVnaXN0ZXJXb3JrZXISLS5zZW50aW5lbC5yZWdpc3RyeS52MS5VbnJlZ2lzdGVyV29ya2VyUmVxdWVzdBouLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlVucmVnaXN0ZXJXb3JrZXJSZXNwb25zZRJcCglIZWFydGJlYXQSJi5zZW50aW5lbC5yZWdpc3RyeS52MS5IZWFydGJlYXRSZXF1ZXN0Gicuc2VudGluZWwucmVnaXN0cnkudjEuSGVhcnRiZWF0UmVzcG9uc2UScgoPSGVhcnRiZWF0U3RyZWFtEiwuc2VudGluZWwucmVnaXN0cnkudjEuSGVhcnRiZWF0U3RyZWFtUmVxdWVzdBotLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkhlYXJ0YmVhdFN0cmVhbVJlc3BvbnNlKAEwARJuCg9VcGRhdGVUYXNrQ291bnQSLC5zZW50aW5lbC5yZWdpc3RyeS52MS5VcGRhdGVUYXNrQ291bnRSZXF1ZXN0Gi0uc2VudGluZWwucmVnaXN0cnkudjEuVXBkYXRlVGFza0NvdW50UmVzcG9uc2USfQoUUmVjb3JkVGFza0NvbXBsZXRpb24SMS5zZW50aW5lbC5yZWdpc3RyeS52MS5SZWNvcmRUYXNrQ29tcGxldGlvblJlcXVlc3QaMi5zZW50aW5lbC5yZWdpc3RyeS52MS5SZWNvcmRUYXNrQ29tcGxldGlvblJlc3BvbnNlElwKCUdldFdvcmtlchImLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkdldFdvcmtlclJlcXVlc3QaJy5zZW50aW5lbC5yZWdpc3RyeS52MS5HZXRXb3JrZXJSZXNwb25zZRJuCg9EaXNjb3ZlcldvcmtlcnMSLC5zZW50aW5lbC5yZWdpc3RyeS52MS5EaXNjb3ZlcldvcmtlcnNSZXF1ZXN0Gi0uc2VudGluZWwucmVnaXN0cnkudjEuRGlzY292ZXJXb3JrZXJzUmVzcG9uc2USjwEKGkdldFdvcmtlcnNGb3JMb2FkQmFsYW5jaW5nEjcuc2VudGluZWwucmVnaXN0cnkudjEuR2V0V29ya2Vyc0ZvckxvYWRCYWxhbmNpbmdSZXF1ZXN0Gjguc2VudGluZWwucmVnaXN0cnkudjEuR2V0V29ya2Vyc0ZvckxvYWRCYWxhbmNpbmdSZXNwb25zZRJxChBHZXRSZWdpc3RyeVN0YXRzEi0uc2VudGluZWwucmVnaXN0cnkudjEuR2V0UmVnaXN0cnlTdGF0c1JlcXVlc3QaLi5zZW50aW5lbC5yZWdpc3RyeS52MS5HZXRSZWdpc3RyeVN0YXRzUmVzcG9uc2USaAoNQWNxdWlyZVdvcmtlchIqLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkFjcXVpcmVXb3JrZXJSZXF1ZXN0Gisuc2VudGluZWwucmVnaXN0cnkudjEuQWNxdWlyZVdvcmtlclJlc3BvbnNlEmgKDVJlbGVhc2VXb3JrZXISKi5zZW50aW5lbC5yZWdpc3RyeS52MS5SZWxlYXNlV29ya2VyUmVxdWVzdBorLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJlbGVhc2VXb3JrZXJSZXNwb25zZRJnCgxXYXRjaFdvcmtlcnMSKS5zZW50aW5lbC5yZWdpc3RyeS52MS5XYXRjaFdvcmtlcnNSZXF1ZXN0Giouc2VudGluZWwucmVnaXN0cnkudjEuV2F0Y2hXb3JrZXJzUmVzcG9uc2UwARJrCg5SZXN1bWVFdmljdGlvbhIrLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJlc3VtZUV2aWN0aW9uUmVxdWVzdBosLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJlc3VtZUV2aWN0aW9uUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_sentinel_registry_v1_worker]);
 
 /**
  * @generated from message sentinel.registry.v1.RegisterWorkerRequest
@@ -595,6 +595,16 @@ export type EvictionStatus = Message<"sentinel.registry.v1.EvictionStatus"> & {
    * @generated from field: int32 expected_intake = 6;
    */
   expectedIntake: number;
+
+  /**
+   * While paused by an intake collapse: when the pause ends by itself if
+   * nothing is heard meanwhile. Silence that outlasts this bound
+   * (--eviction-max-pause) is believed, and eviction resumes at its per-pass
+   * rate limit. Unset when not paused.
+   *
+   * @generated from field: google.protobuf.Timestamp resumes_at = 7;
+   */
+  resumesAt?: Timestamp | undefined;
 };
 
 /**
@@ -603,6 +613,43 @@ export type EvictionStatus = Message<"sentinel.registry.v1.EvictionStatus"> & {
  */
 export const EvictionStatusSchema: GenMessage<EvictionStatus> = /*@__PURE__*/
   messageDesc(file_sentinel_registry_v1_registry_service, 20);
+
+/**
+ * @generated from message sentinel.registry.v1.ResumeEvictionRequest
+ */
+export type ResumeEvictionRequest = Message<"sentinel.registry.v1.ResumeEvictionRequest"> & {
+};
+
+/**
+ * Describes the message sentinel.registry.v1.ResumeEvictionRequest.
+ * Use `create(ResumeEvictionRequestSchema)` to create a new message.
+ */
+export const ResumeEvictionRequestSchema: GenMessage<ResumeEvictionRequest> = /*@__PURE__*/
+  messageDesc(file_sentinel_registry_v1_registry_service, 21);
+
+/**
+ * @generated from message sentinel.registry.v1.ResumeEvictionResponse
+ */
+export type ResumeEvictionResponse = Message<"sentinel.registry.v1.ResumeEvictionResponse"> & {
+  /**
+   * Whether eviction was paused when the call arrived.
+   *
+   * @generated from field: bool was_paused = 1;
+   */
+  wasPaused: boolean;
+
+  /**
+   * @generated from field: sentinel.registry.v1.EvictionStatus eviction = 2;
+   */
+  eviction?: EvictionStatus | undefined;
+};
+
+/**
+ * Describes the message sentinel.registry.v1.ResumeEvictionResponse.
+ * Use `create(ResumeEvictionResponseSchema)` to create a new message.
+ */
+export const ResumeEvictionResponseSchema: GenMessage<ResumeEvictionResponse> = /*@__PURE__*/
+  messageDesc(file_sentinel_registry_v1_registry_service, 22);
 
 /**
  * @generated from message sentinel.registry.v1.AcquireWorkerRequest
@@ -621,7 +668,7 @@ export type AcquireWorkerRequest = Message<"sentinel.registry.v1.AcquireWorkerRe
  * Use `create(AcquireWorkerRequestSchema)` to create a new message.
  */
 export const AcquireWorkerRequestSchema: GenMessage<AcquireWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_sentinel_registry_v1_registry_service, 21);
+  messageDesc(file_sentinel_registry_v1_registry_service, 23);
 
 /**
  * @generated from message sentinel.registry.v1.AcquireWorkerResponse
@@ -654,7 +701,7 @@ export type AcquireWorkerResponse = Message<"sentinel.registry.v1.AcquireWorkerR
  * Use `create(AcquireWorkerResponseSchema)` to create a new message.
  */
 export const AcquireWorkerResponseSchema: GenMessage<AcquireWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_sentinel_registry_v1_registry_service, 22);
+  messageDesc(file_sentinel_registry_v1_registry_service, 24);
 
 /**
  * @generated from message sentinel.registry.v1.ReleaseWorkerRequest
@@ -683,7 +730,7 @@ export type ReleaseWorkerRequest = Message<"sentinel.registry.v1.ReleaseWorkerRe
  * Use `create(ReleaseWorkerRequestSchema)` to create a new message.
  */
 export const ReleaseWorkerRequestSchema: GenMessage<ReleaseWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_sentinel_registry_v1_registry_service, 23);
+  messageDesc(file_sentinel_registry_v1_registry_service, 25);
 
 /**
  * @generated from message sentinel.registry.v1.ReleaseWorkerResponse
@@ -707,7 +754,7 @@ export type ReleaseWorkerResponse = Message<"sentinel.registry.v1.ReleaseWorkerR
  * Use `create(ReleaseWorkerResponseSchema)` to create a new message.
  */
 export const ReleaseWorkerResponseSchema: GenMessage<ReleaseWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_sentinel_registry_v1_registry_service, 24);
+  messageDesc(file_sentinel_registry_v1_registry_service, 26);
 
 /**
  * @generated from message sentinel.registry.v1.WatchWorkersRequest
@@ -735,7 +782,7 @@ export type WatchWorkersRequest = Message<"sentinel.registry.v1.WatchWorkersRequ
  * Use `create(WatchWorkersRequestSchema)` to create a new message.
  */
 export const WatchWorkersRequestSchema: GenMessage<WatchWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_sentinel_registry_v1_registry_service, 25);
+  messageDesc(file_sentinel_registry_v1_registry_service, 27);
 
 /**
  * @generated from message sentinel.registry.v1.WatchWorkersResponse
@@ -752,7 +799,7 @@ export type WatchWorkersResponse = Message<"sentinel.registry.v1.WatchWorkersRes
  * Use `create(WatchWorkersResponseSchema)` to create a new message.
  */
 export const WatchWorkersResponseSchema: GenMessage<WatchWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_sentinel_registry_v1_registry_service, 26);
+  messageDesc(file_sentinel_registry_v1_registry_service, 28);
 
 /**
  * WorkerEvent is one change, numbered by the registry-wide revision.
@@ -790,6 +837,13 @@ export type WorkerEvent = Message<"sentinel.registry.v1.WorkerEvent"> & {
    * @generated from field: sentinel.registry.v1.HealthStatus previous_health_status = 5;
    */
   previousHealthStatus: HealthStatus;
+
+  /**
+   * For UNREGISTERED and REMOVED_BY_CLEANUP: why the worker left.
+   *
+   * @generated from field: sentinel.registry.v1.RemovalReason removal_reason = 6;
+   */
+  removalReason: RemovalReason;
 };
 
 /**
@@ -797,7 +851,7 @@ export type WorkerEvent = Message<"sentinel.registry.v1.WorkerEvent"> & {
  * Use `create(WorkerEventSchema)` to create a new message.
  */
 export const WorkerEventSchema: GenMessage<WorkerEvent> = /*@__PURE__*/
-  messageDesc(file_sentinel_registry_v1_registry_service, 27);
+  messageDesc(file_sentinel_registry_v1_registry_service, 29);
 
 /**
  * ReleaseOutcome says what a ReleaseWorker call did.
@@ -885,6 +939,45 @@ export const WorkerEventTypeSchema: GenEnum<WorkerEventType> = /*@__PURE__*/
   enumDesc(file_sentinel_registry_v1_registry_service, 1);
 
 /**
+ * RemovalReason says why a worker left the registry.
+ *
+ * @generated from enum sentinel.registry.v1.RemovalReason
+ */
+export enum RemovalReason {
+  /**
+   * @generated from enum value: REMOVAL_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * UnregisterWorker was called for it.
+   *
+   * @generated from enum value: REMOVAL_REASON_UNREGISTERED = 1;
+   */
+  UNREGISTERED = 1,
+
+  /**
+   * Cleanup removed it: no heartbeat for longer than its record TTL.
+   *
+   * @generated from enum value: REMOVAL_REASON_EXPIRED = 2;
+   */
+  EXPIRED = 2,
+
+  /**
+   * Its node_id registered again: the new registration replaces it.
+   *
+   * @generated from enum value: REMOVAL_REASON_REPLACED = 3;
+   */
+  REPLACED = 3,
+}
+
+/**
+ * Describes the enum sentinel.registry.v1.RemovalReason.
+ */
+export const RemovalReasonSchema: GenEnum<RemovalReason> = /*@__PURE__*/
+  enumDesc(file_sentinel_registry_v1_registry_service, 2);
+
+/**
  * WorkerRegistryService registers workers, tracks their health from
  * heartbeats, and ranks them for load balancing.
  *
@@ -900,7 +993,10 @@ export const WorkerEventTypeSchema: GenEnum<WorkerEventType> = /*@__PURE__*/
 export const WorkerRegistryService: GenService<{
   /**
    * RegisterWorker adds a worker and returns it with its new id. The record is
-   * durable once this returns.
+   * durable once this returns. A registration whose node_id already has a
+   * worker replaces that worker in the same transaction (as Consul does for a
+   * service id): the old record, its reservations and its worker token are
+   * gone, and watchers see it UNREGISTERED with reason REPLACED.
    *
    * @generated from rpc sentinel.registry.v1.WorkerRegistryService.RegisterWorker
    */
@@ -1045,6 +1141,20 @@ export const WorkerRegistryService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchWorkersRequestSchema;
     output: typeof WatchWorkersResponseSchema;
+  },
+  /**
+   * ResumeEviction ends a pause of eviction now (admin only). Cleanup then
+   * removes expired workers again, at most its per-pass share of the fleet,
+   * and the heartbeat intake seen since the pause becomes the level that a
+   * later collapse is judged against. Answers the eviction status after the
+   * call; resuming when nothing is paused changes nothing.
+   *
+   * @generated from rpc sentinel.registry.v1.WorkerRegistryService.ResumeEviction
+   */
+  resumeEviction: {
+    methodKind: "unary";
+    input: typeof ResumeEvictionRequestSchema;
+    output: typeof ResumeEvictionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sentinel_registry_v1_registry_service, 0);

@@ -94,8 +94,10 @@ export type Worker = Message<"sentinel.registry.v1.Worker"> & {
   availableCapacity: number;
 
   /**
-   * tasks_completed / (tasks_completed + tasks_failed_count); the configured
-   * neutral prior (default 0.5) until a completion is recorded.
+   * The observed rate: tasks_completed / (tasks_completed +
+   * tasks_failed_count), and 0 before the first completion (the counts in
+   * metrics tell the two apart). Ranking uses a neutral prior instead until a
+   * completion is recorded: see RankedWorker.success_score.
    *
    * @generated from field: double success_rate = 7;
    */
