@@ -25,10 +25,19 @@ function compareWithinTier(a: Rankable, b: Rankable): number {
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
 
-type Tiers<W extends Rankable> = [SortedList<W>, SortedList<W>, SortedList<W>];
+/** The tier of workers kept out of ranking and acquisition whatever their health. */
+export const OUT_OF_ROTATION = 3;
+
+/** One list per health tier (healthy, degraded, unhealthy), then the workers out of rotation. */
+type Tiers<W extends Rankable> = [SortedList<W>, SortedList<W>, SortedList<W>, SortedList<W>];
 
 function newTiers<W extends Rankable>(): Tiers<W> {
-  return [new SortedList<W>(compareWithinTier), new SortedList<W>(compareWithinTier), new SortedList<W>(compareWithinTier)];
+  return [
+    new SortedList<W>(compareWithinTier),
+    new SortedList<W>(compareWithinTier),
+    new SortedList<W>(compareWithinTier),
+    new SortedList<W>(compareWithinTier),
+  ];
 }
 
 /**
@@ -71,11 +80,18 @@ export class RankIndex<W extends Rankable> {
   /** How many workers have the capability (all of them, for undefined). */
   sizeOf(capability: string | undefined): number {
     const tiers = capability === undefined ? this.all : this.byCapability.get(capability);
-    return tiers === undefined ? 0 : tiers[0].size + tiers[1].size + tiers[2].size;
+    return tiers === undefined ? 0 : tiers[0].size + tiers[1].size + tiers[2].size + tiers[3].size;
+  }
+
+  /** Every worker with the capability (all, for undefined), ranked or out of rotation, in no useful order. */
+  *members(capability: string | undefined): Iterable<W> {
+    const tiers = capability === undefined ? this.all : this.byCapability.get(capability);
+    if (tiers === undefined) return;
+    for (const list of tiers) yield* list;
   }
 
   /**
-   * The workers with the capability (all, for undefined) whose health is one
+   * The ranked workers with the capability (all, for undefined) whose health is one
    * of `statuses`, in ranking order: healthy before degraded before unhealthy,
    * then as {@link compareWithinTier}.
    */
@@ -83,7 +99,7 @@ export class RankIndex<W extends Rankable> {
     const tiers = capability === undefined ? this.all : this.byCapability.get(capability);
     if (tiers === undefined) return;
     const wanted = new Set(statuses.map(healthTier));
-    for (let tier = 0; tier < tiers.length; tier++) if (wanted.has(tier)) yield* tiers[tier]!;
+    for (let tier = 0; tier < OUT_OF_ROTATION; tier++) if (wanted.has(tier)) yield* tiers[tier]!;
   }
 
   private tiersOf(worker: W, create: boolean): Tiers<W>[] {

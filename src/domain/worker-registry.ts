@@ -1,5 +1,5 @@
 import { BinaryHeap, selectTopK } from "./binary-heap.js";
-import { RankIndex, type RankKey } from "./rank-index.js";
+import { OUT_OF_ROTATION, RankIndex, type RankKey } from "./rank-index.js";
 import type { Clock } from "./clock.js";
 import {
   InvalidArgumentError,
@@ -127,6 +127,13 @@ interface LiveWorker extends WorkerRecord {
   health: HealthStatus;
   /** Its last heartbeat stream failed (connection lost): degraded until the next heartbeat. */
   disconnected: boolean;
+  /**
+   * Recovered at start-up when it was not healthy as the registry last ran:
+   * kept out of ranking and acquisition until it is heard from again.
+   */
+  unconfirmed: boolean;
+  /** Monotonic ms before which its health is held where recovery left it: no downgrade, no expiry. 0: none. */
+  holdUntilMono: number;
   /** Heartbeat streams bound to this worker right now. */
   openStreams: number;
   /** Cached: changes only when the task count or the metrics change. */
@@ -138,6 +145,12 @@ interface LiveWorker extends WorkerRecord {
   /** Where the rank index has it filed. */
   rankedAs: RankKey | undefined;
   readonly reservations: Set<LiveReservation>;
+  /**
+   * AcquireWorker slots being committed: counted when choosing, so concurrent
+   * acquisitions do not all pick the last free slot, but never mixed into
+   * currentTasks, which mirrors only what the store committed.
+   */
+  acquiring: number;
 }
 
 interface LiveReservation {
@@ -188,6 +201,8 @@ export class WorkerRegistry {
   private readonly events: EventLog;
   private readonly guard: EvictionGuard;
   private recoveredReservations: { readonly reservation: LiveReservation; readonly remainingMs: number }[] = [];
+  /** Recovered workers that were not healthy as the registry last ran, with their heartbeat age then. */
+  private recoveredUnhealthy: { readonly worker: LiveWorker; readonly health: HealthStatus; readonly ageMs: number }[] = [];
   private timers: NodeJS.Timeout[] = [];
   private flushScheduled = false;
   /** Registrations accepted but not yet committed. */
@@ -222,10 +237,17 @@ export class WorkerRegistry {
   static async create(deps: WorkerRegistryDeps): Promise<WorkerRegistry> {
     const recovered = await deps.store.recover({ workerTtlMs: deps.options.workerTtlMs });
     const registry = new WorkerRegistry(deps, recovered.revision, recovered.compactedRevision);
-    // Workers that looked overdue at the last shutdown get a fresh window like every other: the judgement
-    // would compare two wall-clock times, and a clock stepped forwards shortly before the shutdown would have
-    // the registry remove a live fleet. The monotonic schedule and the eviction guard decide instead.
-    for (const record of [...recovered.expired, ...recovered.workers]) registry.add(record);
+    // Each worker keeps the health it had when the registry last ran: its heartbeat age then, not now, since
+    // the registry's own downtime is nobody's silence. Nothing is removed here: a clock stepped forwards shortly
+    // before the shutdown would make a live fleet look overdue, so the grace window and the eviction guard decide.
+    const records = [...recovered.expired, ...recovered.workers];
+    const lastAliveAtMs = recovered.lastAliveAtMs ?? Math.max(0, ...records.map((r) => r.lastHeartbeatAtMs));
+    for (const record of records) {
+      const worker = registry.add(record);
+      const ageMs = Math.max(0, lastAliveAtMs - record.lastHeartbeatAtMs);
+      const health = healthForAge(ageMs, deps.options);
+      if (health !== "healthy") registry.recoveredUnhealthy.push({ worker, health, ageMs });
+    }
     for (const record of recovered.reservations) {
       const worker = registry.workers.get(record.workerId);
       if (worker === undefined) continue;
@@ -239,6 +261,7 @@ export class WorkerRegistry {
       {
         workers: recovered.workers.length + recovered.expired.length,
         overdueAtLastShutdown: recovered.expired.length,
+        notHealthyAtLastRun: registry.recoveredUnhealthy.length,
         reservations: recovered.reservations.length,
         lastAliveAtMs: recovered.lastAliveAtMs,
         revision: recovered.revision,
@@ -256,10 +279,21 @@ export class WorkerRegistry {
    */
   beginServing(options: { readonly backgroundTasks: boolean } = { backgroundTasks: true }): void {
     const now = this.deps.clock.monotonic();
-    for (const worker of this.workers.values()) {
-      worker.lastSeenMono = now;
-      this.scheduleNext(worker, now);
+    for (const worker of this.workers.values()) worker.lastSeenMono = now;
+    // The grace protects live workers while they reconnect (one heartbeat interval); it never promotes a worker
+    // nobody has heard from: those keep their health, stay out of ranking, and are judged by their real age after it.
+    const holdUntilMono = now + this.deps.options.heartbeatIntervalMs;
+    for (const { worker, health, ageMs } of this.recoveredUnhealthy) {
+      worker.lastSeenMono = now - ageMs;
+      worker.holdUntilMono = holdUntilMono;
+      worker.unconfirmed = true;
+      this.healthCounts[worker.health]--;
+      this.healthCounts[health]++;
+      worker.health = health;
+      this.ranking.update(worker, rankKeyOf(worker));
     }
+    this.recoveredUnhealthy = [];
+    for (const worker of this.workers.values()) this.scheduleNext(worker, now);
     for (const { reservation, remainingMs } of this.recoveredReservations) {
       reservation.deadlineMono = now + remainingMs;
       this.trackReservation(reservation);
@@ -454,18 +488,16 @@ export class WorkerRegistry {
       const createdAtMs = this.deps.clock.now();
       const { reservationTtlMs } = this.deps.options;
       const record = { id: this.deps.newReservationId(), workerId: worker.id, createdAtMs, expiresAtMs: createdAtMs + reservationTtlMs };
-      const event = this.updatedEvent(worker, { currentTasks: worker.currentTasks + 1 });
-      // Hold the slot in memory while the store commits, so concurrent acquisitions choose with it counted.
-      this.setCurrentTasks(worker, worker.currentTasks + 1);
+      const event = this.updatedEvent(worker, { currentTasks: worker.currentTasks + worker.acquiring + 1 });
+      // Count the slot as taken while the store commits, so concurrent acquisitions choose with it counted.
+      worker.acquiring++;
       let result: Awaited<ReturnType<RegistryStore["acquireSlot"]>>;
       try {
         result = await this.events.commit([event], (drafts) => this.deps.store.acquireSlot(record, drafts), (r, evs) => (r.status === "ok" ? evs : []));
-      } catch (error) {
-        this.setCurrentTasks(worker, worker.currentTasks - 1);
-        throw error;
+      } finally {
+        worker.acquiring--;
       }
       if (result.status !== "ok") {
-        this.setCurrentTasks(worker, worker.currentTasks - 1);
         if (attempt < ATTEMPTS) continue;
         throw new NoWorkerAvailableError(`worker ${worker.id} was taken or removed while reserving; retry`);
       }
@@ -490,7 +522,7 @@ export class WorkerRegistry {
     const best: LiveWorker[] = [];
     for (const worker of this.ranked(filter.capabilities, statuses)) {
       matched++;
-      if (worker.maxConcurrentTasks - worker.currentTasks < slotsNeeded) continue;
+      if (worker.maxConcurrentTasks - worker.currentTasks - worker.acquiring < slotsNeeded) continue;
       best.push(worker);
       if (best.length === ACQUIRE_CANDIDATES) break;
     }
@@ -681,7 +713,10 @@ export class WorkerRegistry {
     const stallMs = this.guard.tick(this.workers.size);
     if (stallMs > 0) {
       // The registry was blind, not the workers silent: nobody's deadline should have run during the stall.
-      for (const worker of this.workers.values()) worker.lastSeenMono += stallMs;
+      for (const worker of this.workers.values()) {
+        worker.lastSeenMono += stallMs;
+        if (worker.holdUntilMono > 0) worker.holdUntilMono += stallMs;
+      }
       for (const reservation of this.reservations.values()) reservation.deadlineMono += stallMs;
       this.deps.log.warn({ stallMs, workers: this.workers.size }, "registry stall detected; deadlines extended by its length");
     }
@@ -703,7 +738,7 @@ export class WorkerRegistry {
       if (this.workers.get(worker.id) !== worker) continue;
       worker.scheduled = false;
       this.announceUpTo(worker, this.healthOf(worker, now));
-      if (now - worker.lastSeenMono > this.deps.options.workerTtlMs) this.expired.add(worker);
+      if (now >= worker.holdUntilMono && now - worker.lastSeenMono > this.deps.options.workerTtlMs) this.expired.add(worker);
       else this.scheduleNext(worker, now);
     }
   }
@@ -795,6 +830,11 @@ export class WorkerRegistry {
     worker.lastSeenMono = now;
     worker.lastHeartbeatAtMs = this.deps.clock.now();
     worker.disconnected = false;
+    worker.holdUntilMono = 0;
+    if (worker.unconfirmed) {
+      worker.unconfirmed = false;
+      this.ranking.update(worker, rankKeyOf(worker));
+    }
     this.pendingHeartbeats.set(worker.id, worker.lastHeartbeatAtMs);
     this.guard.recordHeartbeat(worker);
     this.counters.heartbeats++;
@@ -830,12 +870,15 @@ export class WorkerRegistry {
       lastSeenMono: this.deps.clock.monotonic(),
       health: "healthy",
       disconnected: false,
+      unconfirmed: false,
+      holdUntilMono: 0,
       openStreams: 0,
       score: scoreWorker(record, this.deps.options.scoring),
       scheduled: false,
       intakeWindow: -1,
       rankedAs: undefined,
       reservations: new Set(),
+      acquiring: 0,
     };
     this.workers.set(worker.id, worker);
     this.ranking.add(worker, rankKeyOf(worker));
@@ -848,7 +891,7 @@ export class WorkerRegistry {
   }
 
   private remove(worker: LiveWorker): void {
-    if (this.workers.get(worker.id) !== worker) return;
+    if (!this.isLive(worker)) return;
     this.workers.delete(worker.id);
     this.ranking.remove(worker);
     for (const reservation of worker.reservations) this.reservations.delete(reservation.id);
@@ -862,7 +905,17 @@ export class WorkerRegistry {
     this.totals.failed -= worker.tasksFailed;
   }
 
+  /**
+   * Whether the worker is the one the fleet holds now. A write that was in
+   * flight when its worker was removed must not touch it afterwards: adjusting
+   * its count or ranking would put a ghost back in the index and skew the totals.
+   */
+  private isLive(worker: LiveWorker): boolean {
+    return this.workers.get(worker.id) === worker;
+  }
+
   private setCurrentTasks(worker: LiveWorker, currentTasks: number): void {
+    if (!this.isLive(worker)) return;
     this.totals.used += currentTasks - worker.currentTasks;
     worker.currentTasks = currentTasks;
     worker.score = scoreWorker(worker, this.deps.options.scoring);
@@ -870,6 +923,7 @@ export class WorkerRegistry {
   }
 
   private setCounters(worker: LiveWorker, counters: { tasksCompleted: number; tasksFailed: number; totalTaskDurationMs: number }): void {
+    if (!this.isLive(worker)) return;
     this.totals.completed += counters.tasksCompleted - worker.tasksCompleted;
     this.totals.failed += counters.tasksFailed - worker.tasksFailed;
     Object.assign(worker, counters);
@@ -878,6 +932,7 @@ export class WorkerRegistry {
   }
 
   private trackReservation(reservation: LiveReservation): void {
+    if (!this.isLive(reservation.worker)) return;
     this.reservations.set(reservation.id, reservation);
     reservation.worker.reservations.add(reservation);
     this.reservationSchedule.push({ item: reservation, atMono: reservation.deadlineMono });
@@ -924,7 +979,7 @@ export class WorkerRegistry {
   /** The workers that pass the filter, in no useful order; health is computed as of `now`. */
   private *matching(filter: FilterInput, statuses: readonly HealthStatus[], now: number): Iterable<LiveWorker> {
     const wantsStatus = statuses.length > 0 && statuses.length < 3 ? new Set(statuses) : undefined;
-    for (const worker of this.ranked(filter.capabilities)) {
+    for (const worker of this.ranked(filter.capabilities, undefined, true)) {
       if (worker.maxConcurrentTasks - worker.currentTasks < filter.minAvailableCapacity) continue;
       if (wantsStatus !== undefined && !wantsStatus.has(this.healthOf(worker, now))) continue;
       yield worker;
@@ -936,18 +991,20 @@ export class WorkerRegistry {
    * announced health (call {@link advance} first to make it current). Walks
    * the capability with the fewest workers and checks the others.
    */
-  private *ranked(capabilities: readonly string[], statuses?: readonly HealthStatus[]): Iterable<LiveWorker> {
+  private *ranked(capabilities: readonly string[], statuses?: readonly HealthStatus[], includeOutOfRotation = false): Iterable<LiveWorker> {
     let smallest: string | undefined;
     for (const capability of capabilities) {
       if (smallest === undefined || this.ranking.sizeOf(capability) < this.ranking.sizeOf(smallest)) smallest = capability;
     }
-    for (const worker of this.ranking.ranked(smallest, statuses)) {
+    const members = includeOutOfRotation ? this.ranking.members(smallest) : this.ranking.ranked(smallest, statuses);
+    for (const worker of members) {
       if (capabilities.length > 1 && !capabilities.every((c) => worker.capabilities.includes(c))) continue;
       yield worker;
     }
   }
 
   private healthOf(worker: LiveWorker, now: number): HealthStatus {
+    if (now < worker.holdUntilMono) return worker.health;
     const health = healthForAge(now - worker.lastSeenMono, this.deps.options);
     return health === "healthy" && worker.disconnected ? "degraded" : health;
   }
@@ -987,6 +1044,11 @@ export class WorkerRegistry {
   }
 
   private scheduleNext(worker: LiveWorker, now: number): void {
+    if (now < worker.holdUntilMono) {
+      this.schedule.push({ item: worker, atMono: worker.holdUntilMono });
+      worker.scheduled = true;
+      return;
+    }
     const age = nextTransitionAge(now - worker.lastSeenMono, this.deps.options, this.deps.options.workerTtlMs);
     if (age === undefined) return;
     this.schedule.push({ item: worker, atMono: worker.lastSeenMono + age });
@@ -1014,7 +1076,8 @@ export class WorkerRegistry {
       maxConcurrentTasks: worker.maxConcurrentTasks,
       currentTasks: worker.currentTasks,
       availableCapacity: worker.maxConcurrentTasks - worker.currentTasks,
-      successRate: worker.score.successScore,
+      // The observed rate: the scoring prior stays inside the score (RankedWorkerView.successScore).
+      successRate: completions === 0 ? 0 : worker.tasksCompleted / completions,
       healthStatus: this.healthOf(worker, now),
       registeredAtMs: worker.registeredAtMs,
       lastHeartbeatAtMs: worker.lastHeartbeatAtMs,
@@ -1043,7 +1106,8 @@ export class WorkerRegistry {
 
 /** Where a worker belongs in the rank index now. */
 function rankKeyOf(worker: LiveWorker): RankKey {
-  return { tier: healthTier(worker.health), priority: worker.score.priority, currentTasks: worker.currentTasks };
+  const tier = worker.unconfirmed ? OUT_OF_ROTATION : healthTier(worker.health);
+  return { tier, priority: worker.score.priority, currentTasks: worker.currentTasks };
 }
 
 function loadBalancingStatuses(filter: FilterInput): readonly HealthStatus[] {

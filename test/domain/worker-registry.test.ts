@@ -169,6 +169,19 @@ describe("WorkerRegistry", () => {
       expect(registry.getRegistryStats()).toMatchObject({ tasksCompleted: 1, tasksFailed: 1, successRate: 0.5 });
     });
 
+    // Regression: a worker with no completion showed success_rate 0.5, the scoring prior, where the guide's
+    // completed / total has no value yet.
+    it("success_rate is the observed rate, 0 before any completion; the prior lives only in the ranking score", async () => {
+      const { registry } = await createTestRegistry();
+      const { id } = await registry.registerWorker(coder);
+      expect(registry.getWorker(id)).toMatchObject({ successRate: 0, metrics: { tasksCompleted: 0, tasksFailedCount: 0 } });
+      const [ranked] = registry.getWorkersForLoadBalancing(NO_FILTER);
+      expect(ranked).toMatchObject({ successScore: 0.5, worker: { id, successRate: 0 } });
+      await registry.recordTaskCompletion(id, true, 1000);
+      expect(registry.getWorker(id).successRate).toBe(1);
+      expect(registry.getWorkersForLoadBalancing(NO_FILTER)[0]).toMatchObject({ successScore: 1, worker: { successRate: 1 } });
+    });
+
     it("answers NOT_FOUND-class errors for unknown workers", async () => {
       const { registry } = await createTestRegistry();
       const unknown = "worker-1-missing";
@@ -273,8 +286,9 @@ describe("WorkerRegistry", () => {
       await second.store.close();
     });
 
-    it("gives a worker that looked overdue at shutdown a fresh window too, then removes it on schedule", async () => {
-      // Judging it at start-up would compare wall-clock times; after a clock step that removed live fleets.
+    // Regression: every recovered worker used to get a fresh healthy window, so a worker silent for hours came
+    // back healthy and, idle, topped the ranking. It now keeps the health it had when the registry last ran.
+    it("a worker that was unhealthy when the registry last ran stays unhealthy and unranked, and is removed after the grace", async () => {
       const dir = mkdtempSync(join(tmpdir(), "registry-restart-"));
       dirs.push(dir);
       const path = join(dir, "registry.db");
@@ -290,13 +304,54 @@ describe("WorkerRegistry", () => {
       await first.registry.close();
       await first.store.close();
 
+      // Down for an hour: that is nobody's silence but the registry's.
+      clock.advance(60 * MINUTE);
       const second = await createTestRegistry({ maxEvictionShare: 1 }, { clock, store: openSqliteStore({ path }) });
-      expect(second.registry.getWorker(abandoned.id).healthStatus).toBe("healthy");
-      clock.advance(15 * MINUTE + 1);
+      expect(second.registry.getWorker(abandoned.id).healthStatus).toBe("unhealthy");
+      expect(second.registry.getWorker(live.id).healthStatus).toBe("healthy");
+      const everyHealth = { ...NO_FILTER, healthStatuses: ["healthy", "degraded", "unhealthy"] as const };
+      expect(second.registry.getWorkersForLoadBalancing(everyHealth).map((r) => r.worker.id)).toEqual([live.id]);
+      await expect(second.registry.acquireWorker(everyHealth)).resolves.toMatchObject({ ranked: { worker: { id: live.id } } });
+      expect(second.registry.getRegistryStats()).toMatchObject({ healthyWorkers: 1, unhealthyWorkers: 1 });
+      // The grace (one heartbeat interval) holds eviction back while live workers reconnect.
+      clock.advance(4 * MINUTE);
+      second.registry.heartbeat(live.id);
+      await second.registry.tick();
+      expect(await second.registry.cleanup()).toBe(0);
+      clock.advance(MINUTE + 1);
       second.registry.heartbeat(live.id);
       expect(await second.registry.cleanup()).toBe(1);
       expect(() => second.registry.getWorker(abandoned.id)).toThrow(WorkerNotFoundError);
       expect(second.registry.getWorker(live.id).healthStatus).toBe("healthy");
+      await second.registry.close();
+      await second.store.close();
+    });
+
+    it("a worker that was degraded when the registry last ran stays degraded and unranked until it heartbeats", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "registry-restart-"));
+      dirs.push(dir);
+      const path = join(dir, "registry.db");
+      const clock = new FakeClock();
+      const first = await createTestRegistry({}, { clock, store: openSqliteStore({ path }) });
+      const quiet = await first.registry.registerWorker(coder);
+      const live = await first.registry.registerWorker(coder);
+      clock.advance(12 * MINUTE);
+      first.registry.heartbeat(live.id);
+      await first.registry.flushHeartbeats();
+      await first.registry.close();
+      await first.store.close();
+
+      clock.advance(30 * MINUTE);
+      const second = await createTestRegistry({}, { clock, store: openSqliteStore({ path }) });
+      expect(second.registry.getWorker(quiet.id).healthStatus).toBe("degraded");
+      expect(second.registry.getWorkersForLoadBalancing(NO_FILTER).map((r) => r.worker.id)).toEqual([live.id]);
+      // No further downgrade within the grace, though its age then plus the grace passes the degraded threshold.
+      clock.advance(5 * MINUTE - 1);
+      await second.registry.tick();
+      expect(second.registry.getWorker(quiet.id).healthStatus).toBe("degraded");
+      // Heard from again: healthy and back in rotation.
+      expect(second.registry.heartbeat(quiet.id).healthStatus).toBe("healthy");
+      expect(second.registry.getWorkersForLoadBalancing(NO_FILTER).map((r) => r.worker.id).sort()).toEqual([live.id, quiet.id].sort());
       await second.registry.close();
       await second.store.close();
     });
