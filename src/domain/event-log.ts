@@ -1,7 +1,16 @@
 import { RevisionCompactedError } from "./errors.js";
 import type { HealthStatus } from "./health.js";
 import type { EventDraft, RegistryStore, WorkerEventType } from "./registry-store.js";
-import { decodeStoredEvent, encodeEventPayload, eventMatches, WatchHub, type WatchFilter, type WatchListener, type WorkerEvent } from "./worker-events.js";
+import {
+  decodeStoredEvent,
+  encodeEventPayload,
+  eventMatches,
+  WatchHub,
+  type RemovalReason,
+  type WatchFilter,
+  type WatchListener,
+  type WorkerEvent,
+} from "./worker-events.js";
 import type { WorkerView } from "./worker-view.js";
 
 /** An event about to be written: its snapshot is taken when it happens. */
@@ -10,6 +19,8 @@ export interface PendingEvent {
   readonly worker: WorkerView;
   readonly occurredAtMs: number;
   readonly previousHealth?: HealthStatus;
+  /** For unregistered and removed: why the worker left. */
+  readonly reason?: RemovalReason;
 }
 
 const REPLAY_PAGE = 1000;
@@ -169,6 +180,6 @@ function toDraft(event: PendingEvent): EventDraft {
     type: event.type,
     workerId: event.worker.id,
     occurredAtMs: event.occurredAtMs,
-    payload: encodeEventPayload(event.worker, event.previousHealth),
+    payload: encodeEventPayload(event.worker, event.previousHealth, event.reason),
   };
 }

@@ -98,8 +98,18 @@ export interface RegistryStore {
   /** Called once at start-up: reads the registry's state, splitting off the workers already due for removal. */
   recover(options: { readonly workerTtlMs: number }): Promise<RecoveredState>;
 
-  /** Inserts a new worker. Rejects with DuplicateWorkerIdError if the id exists. Resolves to the last revision. */
-  insertWorker(worker: WorkerRecord, events: readonly EventDraft[]): Promise<number>;
+  /**
+   * Inserts a new worker, after deleting (with their reservations) the
+   * workers it replaces: those of `replacing` that still exist, each written
+   * with its own event before `events`. One transaction. Rejects with
+   * DuplicateWorkerIdError if the id exists (and then changes nothing).
+   * Resolves to the ids it replaced and the last revision.
+   */
+  insertWorker(
+    worker: WorkerRecord,
+    events: readonly EventDraft[],
+    replacing?: ReadonlyArray<{ readonly id: string; readonly event: EventDraft }>,
+  ): Promise<{ readonly replaced: string[]; readonly revision: number }>;
 
   /** Deletes workers (and their reservations). Resolves to the ids that existed and the last revision. */
   deleteWorkers(

@@ -2,6 +2,9 @@ import type { HealthStatus } from "./health.js";
 import type { StoredEvent, WorkerEventType } from "./registry-store.js";
 import type { WorkerView } from "./worker-view.js";
 
+/** Why a worker left the registry: UnregisterWorker, cleanup past its TTL, or a new registration of its node_id. */
+export type RemovalReason = "unregistered" | "expired" | "replaced";
+
 /** One change to a worker, numbered by the registry-wide revision. */
 export interface WorkerEvent {
   readonly revision: number;
@@ -12,6 +15,8 @@ export interface WorkerEvent {
   readonly occurredAtMs: number;
   /** For health_changed: the health before. */
   readonly previousHealth?: HealthStatus;
+  /** For unregistered and removed: why the worker left. */
+  readonly reason?: RemovalReason;
 }
 
 /** What a watcher asks for. Only static or before/after-comparable conditions: see {@link eventMatches}. */
@@ -37,19 +42,20 @@ export function eventMatches(filter: WatchFilter, event: WorkerEvent): boolean {
 }
 
 /** The payload the log stores for an event. */
-export function encodeEventPayload(worker: WorkerView, previousHealth: HealthStatus | undefined): string {
-  return JSON.stringify(previousHealth === undefined ? { worker } : { worker, previousHealth });
+export function encodeEventPayload(worker: WorkerView, previousHealth: HealthStatus | undefined, reason?: RemovalReason): string {
+  return JSON.stringify({ worker, ...(previousHealth === undefined ? {} : { previousHealth }), ...(reason === undefined ? {} : { reason }) });
 }
 
 /** An event read back from the log. */
 export function decodeStoredEvent(stored: StoredEvent): WorkerEvent {
-  const { worker, previousHealth } = JSON.parse(stored.payload) as { worker: WorkerView; previousHealth?: HealthStatus };
+  const { worker, previousHealth, reason } = JSON.parse(stored.payload) as { worker: WorkerView; previousHealth?: HealthStatus; reason?: RemovalReason };
   return {
     revision: stored.revision,
     type: stored.type,
     worker,
     occurredAtMs: stored.occurredAtMs,
     ...(previousHealth === undefined ? {} : { previousHealth }),
+    ...(reason === undefined ? {} : { reason }),
   };
 }
 

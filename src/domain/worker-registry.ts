@@ -188,6 +188,10 @@ interface ScheduleEntry<T> {
  */
 export class WorkerRegistry {
   private readonly workers = new Map<string, LiveWorker>();
+  /** The live workers of each node_id: a registration replaces them. */
+  private readonly byNodeId = new Map<string, Set<LiveWorker>>();
+  /** The registration in progress for each node_id: registrations of one node_id run one after another. */
+  private readonly nodeRegistrations = new Map<string, Promise<unknown>>();
   private readonly ranking = new RankIndex<LiveWorker>();
   private readonly schedule = new BinaryHeap<ScheduleEntry<LiveWorker>>((a, b) => a.atMono < b.atMono);
   private readonly reservations = new Map<string, LiveReservation>();
@@ -324,10 +328,15 @@ export class WorkerRegistry {
       throw new LimitExceededError(`the registry holds its limit of ${maxWorkers} workers; unregister some or raise --max-workers`);
     }
     this.registering++;
+    // One node_id at a time, so that each registration sees (and replaces) the one before it.
+    const previous = this.nodeRegistrations.get(input.nodeId);
+    const mine = (previous === undefined ? Promise.resolve() : previous.catch(() => undefined)).then(() => this.insertNewWorker(input, registeredBy));
+    this.nodeRegistrations.set(input.nodeId, mine);
     try {
-      return await this.insertNewWorker(input, registeredBy);
+      return await mine;
     } finally {
       this.registering--;
+      if (this.nodeRegistrations.get(input.nodeId) === mine) this.nodeRegistrations.delete(input.nodeId);
     }
   }
 
@@ -351,11 +360,25 @@ export class WorkerRegistry {
         registeredBy,
       };
       const event: PendingEvent = { type: "registered", worker: this.recordView(record, "healthy"), occurredAtMs: now };
+      // A node_id names one live worker: a process that restarted and registers afresh replaces its old record,
+      // which would otherwise live on for a TTL, idle and healthy, and attract work that fails.
+      const replacing = [...(this.byNodeId.get(input.nodeId) ?? [])];
+      const replacements = replacing.map((old): PendingEvent => ({ type: "unregistered", worker: this.view(old), occurredAtMs: now, reason: "replaced" }));
+      let replaced: readonly string[];
       try {
-        await this.events.commit([event], async (drafts) => ({ revision: await this.deps.store.insertWorker(record, drafts) }), all);
+        ({ replaced } = await this.events.commit(
+          [...replacements, event],
+          (drafts) => this.deps.store.insertWorker(record, drafts.slice(replacements.length), replacing.map((old, i) => ({ id: old.id, event: drafts[i]! }))),
+          (result, events) => events.filter((e) => e.type === "registered" || result.replaced.includes(e.worker.id)),
+        ));
       } catch (error) {
         if (error instanceof DuplicateWorkerIdError && attempt < ATTEMPTS) continue;
         throw error;
+      }
+      for (const old of replacing) {
+        if (!replaced.includes(old.id)) continue;
+        this.remove(old);
+        this.deps.log.info({ workerId: old.id, nodeId: old.nodeId, replacedBy: id }, "worker replaced by a new registration of its node");
       }
       const worker = this.add(record);
       this.scheduleNext(worker, worker.lastSeenMono);
@@ -372,7 +395,7 @@ export class WorkerRegistry {
   async unregisterWorker(workerId: string): Promise<void> {
     this.assertOpen();
     const worker = this.find(workerId);
-    const event: PendingEvent = { type: "unregistered", worker: this.view(worker), occurredAtMs: this.deps.clock.now() };
+    const event: PendingEvent = { type: "unregistered", worker: this.view(worker), occurredAtMs: this.deps.clock.now(), reason: "unregistered" };
     const { deleted } = await this.events.commit(
       [event],
       (drafts: EventDraft[]) => this.deps.store.deleteWorkers([{ id: worker.id, event: drafts[0]! }], []),
@@ -760,7 +783,7 @@ export class WorkerRegistry {
     while (this.expired.size > 0 && budget > 0 && !this.closed) {
       const batch = [...take(this.expired, Math.min(budget, this.deps.options.cleanupBatchSize))];
       const now = this.deps.clock.now();
-      const events = batch.map((worker): PendingEvent => ({ type: "removed", worker: this.view(worker), occurredAtMs: now }));
+      const events = batch.map((worker): PendingEvent => ({ type: "removed", worker: this.view(worker), occurredAtMs: now, reason: "expired" }));
       await this.events.commit(
         events,
         (drafts: EventDraft[]) => this.deps.store.deleteWorkers(batch.map((worker, i) => ({ id: worker.id, event: drafts[i]! })), []),
@@ -881,6 +904,9 @@ export class WorkerRegistry {
       acquiring: 0,
     };
     this.workers.set(worker.id, worker);
+    let sameNode = this.byNodeId.get(worker.nodeId);
+    if (sameNode === undefined) this.byNodeId.set(worker.nodeId, (sameNode = new Set()));
+    sameNode.add(worker);
     this.ranking.add(worker, rankKeyOf(worker));
     this.healthCounts.healthy++;
     this.totals.capacity += worker.maxConcurrentTasks;
@@ -893,6 +919,9 @@ export class WorkerRegistry {
   private remove(worker: LiveWorker): void {
     if (!this.isLive(worker)) return;
     this.workers.delete(worker.id);
+    const sameNode = this.byNodeId.get(worker.nodeId);
+    sameNode?.delete(worker);
+    if (sameNode?.size === 0) this.byNodeId.delete(worker.nodeId);
     this.ranking.remove(worker);
     for (const reservation of worker.reservations) this.reservations.delete(reservation.id);
     worker.reservations.clear();
@@ -1126,11 +1155,6 @@ function describeShortage(filter: FilterInput, statuses: readonly HealthStatus[]
   const wanted = `capabilities [${filter.capabilities.join(", ")}] and health ${statuses.join(" or ")}`;
   if (matched === 0) return `no worker matches ${wanted}`;
   return `${matched} worker${matched === 1 ? "" : "s"} match ${wanted}, but none has ${slotsNeeded} free slot${slotsNeeded === 1 ? "" : "s"}`;
-}
-
-/** All the events of a change: it was written whole. */
-function all(_result: unknown, events: readonly PendingEvent[]): readonly PendingEvent[] {
-  return events;
 }
 
 /** The events of the workers a batch delete actually deleted. */

@@ -92,6 +92,15 @@ export const migrations: readonly Migration[] = [
     description: "no index on event times: pruning walks the log in revision order, and every append saves a page write",
     up: (db) => db.exec(`DROP INDEX events_occurred_idx;`),
   },
+  {
+    version: 5,
+    description: "a node_id index for registrations that replace a node's worker; no capability table, which nothing read",
+    up: (db) =>
+      db.exec(`
+        CREATE INDEX workers_node_idx ON workers (node_id);
+        DROP TABLE worker_capabilities;
+      `),
+  },
 ];
 
 /** The schema version this build writes: the last migration's. */

@@ -58,7 +58,6 @@ export const storeSql = {
     VALUES (@id, @nodeId, @capabilities, @maxConcurrentTasks, @currentTasks,
       @tasksCompleted, @tasksFailed, @totalTaskDurationMs, @registeredAtMs, @lastHeartbeatAtMs, @tokenHash, @registeredBy)
     ON CONFLICT (id) DO NOTHING`,
-  insertCapability: `INSERT INTO worker_capabilities (capability, worker_id) VALUES (?, ?)`,
   deleteWorker: `DELETE FROM workers WHERE id = ?`,
   // Slots held by active reservations are not the caller's to give back: ReleaseWorker frees them.
   adjustTaskCount: `UPDATE workers SET current_tasks = current_tasks + @delta
@@ -174,8 +173,12 @@ export class SqliteStore implements RegistryStore {
   }
 
   /** See {@link RegistryStore.insertWorker}. */
-  insertWorker(worker: WorkerRecord, events: readonly EventDraft[]): Promise<number> {
-    return this.write("register a worker", () => this.transactions.insertWorker.immediate(worker, events));
+  insertWorker(
+    worker: WorkerRecord,
+    events: readonly EventDraft[],
+    replacing: ReadonlyArray<{ readonly id: string; readonly event: EventDraft }> = [],
+  ): Promise<{ replaced: string[]; revision: number }> {
+    return this.write("register a worker", () => this.transactions.insertWorker.immediate(worker, events, replacing));
   }
 
   /** See {@link RegistryStore.deleteWorkers}. */
@@ -376,7 +379,6 @@ type Transactions = ReturnType<typeof prepareTransactions>;
 function prepareStatements(db: Database.Database) {
   return {
     insertWorker: db.prepare<WorkerRow>(storeSql.insertWorker),
-    insertCapability: db.prepare<[string, string]>(storeSql.insertCapability),
     deleteWorker: db.prepare<[string]>(storeSql.deleteWorker),
     adjustTaskCount: db.prepare<{ id: string; delta: number }, { currentTasks: number }>(storeSql.adjustTaskCount),
     taskCount: db.prepare<[string], { currentTasks: number; maxConcurrentTasks: number; reservedTasks: number }>(storeSql.taskCount),
@@ -430,13 +432,16 @@ function prepareTransactions(db: Database.Database, s: Statements) {
         }
       }),
     ),
-    insertWorker: db.transaction((worker: WorkerRecord, events: readonly EventDraft[]) => {
-      if (s.insertWorker.run({ ...worker, capabilities: JSON.stringify(worker.capabilities) }).changes === 0) {
-        throw new DuplicateWorkerIdError(worker.id);
-      }
-      for (const capability of worker.capabilities) s.insertCapability.run(capability, worker.id);
-      return writeEvents(events);
-    }),
+    insertWorker: db.transaction(
+      (worker: WorkerRecord, events: readonly EventDraft[], replacing: ReadonlyArray<{ readonly id: string; readonly event: EventDraft }>) => {
+        if (s.insertWorker.run({ ...worker, capabilities: JSON.stringify(worker.capabilities) }).changes === 0) {
+          throw new DuplicateWorkerIdError(worker.id);
+        }
+        const replaced = replacing.filter(({ id }) => id !== worker.id && s.deleteWorker.run(id).changes > 0);
+        const revision = writeEvents([...replaced.map(({ event }) => event), ...events]);
+        return { replaced: replaced.map(({ id }) => id), revision };
+      },
+    ),
     deleteWorkers: db.transaction(
       (deletions: ReadonlyArray<{ readonly id: string; readonly event: EventDraft }>, events: readonly EventDraft[]) => {
         const deleted = deletions.filter(({ id }) => s.deleteWorker.run(id).changes > 0);

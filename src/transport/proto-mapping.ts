@@ -5,10 +5,11 @@ import type { HealthStatus } from "../domain/health.js";
 import type { FilterInput } from "../domain/validation.js";
 import type { EvictionStatus } from "../domain/eviction-guard.js";
 import type { WorkerEventType } from "../domain/registry-store.js";
-import type { WorkerEvent } from "../domain/worker-events.js";
+import type { RemovalReason as DomainRemovalReason, WorkerEvent } from "../domain/worker-events.js";
 import type { RankedWorkerView, WorkerView } from "../domain/worker-view.js";
 import {
   EvictionStatusSchema,
+  RemovalReason,
   WorkerEventSchema,
   WorkerEventType as ProtoWorkerEventType,
   type EvictionStatus as ProtoEvictionStatus,
@@ -87,6 +88,12 @@ export function filterFromProto(filter: WorkerFilter | undefined): FilterInput {
   return { capabilities: filter.capabilities, healthStatuses, minAvailableCapacity: filter.minAvailableCapacity };
 }
 
+const REMOVAL_REASONS: Record<DomainRemovalReason, RemovalReason> = {
+  unregistered: RemovalReason.UNREGISTERED,
+  expired: RemovalReason.EXPIRED,
+  replaced: RemovalReason.REPLACED,
+};
+
 const EVENT_TYPES: Record<WorkerEventType, ProtoWorkerEventType> = {
   registered: ProtoWorkerEventType.REGISTERED,
   updated: ProtoWorkerEventType.UPDATED,
@@ -103,6 +110,7 @@ export function eventToProto(event: WorkerEvent): ProtoWorkerEvent {
     worker: workerToProto(event.worker),
     occurredAt: timestampFromMs(event.occurredAtMs),
     previousHealthStatus: event.previousHealth === undefined ? ProtoHealthStatus.UNSPECIFIED : TO_PROTO[event.previousHealth],
+    removalReason: event.reason === undefined ? RemovalReason.UNSPECIFIED : REMOVAL_REASONS[event.reason],
   });
 }
 

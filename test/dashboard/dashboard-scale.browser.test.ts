@@ -39,7 +39,7 @@ describe("operator dashboard with 10,000 workers", () => {
     const registrations: Promise<{ id: string }>[] = [];
     for (let i = 0; i < FLEET; i++) {
       const capabilities = [CAPABILITIES[i % CAPABILITIES.length]!, CAPABILITIES[(i * 7 + 3) % CAPABILITIES.length]!].filter((c, j, all) => all.indexOf(c) === j);
-      registrations.push(registry.registerWorker({ nodeId: `node-${String(i % 400).padStart(3, "0")}`, capabilities, maxConcurrentTasks: 4 }));
+      registrations.push(registry.registerWorker({ nodeId: `node-${String(i).padStart(5, "0")}`, capabilities, maxConcurrentTasks: 4 }));
     }
     ids.push(...(await Promise.all(registrations)).map((w) => w.id));
     await Promise.all(ids.filter((_, i) => i % 7 === 0).map((id, i) => registry.updateTaskCount(id, 1 + (i % 3))));

@@ -63,7 +63,7 @@ describe("the revisioned event log and watchers", () => {
     const { registry, clock } = await createTestRegistry();
     const { events, listener } = collector();
     await registry.watch({ ...NO_FILTER, capabilities: ["coder"], healthStatuses: ["healthy"] }, 0, listener);
-    await registry.registerWorker({ ...coder, capabilities: ["painter"] });
+    await registry.registerWorker({ ...coder, nodeId: "painter-node", capabilities: ["painter"] });
     const worker = await registry.registerWorker(coder);
     clock.advance(10 * MINUTE);
     await registry.tick();

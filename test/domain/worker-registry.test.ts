@@ -10,6 +10,8 @@ import { createTestRegistry, NO_FILTER } from "../support/registry-fixture.js";
 
 const MINUTE = 60_000;
 const coder = { nodeId: "node-1", capabilities: ["coder", "tester"], maxConcurrentTasks: 5 };
+/** The same registration from another node: a node_id names one live worker. */
+const coderOn = (nodeId: string) => ({ ...coder, nodeId });
 
 describe("WorkerRegistry", () => {
   const dirs: string[] = [];
@@ -37,6 +39,48 @@ describe("WorkerRegistry", () => {
       const { registry } = await createTestRegistry();
       await expect(registry.registerWorker({ ...coder, maxConcurrentTasks: 0 })).rejects.toThrow(InvalidArgumentError);
       expect(registry.getRegistryStats().totalWorkers).toBe(0);
+    });
+  });
+
+  // Regression: a worker process that restarted registered afresh and its old record lived on for a TTL, idle and
+  // healthy, outranking real workers; rerunning the Complete Example piled up "coder-1" records.
+  describe("registering a node_id again", () => {
+    it("replaces the node's old worker in one step: gone with its reservations and token, announced as replaced", async () => {
+      const { registry } = await createTestRegistry();
+      const old = await registry.registerWorker(coder);
+      const { reservationId } = await registry.acquireWorker(NO_FILTER);
+      const events: { type: string; id: string; reason?: string }[] = [];
+      await registry.watch(NO_FILTER, 0, (e) => events.push({ type: e.type, id: e.worker.id, ...(e.reason === undefined ? {} : { reason: e.reason }) }));
+      const renewed = await registry.registerWorker(coder);
+      expect(() => registry.getWorker(old.id)).toThrow(WorkerNotFoundError);
+      expect(registry.workerTokenHash(old.id)).toBeUndefined();
+      expect(registry.discoverWorkers(NO_FILTER).workers.map((w) => w.id)).toEqual([renewed.id]);
+      expect(registry.getRegistryStats()).toMatchObject({ totalWorkers: 1, activeReservations: 0, usedCapacity: 0 });
+      await expect(registry.releaseWorker(reservationId, true, 5)).rejects.toThrow(/not found/);
+      expect(events).toEqual([
+        { type: "unregistered", id: old.id, reason: "replaced" },
+        { type: "registered", id: renewed.id },
+      ]);
+      // Other nodes are untouched.
+      const other = await registry.registerWorker(coderOn("node-2"));
+      expect(registry.getRegistryStats().totalWorkers).toBe(2);
+      expect(registry.getWorker(other.id).nodeId).toBe("node-2");
+    });
+
+    it("two registrations of one node_id at once leave exactly one worker, the later", async () => {
+      const { registry } = await createTestRegistry();
+      const [first, second] = await Promise.all([registry.registerWorker(coder), registry.registerWorker(coder)]);
+      expect(registry.discoverWorkers(NO_FILTER).workers.map((w) => w.id)).toEqual([second.id]);
+      expect(() => registry.getWorker(first.id)).toThrow(WorkerNotFoundError);
+    });
+
+    it("an unregistered worker's removal says why", async () => {
+      const { registry } = await createTestRegistry();
+      const worker = await registry.registerWorker(coder);
+      const reasons: (string | undefined)[] = [];
+      await registry.watch(NO_FILTER, 0, (e) => reasons.push(e.reason));
+      await registry.unregisterWorker(worker.id);
+      expect(reasons).toEqual(["unregistered"]);
     });
   });
 
@@ -113,10 +157,10 @@ describe("WorkerRegistry", () => {
   describe("cleanup", () => {
     it("removes only workers past the TTL, and a heartbeat before cleanup saves a worker", async () => {
       const { registry, clock } = await createTestRegistry();
-      const stale = await registry.registerWorker(coder);
-      const saved = await registry.registerWorker(coder);
+      const stale = await registry.registerWorker(coderOn("stale"));
+      const saved = await registry.registerWorker(coderOn("saved"));
       clock.advance(5 * MINUTE);
-      const fresh = await registry.registerWorker(coder);
+      const fresh = await registry.registerWorker(coderOn("fresh"));
       clock.advance(10 * MINUTE + 1);
       registry.advance();
       expect(registry.getWorker(saved.id).healthStatus).toBe("unhealthy");
@@ -140,7 +184,7 @@ describe("WorkerRegistry", () => {
 
     it("removes a large expired fleet in bounded batches", async () => {
       const { registry, clock } = await createTestRegistry({ cleanupBatchSize: 7, maxEvictionShare: 1 });
-      for (let i = 0; i < 50; i++) await registry.registerWorker(coder);
+      for (let i = 0; i < 50; i++) await registry.registerWorker(coderOn(`node-${i}`));
       clock.advance(16 * MINUTE);
       expect(await registry.cleanup()).toBe(50);
       expect(registry.getRegistryStats().totalWorkers).toBe(0);
@@ -241,7 +285,7 @@ describe("WorkerRegistry", () => {
     it("pages through discovery in id order without repeats or gaps", async () => {
       const { registry } = await createTestRegistry();
       const ids: string[] = [];
-      for (let i = 0; i < 25; i++) ids.push((await registry.registerWorker(coder)).id);
+      for (let i = 0; i < 25; i++) ids.push((await registry.registerWorker(coderOn(`node-${i}`))).id);
       const seen: string[] = [];
       let token = "";
       let pages = 0;
@@ -294,8 +338,8 @@ describe("WorkerRegistry", () => {
       const path = join(dir, "registry.db");
       const clock = new FakeClock();
       const first = await createTestRegistry({ cleanupIntervalMs: 60 * MINUTE }, { clock, store: openSqliteStore({ path }) });
-      const abandoned = await first.registry.registerWorker(coder);
-      const live = await first.registry.registerWorker(coder);
+      const abandoned = await first.registry.registerWorker(coderOn("abandoned"));
+      const live = await first.registry.registerWorker(coderOn("live"));
       for (let minute = 0; minute < 20; minute++) {
         clock.advance(MINUTE);
         first.registry.heartbeat(live.id);
@@ -333,8 +377,8 @@ describe("WorkerRegistry", () => {
       const path = join(dir, "registry.db");
       const clock = new FakeClock();
       const first = await createTestRegistry({}, { clock, store: openSqliteStore({ path }) });
-      const quiet = await first.registry.registerWorker(coder);
-      const live = await first.registry.registerWorker(coder);
+      const quiet = await first.registry.registerWorker(coderOn("quiet"));
+      const live = await first.registry.registerWorker(coderOn("live"));
       clock.advance(12 * MINUTE);
       first.registry.heartbeat(live.id);
       await first.registry.flushHeartbeats();

@@ -13,12 +13,12 @@ interface Ledger {
 }
 
 /** Mixed writes until the connection fails: register, then +1 task and a completion, again and again. */
-async function writeUntilKilled(client: RawRegistryClient, ledger: Ledger): Promise<void> {
-  for (;;) {
+async function writeUntilKilled(client: RawRegistryClient, ledger: Ledger, writer: string): Promise<void> {
+  for (let node = 0; ; node++) {
     let id: string;
     try {
       ledger.unansweredRegistrations++;
-      id = (await client.call("registerWorker", { nodeId: "crash", capabilities: ["coder"], maxConcurrentTasks: 10_000 })).worker.id;
+      id = (await client.call("registerWorker", { nodeId: `crash-${writer}-${node}`, capabilities: ["coder"], maxConcurrentTasks: 10_000 })).worker.id;
       ledger.unansweredRegistrations--;
       const entry = { ackedTasks: 0, pendingTasks: 0, ackedCompletions: 0, pendingCompletions: 0 };
       ledger.workers.set(id, entry);
@@ -49,7 +49,7 @@ describe("kill -9 in the middle of writes", () => {
     for (let round = 0; round < 3; round++) {
       const server = await startServerProcess(["--db", dbPath]);
       const clients = Array.from({ length: 4 }, (_, i) => new RawRegistryClient(`127.0.0.1:${server.port}`, { "grpc.channel_id": i }));
-      const writers = clients.map((client) => writeUntilKilled(client, ledger));
+      const writers = clients.map((client, writer) => writeUntilKilled(client, ledger, `${round}-${writer}`));
       // Kill at a different moment each round, while every writer is mid-flight.
       await new Promise((resolve) => setTimeout(resolve, 150 + round * 70));
       server.child.kill("SIGKILL");

@@ -98,7 +98,7 @@ describe("registry server over gRPC", () => {
 
     it("refuses a second worker id on a stream bound to the first", async () => {
       const first = await register();
-      const second = await register();
+      const second = await register({ ...coder, nodeId: "coder-2" });
       const stream = client.grpc.heartbeatStream();
       const { replies, done } = collect(stream);
       stream.write({ workerId: first.id, sequence: 1 });
@@ -204,7 +204,7 @@ describe("restart persistence", () => {
     const worker = (await client.call("registerWorker", coder)).worker;
     await client.call("updateTaskCount", { workerId: worker.id, delta: 3 });
     await client.call("recordTaskCompletion", { workerId: worker.id, success: false, durationMs: 250 });
-    const removed = (await client.call("registerWorker", coder)).worker;
+    const removed = (await client.call("registerWorker", { ...coder, nodeId: "coder-2" })).worker;
     await client.call("unregisterWorker", { workerId: removed.id });
     client.close();
     await first.close();

@@ -456,9 +456,6 @@ describe("the store after the fuzz run", () => {
       expect(db.pragma("foreign_key_check")).toEqual([]);
       const rows = db.prepare("SELECT * FROM workers").all() as Array<Record<string, any>>;
       expect(rows).toHaveLength(live);
-      const capabilityRows = db.prepare("SELECT capability, worker_id AS workerId FROM worker_capabilities").all() as Array<{ capability: string; workerId: string }>;
-      const indexed = new Map<string, string[]>();
-      for (const r of capabilityRows) indexed.set(r.workerId, [...(indexed.get(r.workerId) ?? []), r.capability]);
       const bad: string[] = [];
       for (const row of rows) {
         const capabilities = JSON.parse(row.capabilities) as unknown;
@@ -470,8 +467,6 @@ describe("the store after the fuzz run", () => {
           if (!(row.tasks_completed >= 0 && row.tasks_failed >= 0)) throw new Error("negative completion counters");
           if (!(Number.isFinite(row.total_task_duration_ms) && row.total_task_duration_ms >= 0)) throw new Error(`total_task_duration_ms ${row.total_task_duration_ms}`);
           if (!/^[0-9a-f]{64}$/.test(row.token_hash)) throw new Error(`token_hash ${row.token_hash}`);
-          const fromIndex = [...(indexed.get(row.id) ?? [])].sort();
-          if (JSON.stringify(fromIndex) !== JSON.stringify([...(capabilities as string[])].sort())) throw new Error("capability index differs from the worker's capabilities");
         } catch (error) {
           bad.push(`${row.id}: ${(error as Error).message}`);
         }

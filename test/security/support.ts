@@ -384,5 +384,13 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
 }
 
 /** The registration used wherever the content does not matter. */
-export const REGISTRATION = { nodeId: "node-1", capabilities: ["build"], maxConcurrentTasks: 1000 };
+let registrations = 0;
+/** A valid registration. Each read of `nodeId` names a new node: registering a node_id again replaces its worker. */
+export const REGISTRATION = {
+  get nodeId(): string {
+    return `node-${++registrations}`;
+  },
+  capabilities: ["build"],
+  maxConcurrentTasks: 1000,
+};
 

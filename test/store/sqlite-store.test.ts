@@ -92,12 +92,8 @@ function outcome(success: boolean, durationMs: number, atMs = 3_000) {
 /** Every row of every table, read through a separate connection. */
 function snapshot(): unknown {
   const db = rawConnection();
-  const tables = ["workers", "worker_capabilities", "registry_meta", "events", "reservations"];
+  const tables = ["workers", "registry_meta", "events", "reservations"];
   return Object.fromEntries(tables.map((table) => [table, db.prepare(`SELECT * FROM ${table} ORDER BY 1, 2`).all()]));
-}
-
-function capabilityRows(): unknown[] {
-  return rawConnection().prepare("SELECT capability, worker_id FROM worker_capabilities ORDER BY 2, 1").raw().all();
 }
 
 /** The committed revision counter (0 if none was ever written). */
@@ -184,11 +180,11 @@ describe("opening and migrations", () => {
     file = path.join(dir, "nested", "deeper", "registry.db");
     openStore();
     const db = rawConnection();
-    expect(latestSchemaVersion).toBe(4);
+    expect(latestSchemaVersion).toBe(5);
     expect(db.pragma("user_version", { simple: true })).toBe(latestSchemaVersion);
     expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
     const strict = db.prepare("SELECT name FROM pragma_table_list WHERE strict = 1 ORDER BY name").pluck().all();
-    expect(strict).toEqual(["events", "registry_meta", "reservations", "worker_capabilities", "workers"]);
+    expect(strict).toEqual(["events", "registry_meta", "reservations", "workers"]);
   });
 
   it("reopens an up-to-date store without migrating again or losing data", async () => {
@@ -261,7 +257,7 @@ describe("opening and migrations", () => {
 
   it("works in memory", async () => {
     const store = openStore({ path: ":memory:", synchronous: "full" });
-    expect(await store.insertWorker(worker("a"), [draft("a", { type: "registered" })])).toBe(1);
+    expect(await store.insertWorker(worker("a"), [draft("a", { type: "registered" })])).toEqual({ replaced: [], revision: 1 });
     expect(await store.recover({ workerTtlMs: 1 })).toEqual({
       workers: [worker("a")],
       expired: [],
@@ -287,7 +283,7 @@ describe("workers", () => {
       lastHeartbeatAtMs: 1_700_000_000_500,
     });
     const first = openStore();
-    expect(await first.insertWorker(record, [draft("a", { type: "registered" })])).toBe(1);
+    expect(await first.insertWorker(record, [draft("a", { type: "registered" })])).toEqual({ replaced: [], revision: 1 });
     await first.close();
     const recovered = await openStore().recover({ workerTtlMs: 1_000 });
     expect(recovered).toEqual({
@@ -298,11 +294,6 @@ describe("workers", () => {
       revision: 1,
       compactedRevision: 0,
     });
-    expect(capabilityRows()).toEqual([
-      ["alpha", "a"],
-      ["mid", "a"],
-      ["zeta", "a"],
-    ]);
   });
 
   it("rejects a duplicate id with DuplicateWorkerIdError, keeps the original and rolls back the events", async () => {
@@ -380,7 +371,7 @@ describe("workers", () => {
         [],
       ),
     ).toEqual({ deleted: ["a", "c"], revision: 5 });
-    expect(capabilityRows()).toEqual([["x", "b"]]);
+    expect((await store.recover({ workerTtlMs: 1 })).workers.map((w) => w.id)).toEqual(["b"]);
     expect(eventLog().slice(3)).toEqual([
       { ...removedA, revision: 4 },
       { ...removedC, revision: 5 },
@@ -392,7 +383,6 @@ describe("workers", () => {
       deleted: [],
       revision: 6,
     });
-    expect(capabilityRows()).toEqual([]);
     expect(eventLog().map((e) => e.revision)).toEqual([1, 2, 3, 4, 5, 6]);
     expect((await store.recover({ workerTtlMs: 1 })).workers).toEqual([]);
   });
@@ -468,7 +458,6 @@ describe("heartbeats and recovery", () => {
     ]);
     // Recovery only reads: the expired workers are still there for the caller to remove with events.
     expect(snapshot()).toEqual(before);
-    expect(capabilityRows()).toContainEqual(["old", "old"]);
     expect((await second.recover({ workerTtlMs: 1_000 })).expired.map((w) => w.id)).toEqual(["older", "old"]);
   });
 
@@ -485,8 +474,8 @@ describe("revisions and the event log", () => {
   it("numbers events with strictly increasing revisions across operations and across close and reopen", async () => {
     const first = openStore();
     const revisions: number[] = [];
-    revisions.push(await first.insertWorker(worker("a"), [draft("a", { type: "registered" }), draft("a")]));
-    revisions.push(await first.insertWorker(worker("b"), [draft("b", { type: "registered" })]));
+    revisions.push((await first.insertWorker(worker("a"), [draft("a", { type: "registered" }), draft("a")])).revision);
+    revisions.push((await first.insertWorker(worker("b"), [draft("b", { type: "registered" })])).revision);
     revisions.push((await first.adjustTaskCount("a", 1, [draft("a")])).revision);
     revisions.push((await first.recordCompletion("a", true, 3, [draft("a")])).revision);
     revisions.push((await first.acquireSlot(reservation("r1", "a"), [draft("a")])).revision);
@@ -815,26 +804,23 @@ describe("storage faults", () => {
     const store = adopt(db);
     await store.insertWorker(worker("a"), [draft("a", { type: "registered" })]);
     const pageCount = db.pragma("page_count", { simple: true }) as number;
-    db.pragma(`max_page_count = ${pageCount + 15}`);
-    // The budget holds a 40 kB worker row: the worker row below fits, its capability rows do not.
+    db.pragma(`max_page_count = ${pageCount + 25}`);
+    // The budget holds a 40 kB row with its index entry: the worker row below fits, its 100 kB event does not.
     const bigRow = worker("big-row", { nodeId: "n".repeat(40_000), capabilities: [] });
     await store.insertWorker(bigRow, []);
     await store.deleteWorkers([{ id: bigRow.id, event: draft(bigRow.id, { type: "removed" }) }], []);
     const before = snapshot();
 
     const capabilities = Array.from({ length: 800 }, (_, i) => `capability-${i}-`.padEnd(50, "c"));
-    const error = await rejection(
-      store.insertWorker(worker("big-capabilities", { capabilities }), [draft("big-capabilities", { type: "registered" })]),
-    );
+    const bigEvent = () => draft("big-capabilities", { type: "registered", payload: "p".repeat(100_000) });
+    const error = await rejection(store.insertWorker(worker("big-capabilities", { capabilities }), [bigEvent()]));
     expect(error).toBeInstanceOf(StoreUnavailableError);
     expect((error as Error).cause).toMatchObject({ code: "SQLITE_FULL" });
     expect(snapshot()).toEqual(before);
 
     db.pragma("max_page_count = 1000000");
-    expect(
-      await store.insertWorker(worker("big-capabilities", { capabilities }), [draft("big-capabilities", { type: "registered" })]),
-    ).toBe(3);
-    expect(capabilityRows()).toHaveLength(800 + 2);
+    expect(await store.insertWorker(worker("big-capabilities", { capabilities }), [bigEvent()])).toEqual({ replaced: [], revision: 3 });
+    expect((await store.recover({ workerTtlMs: 1 })).workers.find((w) => w.id === "big-capabilities")?.capabilities).toEqual(capabilities);
   });
 
   it("rolls back a batch of events that runs out of space half-way, keeping the revision", async () => {
@@ -848,7 +834,7 @@ describe("storage faults", () => {
 
     const batch = [
       draft("a", { type: "health_changed", payload: "small" }),
-      ...Array.from({ length: 4 }, () => draft("a", { type: "health_changed", payload: "p".repeat(40_000) })),
+      ...Array.from({ length: 4 }, () => draft("a", { type: "health_changed", payload: "p".repeat(100_000) })),
     ];
     const error = await rejection(store.appendEvents(batch));
     expect(error).toBeInstanceOf(StoreUnavailableError);
