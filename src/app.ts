@@ -1,6 +1,7 @@
 import { randomBytes as cryptoRandomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
+import { hostname } from "node:os";
 import type { LevelWithSilent } from "pino";
 import { systemClock, type Clock } from "./domain/clock.js";
 import { ConfigError } from "./domain/errors.js";
@@ -165,6 +166,7 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
       newReservationId: createReservationIdGenerator(clock, options.randomBytes ?? cryptoRandomBytes),
       newWorkerSecret: () => Buffer.from((options.randomBytes ?? cryptoRandomBytes)(32)).toString("base64url"),
       random: options.random ?? Math.random,
+      replicaId: `${hostname()}:${process.pid}`,
     });
     const live = registry;
     authenticator = new Authenticator(roleTokens, (workerId) => live.workerTokenHash(workerId));

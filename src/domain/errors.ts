@@ -88,6 +88,19 @@ export class RevisionCompactedError extends RegistryError {
   }
 }
 
+/** A watcher asked to start after the next revision: events that do not exist yet, and might never be numbered so. */
+export class FutureRevisionError extends RegistryError {
+  constructor(
+    readonly requested: number,
+    readonly currentRevision: number,
+  ) {
+    super(
+      `start_revision ${requested} is beyond the current revision ${currentRevision}: ` +
+        `watch from at most ${currentRevision + 1} (the next event), or from 0 for new events only`,
+    );
+  }
+}
+
 /** A watcher could not keep up with the events and its buffer filled. */
 export class WatcherTooSlowError extends RegistryError {
   constructor(
@@ -107,3 +120,14 @@ export class PermissionDeniedError extends RegistryError {}
 
 /** A configured limit (workers, streams, watchers, registration rate) is reached; retry later or raise the limit. */
 export class LimitExceededError extends RegistryError {}
+
+/**
+ * A write made on the strength of a lease was refused: another registry
+ * process holds the lease now. The schedules stop on this process; callers
+ * never see it.
+ */
+export class LeaseLostError extends RegistryError {
+  constructor() {
+    super("this registry process no longer holds the lease that runs the fleet-wide schedules");
+  }
+}

@@ -4,8 +4,7 @@ import { InvalidArgumentError } from "../domain/errors.js";
 import type { HealthStatus } from "../domain/health.js";
 import type { FilterInput } from "../domain/validation.js";
 import type { EvictionStatus } from "../domain/eviction-guard.js";
-import type { WorkerEventType } from "../domain/registry-store.js";
-import type { RemovalReason as DomainRemovalReason, WorkerEvent } from "../domain/worker-events.js";
+import type { RemovalReason as DomainRemovalReason, WorkerEvent, WorkerEventType } from "../domain/worker-events.js";
 import type { RankedWorkerView, WorkerView } from "../domain/worker-view.js";
 import {
   EvictionStatusSchema,
