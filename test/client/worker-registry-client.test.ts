@@ -2,7 +2,8 @@ import * as grpc from "@grpc/grpc-js";
 import { createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { RegistryClientError } from "../../clients/typescript/src/registry-client-error.js";
-import { WorkerRegistryClient, type WorkerRegistryClientOptions } from "../../clients/typescript/src/worker-registry-client.js";
+import type { WorkerRegistryClientOptions } from "../../clients/typescript/src/client-options.js";
+import { WorkerRegistryClient } from "../../clients/typescript/src/worker-registry-client.js";
 
 // No registry here: a port nobody listens on gives UNAVAILABLE, a socket that
 // never speaks HTTP/2 gives a deadline. The real server is in the
