@@ -16,10 +16,10 @@ async function runTask(worker) {
   return `task ran on ${worker.nodeId}`;
 }
 
-// Watch from the registry's current revision, so that nothing after it is missed.
+// #region watch
+// Every change to the coders from now on, in revision order, alongside the other work.
 const { revision } = await registry.getRegistryStats();
 const watching = (async () => {
-  // #region watch
   for await (const event of registry.watchWorkers({ capabilities: ["coder"] }, { startRevision: revision + 1 })) {
     if (event.type === "resync") {
       console.log(`watch: resync at ${event.revision}, ${event.workers.length} coders`);
@@ -29,8 +29,8 @@ const watching = (async () => {
     console.log(`watch: ${event.type} ${nodeId} ${currentTasks}/${maxConcurrentTasks}`);
     if (event.type === "unregistered" && nodeId === "coder-node-1") break; // leaving the loop cancels the watch
   }
-  // #endregion
 })();
+// #endregion
 
 // The worker process, normally a program of its own.
 const node = new WorkerNode({
