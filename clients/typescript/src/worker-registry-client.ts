@@ -293,9 +293,11 @@ export class WorkerRegistryClient {
    * network only as fast as they are consumed: nothing piles up in the client.
    * Events of a type this client does not know are skipped.
    *
-   * For a connection that dies without a word (no FIN, no RST), set client
-   * keepalive in `channelOptions` (e.g. `'grpc.keepalive_time_ms': 30000`)
-   * so that the break is noticed.
+   * Each call is one watch, to iterate once. For a connection that dies
+   * without a word (no FIN, no RST), set client keepalive in `channelOptions`
+   * (e.g. `'grpc.keepalive_time_ms': 30000`) so that the break is noticed.
+   * After a long outage the channel's own reconnect backoff (grpc-js: up to
+   * 120 s) can hold a resume back; `'grpc.max_reconnect_backoff_ms'` bounds it.
    *
    * @throws RangeError at once for an unknown health name, a
    *   `minAvailableCapacity` (not supported by watches), or options out of range.
