@@ -19,182 +19,19 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import type { LatencySummary } from "./histogram.js";
 import type { LoadCommand, LoadReply, Target, UnaryOp } from "./loadgen-protocol.js";
-import { coresBetween, describeMachine, markCpu, rssMiB, sleep, waitingBetween, type MachineInfo } from "./proc.js";
-import { formatBusyStretches, formatProfile, longestBusyStretches, summarizeProfile, type ProfileSummary } from "./profile-summary.js";
-import { renderConsole, renderMarkdownSection, throughputSvg, updateDocs } from "./report.js";
+import { MODES, STREAMS_PER_CONNECTION, type ModeConfig } from "./modes.js";
+import { coresBetween, describeMachine, markCpu, rssMiB, sleep, waitingBetween } from "./proc.js";
+import { formatBusyStretches, formatProfile, longestBusyStretches, summarizeProfile } from "./profile-summary.js";
+import { fmt, fx, log, pct } from "./progress.js";
+import { renderConsole, writeDocs } from "./report.js";
+import type { CpuShare, InprocResult, PacedResult, Results, ServerSideLatency, StreamResult, UnaryResult } from "./results.js";
 import { seedDatabase } from "./seed.js";
-import type { InprocResult } from "./selection-inproc.js";
 import type { ClientKind } from "./transport.js";
 import { etcdVersion, findEtcd, killAll, ROOT, startEcho, startEtcd, startRegistry, type ServerProcess } from "./servers.js";
 
-// ---------- configuration ----------
-
-export interface ModeConfig {
-  readonly name: "quick" | "full";
-  readonly closedLoopStreams: readonly number[];
-  /** Closed-loop rounds over every target; the median round of each point is reported. */
-  readonly rounds: number;
-  readonly warmupMs: number;
-  readonly measureMs: number;
-  readonly pacedWorkers: number;
-  readonly pacedSeconds: number;
-  /** Paced fleet: seconds after every stream's first ack before the window opens (the opening burst settles). */
-  readonly pacedWarmupSeconds: number;
-  readonly pacedEtcd: boolean;
-  readonly selectionSizes: readonly number[];
-  readonly selectionMeasureMs: number;
-  readonly inprocBudgetMs: number;
-  readonly writesMeasureMs: number;
-  /** Unary calls in flight, and the connections they are spread over: selection (orchestrators asking for workers) and writes. */
-  readonly selectionLoad: { readonly concurrency: number; readonly connections: number };
-  readonly writesLoad: { readonly concurrency: number; readonly connections: number };
-  readonly coldStartWorkers: number;
-  readonly coldStartRuns: number;
-}
-
-export const MODES: Record<"quick" | "full", ModeConfig> = {
-  quick: {
-    name: "quick",
-    closedLoopStreams: [100, 1000, 10_000],
-    rounds: 1,
-    warmupMs: 700,
-    measureMs: 2000,
-    pacedWorkers: 10_000,
-    pacedSeconds: 8,
-    pacedWarmupSeconds: 3,
-    pacedEtcd: false,
-    selectionSizes: [1000, 10_000, 100_000],
-    selectionMeasureMs: 1500,
-    inprocBudgetMs: 600,
-    writesMeasureMs: 1500,
-    selectionLoad: { concurrency: 16, connections: 4 },
-    writesLoad: { concurrency: 64, connections: 8 },
-    coldStartWorkers: 100_000,
-    coldStartRuns: 1,
-  },
-  full: {
-    name: "full",
-    closedLoopStreams: [100, 1000, 10_000],
-    rounds: 3,
-    warmupMs: 3000,
-    measureMs: 15_000,
-    pacedWorkers: 10_000,
-    pacedSeconds: 60,
-    pacedWarmupSeconds: 10,
-    pacedEtcd: true,
-    selectionSizes: [1000, 10_000, 100_000],
-    selectionMeasureMs: 10_000,
-    inprocBudgetMs: 5000,
-    writesMeasureMs: 10_000,
-    selectionLoad: { concurrency: 16, connections: 4 },
-    writesLoad: { concurrency: 64, connections: 8 },
-    coldStartWorkers: 100_000,
-    coldStartRuns: 3,
-  },
-};
-
-export const STREAMS_PER_CONNECTION = 100;
-
 /** The load generator's gRPC client (transport.ts); --client grpc-js switches. */
 let client: ClientKind = "h2";
-
-// ---------- results ----------
-
-export type Kind = "registry" | "echo" | "etcd";
-
-/** CPU of the processes in a window, in cores (1.0 = one core busy the whole window). */
-export interface CpuShare {
-  readonly server: number;
-  readonly client: number;
-  /** Busy CPU on the machine not used by the server, the load generator or the suite: other tenants. */
-  readonly other: number;
-  /** Share of the window the server's main thread (the event loop) was runnable but waiting for a CPU (/proc/<pid>/schedstat). */
-  readonly serverWaiting: number;
-}
-
-export interface StreamResult {
-  readonly target: Kind;
-  readonly streams: number;
-  readonly connections: number;
-  readonly served: number;
-  readonly throughput: number;
-  readonly latency: LatencySummary;
-  readonly cpu: CpuShare;
-  readonly errors: number;
-  readonly firstError: string | undefined;
-}
-
-export interface PacedResult {
-  readonly target: Kind;
-  readonly workers: number;
-  readonly connections: number;
-  readonly seconds: number;
-  readonly opened: number;
-  readonly served: number;
-  readonly sent: number;
-  readonly acked: number;
-  readonly missed: number;
-  readonly errors: number;
-  readonly latency: LatencySummary;
-  readonly cpu: CpuShare;
-  readonly rssPeakMiB: number;
-  readonly firstError: string | undefined;
-  /** Whether the backlog of the opening burst drained (≤ 1% of the fleet unanswered) before the window, and when. */
-  readonly settled: boolean;
-  /** Seconds from opening the streams until the backlog had drained (or the 30 s wait gave up). */
-  readonly settleSeconds: number;
-}
-
-/** Server-side latency of one method, from the registry's own histogram worker_registry_rpc_duration_seconds. */
-export interface ServerSideLatency {
-  readonly method: string;
-  readonly count: number;
-  /** Interpolated within the histogram's bucket. */
-  readonly p50Ms: number;
-  readonly p99Ms: number;
-  /** Share of calls answered within 1 ms (the 0.001 bucket): exact. */
-  readonly shareWithin1ms: number;
-}
-
-export interface UnaryResult {
-  readonly target: Kind;
-  readonly op: UnaryOp;
-  readonly workers: number | undefined;
-  readonly throughput: number;
-  readonly latency: LatencySummary;
-  readonly cpu: CpuShare;
-  readonly errors: number;
-  readonly firstError: string | undefined;
-  readonly serverSide: readonly ServerSideLatency[];
-}
-
-export interface ColdStartResult {
-  readonly workers: number;
-  readonly seedSeconds: number;
-  readonly registryMs: readonly number[];
-  readonly echoMs: readonly number[];
-}
-
-export interface Results {
-  readonly mode: ModeConfig;
-  readonly startedAt: string;
-  finishedAt: string;
-  readonly commit: string;
-  readonly machine: MachineInfo;
-  loadAverageAtEnd: [number, number, number] | undefined;
-  readonly etcd: { readonly binary: string; readonly version: string | undefined } | undefined;
-  readonly phases: readonly string[];
-  readonly client: ClientKind;
-  closedLoop: StreamResult[];
-  paced: PacedResult[];
-  selection: UnaryResult[];
-  inproc: InprocResult[];
-  writes: UnaryResult[];
-  coldStart: ColdStartResult | undefined;
-  profiles: Record<string, ProfileSummary>;
-}
 
 // ---------- the load generator process ----------
 
@@ -342,8 +179,6 @@ function serverSideLatency(before: string | undefined, after: string | undefined
 
 // ---------- scenarios ----------
 
-const log = (text: string) => console.log(`· ${text}`);
-
 async function closedLoop(server: ServerProcess, target: Target, streams: number, mode: ModeConfig): Promise<StreamResult> {
   const generator = LoadGenerator.start();
   try {
@@ -490,11 +325,6 @@ async function unaryLoad(
   }
 }
 
-const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
-/** A figure for the progress log; NaN (and null, which is what NaN becomes over IPC) shows as "—". */
-const pct = (n: number | null | undefined) => (typeof n === "number" && Number.isFinite(n) ? `${(n * 100).toFixed(0)}%` : "—");
-const fx = (n: number | null | undefined, digits = 2) => (typeof n === "number" && Number.isFinite(n) ? n.toFixed(digits) : "—");
-
 // ---------- the run ----------
 
 const PHASES = ["closed", "paced", "selection", "coldstart", "writes"] as const;
@@ -518,7 +348,7 @@ async function main(): Promise<void> {
     // Re-render the tables (and, with --write-docs, the doc and chart) from saved results, without measuring.
     const saved = JSON.parse(fs.readFileSync(values.report, "utf8")) as Results;
     console.log(renderConsole(saved));
-    if (values["write-docs"]) writeDocs(saved);
+    if (values["write-docs"]) writeDocs(saved, ROOT);
     return;
   }
   const base = values.full ? MODES.full : MODES.quick;
@@ -694,16 +524,8 @@ async function main(): Promise<void> {
   fs.mkdirSync(resultsDir, { recursive: true });
   fs.writeFileSync(path.join(resultsDir, `latest-${mode.name}.json`), JSON.stringify(results, null, 2) + "\n");
   console.log("\n" + renderConsole(results));
-  if (values["write-docs"] || mode.name === "full") writeDocs(results);
+  if (values["write-docs"] || mode.name === "full") writeDocs(results, ROOT);
   log(`results saved to bench/results/latest-${mode.name}.json`);
-}
-
-function writeDocs(results: Results): void {
-  updateDocs(path.join(ROOT, "docs", "benchmarks.md"), renderMarkdownSection(results));
-  log("wrote docs/benchmarks.md (generated section)");
-  if (results.closedLoop.length === 0) return;
-  fs.writeFileSync(path.join(ROOT, "docs", "benchmarks-throughput.svg"), throughputSvg(results));
-  log("wrote docs/benchmarks-throughput.svg");
 }
 
 async function runInproc(mode: ModeConfig, workDir: string): Promise<InprocResult[]> {
