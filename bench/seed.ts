@@ -1,3 +1,4 @@
+import fs from "node:fs";
 import Database from "better-sqlite3";
 import { migrate } from "../src/store/migrations.js";
 
@@ -45,4 +46,9 @@ export function seedDatabase(path: string, count: number): number {
     db.close();
   }
   return (performance.now() - started) / 1000;
+}
+
+/** Deletes a seeded database with its WAL and shared-memory files. */
+export function removeDatabase(path: string): void {
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) fs.rmSync(file, { force: true });
 }

@@ -68,7 +68,7 @@ describe("bench/ layout", () => {
 
   it("sees the suite's imports, type-only ones included", () => {
     const graph = importGraph();
-    expect(graph.get("run.ts")).toEqual(expect.arrayContaining(["report.ts", "results.ts", "modes.ts"]));
+    expect(graph.get("run.ts")).toEqual(expect.arrayContaining(["report.ts", "results.ts", "scenarios/closed-loop.ts"]));
     expect(graph.get("report.ts")).toContain("results.ts");
   });
 
