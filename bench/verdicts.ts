@@ -29,6 +29,11 @@ function atMost(target: string, value: number | undefined, limit: number, show: 
 
 /** Every target this run measured something for, in the order of the table. */
 export function verdicts(r: Results): Verdict[] {
+  return [...heartbeatVerdicts(r), ...pacedVerdicts(r), ...selectionVerdicts(r), ...writeVerdicts(r), ...coldStartVerdicts(r)];
+}
+
+/** Every stream served (closed loop and paced fleet), and the closed loop at 1,000 streams against the ceiling and etcd. */
+function heartbeatVerdicts(r: Results): Verdict[] {
   const out: Verdict[] = [];
   const reg1k = closedLoopPoint(r, "registry", 1000);
   const echo1k = closedLoopPoint(r, "echo", 1000);
@@ -56,21 +61,32 @@ export function verdicts(r: Results): Verdict[] {
         : { target: "Heartbeats, 1,000 streams: more than etcd", measured: "etcd not measured (not installed, or --no-etcd)", met: undefined, detail: "" },
     );
   }
+  return out;
+}
+
+function pacedVerdicts(r: Results): Verdict[] {
   const regPaced = pacedRun(r, "registry");
   const echoPaced = pacedRun(r, "echo");
-  if (regPaced) {
-    out.push({
+  if (!regPaced) return [];
+  const out: Verdict[] = [
+    {
       target: `Paced fleet (${int(regPaced.workers)} × 1/s): no ack missed`,
       measured: `${int(regPaced.missed)} missed of ${int(regPaced.sent)}`,
       met: regPaced.missed === 0 && regPaced.errors === 0,
       detail: regPaced.errors > 0 ? `${regPaced.errors} stream errors` : "",
-    });
-    out.push(atMost("Paced fleet: p99 ack latency ≤ 50 ms", regPaced.latency.p99Ms, 50, (v) => `${v.toFixed(2)} ms`));
-    out.push(atMost("Paced fleet: server CPU ≤ 0.5 core", regPaced.cpu.server, 0.5, (v) => `${v.toFixed(3)} cores (ceiling ${cores(echoPaced?.cpu.server)})`));
-    if (echoPaced) {
-      out.push(atMost("Paced fleet: RSS ≤ 1.5× ceiling's", regPaced.rssPeakMiB / echoPaced.rssPeakMiB, 1.5, (v) => `${v.toFixed(2)}× (${int(regPaced.rssPeakMiB)} vs ${int(echoPaced.rssPeakMiB)} MiB)`));
-    }
+    },
+    atMost("Paced fleet: p99 ack latency ≤ 50 ms", regPaced.latency.p99Ms, 50, (v) => `${v.toFixed(2)} ms`),
+    atMost("Paced fleet: server CPU ≤ 0.5 core", regPaced.cpu.server, 0.5, (v) => `${v.toFixed(3)} cores (ceiling ${cores(echoPaced?.cpu.server)})`),
+  ];
+  if (echoPaced) {
+    out.push(atMost("Paced fleet: RSS ≤ 1.5× ceiling's", regPaced.rssPeakMiB / echoPaced.rssPeakMiB, 1.5, (v) => `${v.toFixed(2)}× (${int(regPaced.rssPeakMiB)} vs ${int(echoPaced.rssPeakMiB)} MiB)`));
   }
+  return out;
+}
+
+/** For each selection call: server-side p99 at 10k workers, and the cost from 10k to 100k workers. */
+function selectionVerdicts(r: Results): Verdict[] {
+  const out: Verdict[] = [];
   for (const [op, method, label] of [
     ["AcquireRelease", "AcquireWorker", "AcquireWorker"],
     ["GetWorkersForLoadBalancing", "GetWorkersForLoadBalancing", "GetWorkersForLoadBalancing (limit 10)"],
@@ -98,18 +114,22 @@ export function verdicts(r: Results): Verdict[] {
       );
     }
   }
-  for (const op of ["RegisterWorker", "UpdateTaskCount", "RecordTaskCompletion"] as const) {
+  return out;
+}
+
+function writeVerdicts(r: Results): Verdict[] {
+  return (["RegisterWorker", "UpdateTaskCount", "RecordTaskCompletion"] as const).flatMap((op) => {
     const reg = writeRun(r, "registry", op);
     const echo = writeRun(r, "echo", op);
-    if (reg && echo) {
-      out.push(atLeast(`${op}: ≥ 0.7× ceiling's unary throughput`, reg.throughput / echo.throughput, 0.7, (v) => `${v.toFixed(2)}× (${int(reg.throughput)} vs ${int(echo.throughput)} calls/s)`));
-    }
-  }
-  if (r.coldStart) {
-    const median = medianOf(r.coldStart.registryMs);
-    out.push(atMost(`Cold start, ${int(r.coldStart.workers)} workers: serving within 2 s`, median / 1000, 2, (v) => `${v.toFixed(2)} s`));
-  }
-  return out;
+    if (!reg || !echo) return [];
+    return [atLeast(`${op}: ≥ 0.7× ceiling's unary throughput`, reg.throughput / echo.throughput, 0.7, (v) => `${v.toFixed(2)}× (${int(reg.throughput)} vs ${int(echo.throughput)} calls/s)`)];
+  });
+}
+
+function coldStartVerdicts(r: Results): Verdict[] {
+  if (!r.coldStart) return [];
+  const median = medianOf(r.coldStart.registryMs);
+  return [atMost(`Cold start, ${int(r.coldStart.workers)} workers: serving within 2 s`, median / 1000, 2, (v) => `${v.toFixed(2)} s`)];
 }
 
 /** The verdict column: met, missed (and by how much), or not measured. */
