@@ -7,7 +7,8 @@ import { describe, expect, it } from "vitest";
 /**
  * The benchmark suite stays a tree: no module of bench/ imports, directly or
  * through others, a module that imports it (type-only imports count: a cycle
- * of types is still two files that cannot be read apart).
+ * of types is still two files that cannot be read apart), and no file grows
+ * past 400 lines.
  */
 
 const BENCH = fileURLToPath(new URL("../../bench/", import.meta.url));
@@ -74,5 +75,12 @@ describe("bench/ layout", () => {
 
   it("has no import cycle", () => {
     expect(findCycles(importGraph()).map((cycle) => cycle.join(" → "))).toEqual([]);
+  });
+
+  it("has no file over 400 lines", () => {
+    const long = benchFiles()
+      .map((file) => ({ file: relative(BENCH, file), lines: readFileSync(file, "utf8").split("\n").length - 1 }))
+      .filter(({ lines }) => lines > 400);
+    expect(long).toEqual([]);
   });
 });
