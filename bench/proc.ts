@@ -84,6 +84,9 @@ export function freePort(): Promise<number> {
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** A sleep that does not keep the process alive: for the losing side of a race. */
+export const timeout = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+
 /** The machine: CPU model, cores, memory, kernel, Node, load average now. */
 export function describeMachine(): MachineInfo {
   const cpuinfo = fs.readFileSync("/proc/cpuinfo", "utf8");

@@ -1,3 +1,4 @@
+import fs from "node:fs";
 import Database from "better-sqlite3";
 import { migrate } from "../src/store/migrations.js";
 
@@ -33,14 +34,10 @@ export function seedDatabase(path: string, count: number): number {
          total_task_duration_ms, registered_at_ms, last_heartbeat_at_ms)
        VALUES (?, ?, ?, ?, 0, 0, 0, 0, ?, ?)`,
     );
-    const insertCapability = db.prepare(`INSERT INTO worker_capabilities (capability, worker_id) VALUES (?, ?)`);
     const now = Date.now();
     const batch = db.transaction((from: number, to: number) => {
       for (let i = from; i < to; i++) {
-        const id = seededWorkerId(i);
-        const capabilities = seededCapabilities(i);
-        insertWorker.run(id, `bench-node-${String(i).padStart(6, "0")}`, JSON.stringify(capabilities), SEED_MAX_TASKS, now, now);
-        for (const capability of capabilities) insertCapability.run(capability, id);
+        insertWorker.run(seededWorkerId(i), `bench-node-${String(i).padStart(6, "0")}`, JSON.stringify(seededCapabilities(i)), SEED_MAX_TASKS, now, now);
       }
     });
     for (let from = 0; from < count; from += 10_000) batch(from, Math.min(count, from + 10_000));
@@ -49,4 +46,9 @@ export function seedDatabase(path: string, count: number): number {
     db.close();
   }
   return (performance.now() - started) / 1000;
+}
+
+/** Deletes a seeded database with its WAL and shared-memory files. */
+export function removeDatabase(path: string): void {
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) fs.rmSync(file, { force: true });
 }

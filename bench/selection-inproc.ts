@@ -13,15 +13,9 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { startRegistryServer } from "../src/app.js";
-import { LatencyHistogram, type LatencySummary } from "./histogram.js";
+import { LatencyHistogram } from "./histogram.js";
+import type { InprocResult } from "./results.js";
 import { SEED_CAPABILITY, seedDatabase } from "./seed.js";
-
-export interface InprocResult {
-  readonly workers: number;
-  readonly rank: LatencySummary;
-  readonly acquire: LatencySummary;
-  readonly release: LatencySummary;
-}
 
 const FILTER = { capabilities: [SEED_CAPABILITY], healthStatuses: [], minAvailableCapacity: 0 };
 

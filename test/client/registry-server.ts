@@ -9,16 +9,19 @@ import { startRegistryServer, type RegistryServer, type ServeOptions } from "../
  * production would.
  */
 export class TestRegistry {
-  private server: RegistryServer | null = null;
+  private current: RegistryServer | null = null;
   private boundPort = 0;
   private readonly directory = mkdtempSync(join(tmpdir(), "registry-client-test-"));
   readonly dbPath = join(this.directory, "registry.db");
 
-  private constructor(private readonly registryOptions: ServeOptions["registry"]) {}
+  private constructor(
+    private readonly registryOptions: ServeOptions["registry"],
+    private readonly serveOptions: Pick<ServeOptions, "clock">,
+  ) {}
 
-  /** Starts a server on an ephemeral port. */
-  static async start(registryOptions?: ServeOptions["registry"]): Promise<TestRegistry> {
-    const registry = new TestRegistry(registryOptions);
+  /** Starts a server on an ephemeral port; `serveOptions.clock` replaces the system clock (every restart keeps it). */
+  static async start(registryOptions?: ServeOptions["registry"], serveOptions: Pick<ServeOptions, "clock"> = {}): Promise<TestRegistry> {
+    const registry = new TestRegistry(registryOptions, serveOptions);
     await registry.start();
     return registry;
   }
@@ -32,26 +35,33 @@ export class TestRegistry {
   }
 
   get running(): boolean {
-    return this.server !== null;
+    return this.current !== null;
+  }
+
+  /** The running server, for what a test drives directly (a tick, a prune of the event log). */
+  get server(): RegistryServer {
+    if (this.current === null) throw new Error("test registry is not running");
+    return this.current;
   }
 
   /** Starts the server: on an ephemeral port the first time, on the same port afterwards. */
   async start(): Promise<void> {
-    if (this.server !== null) throw new Error("test registry already running");
-    this.server = await startRegistryServer({
+    if (this.current !== null) throw new Error("test registry already running");
+    this.current = await startRegistryServer({
       host: "127.0.0.1",
       port: this.boundPort,
       dbPath: this.dbPath,
       logLevel: "silent",
       registry: this.registryOptions,
+      ...this.serveOptions,
     });
-    this.boundPort = this.server.port;
+    this.boundPort = this.current.port;
   }
 
   /** Graceful shutdown: heartbeat streams end with UNAVAILABLE. */
   async stop(): Promise<void> {
-    const server = this.server;
-    this.server = null;
+    const server = this.current;
+    this.current = null;
     await server?.close();
   }
 

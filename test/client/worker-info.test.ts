@@ -1,7 +1,14 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
-import { GetRegistryStatsResponseSchema } from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
+import {
+  AcquireWorkerResponseSchema,
+  GetRegistryStatsResponseSchema,
+  ReleaseOutcome,
+  RemovalReason,
+  WorkerEventSchema,
+  WorkerEventType,
+} from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
 import {
   HealthStatus,
   RankedWorkerSchema,
@@ -12,8 +19,11 @@ import {
   durationMsOf,
   healthName,
   healthValue,
+  releaseOutcomeName,
   toRankedWorkerInfo,
   toRegistryStats,
+  toWorkerAcquisition,
+  toWorkerChangeEvent,
   toWorkerInfo,
   type WorkerHealth,
 } from "../../clients/typescript/src/worker-info.js";
@@ -144,6 +154,9 @@ describe("toRegistryStats", () => {
       tasksFailed: 5n,
       successRate: 55 / 60,
       serverTime: timestampFromMs(serverTime),
+      revision: 1234n,
+      activeReservations: 2n,
+      eviction: { paused: true, reason: "heartbeat intake collapsed", pausedSince: timestampFromMs(serverTime - 1000), pausesTotal: 1n, lastWindowIntake: 1, expectedIntake: 3 },
     });
     expect(toRegistryStats(fromBinary(GetRegistryStatsResponseSchema, toBinary(GetRegistryStatsResponseSchema, stats)))).toEqual({
       totalWorkers: 3,
@@ -157,7 +170,97 @@ describe("toRegistryStats", () => {
       tasksFailed: 5,
       successRate: 55 / 60,
       serverTime: new Date(serverTime),
+      revision: 1234,
+      activeReservations: 2,
+      eviction: {
+        paused: true,
+        reason: "heartbeat intake collapsed",
+        pausedSince: new Date(serverTime - 1000),
+        resumesAt: undefined,
+        pausesTotal: 1,
+        lastWindowIntake: 1,
+        expectedIntake: 3,
+      },
     });
+  });
+
+  it("maps every field of GetRegistryStatsResponse (a field added to the contract must be added here too)", () => {
+    const mapped = Object.keys(toRegistryStats(create(GetRegistryStatsResponseSchema, {}))).sort();
+    const contract = GetRegistryStatsResponseSchema.fields.map((field) => field.localName).sort();
+    expect(mapped).toEqual(contract);
+  });
+});
+
+describe("toWorkerAcquisition", () => {
+  it("gives the ranked worker, its priority, the reservation id and the expiry as a Date", () => {
+    const expiresAt = registeredAt + 600_000;
+    const response = create(AcquireWorkerResponseSchema, {
+      worker: { worker: protoWorker(), priority: 0.74, capacityScore: 0.6, successScore: 0.9, speedScore: 0.2 },
+      reservationId: "res-1",
+      expiresAt: timestampFromMs(expiresAt),
+    });
+    const acquisition = toWorkerAcquisition(response);
+    expect(acquisition).toEqual({
+      worker: { ...toWorkerInfo(protoWorker()), priority: 0.74, capacityScore: 0.6, successScore: 0.9, speedScore: 0.2 },
+      priority: 0.74,
+      reservationId: "res-1",
+      expiresAt: new Date(expiresAt),
+    });
+  });
+
+  it("refuses a response without a worker", () => {
+    expect(() => toWorkerAcquisition(create(AcquireWorkerResponseSchema, { reservationId: "res-1" }))).toThrow(TypeError);
+  });
+});
+
+describe("releaseOutcomeName", () => {
+  it("names the three outcomes and knows no other", () => {
+    expect([ReleaseOutcome.RELEASED, ReleaseOutcome.ALREADY_RELEASED, ReleaseOutcome.EXPIRED, ReleaseOutcome.UNSPECIFIED, 9].map(releaseOutcomeName)).toEqual([
+      "released",
+      "already-released",
+      "expired",
+      undefined,
+      undefined,
+    ]);
+  });
+});
+
+describe("toWorkerChangeEvent", () => {
+  const event = (init: Parameters<typeof create<typeof WorkerEventSchema>>[1]) =>
+    create(WorkerEventSchema, { revision: 42n, worker: protoWorker(), occurredAt: timestampFromMs(lastHeartbeatAt), ...init });
+
+  it("maps a health change with the health before, and nothing about removal", () => {
+    expect(toWorkerChangeEvent(event({ type: WorkerEventType.HEALTH_CHANGED, previousHealthStatus: HealthStatus.HEALTHY }))).toEqual({
+      type: "health-changed",
+      revision: 42,
+      worker: toWorkerInfo(protoWorker()),
+      occurredAt: new Date(lastHeartbeatAt),
+      previousHealth: "healthy",
+    });
+  });
+
+  it.each([
+    [WorkerEventType.UNREGISTERED, RemovalReason.UNREGISTERED, "unregistered", "unregistered"],
+    [WorkerEventType.REMOVED_BY_CLEANUP, RemovalReason.EXPIRED, "removed-by-cleanup", "expired"],
+    [WorkerEventType.UNREGISTERED, RemovalReason.REPLACED, "unregistered", "replaced"],
+  ] as const)("maps a removal (%s) with its reason (%s)", (type, reason, typeName, reasonName) => {
+    const mapped = toWorkerChangeEvent(event({ type, removalReason: reason }));
+    expect(mapped).toMatchObject({ type: typeName, removalReason: reasonName });
+    expect(mapped).not.toHaveProperty("previousHealth");
+  });
+
+  it("leaves out the fields the server did not send", () => {
+    for (const type of [WorkerEventType.REGISTERED, WorkerEventType.UPDATED, WorkerEventType.UNREGISTERED]) {
+      const mapped = toWorkerChangeEvent(event({ type }));
+      expect(mapped).not.toHaveProperty("previousHealth");
+      expect(mapped).not.toHaveProperty("removalReason");
+    }
+  });
+
+  it("skips an event type it does not know, and refuses an event without a worker", () => {
+    expect(toWorkerChangeEvent(event({ type: WorkerEventType.UNSPECIFIED }))).toBeUndefined();
+    expect(toWorkerChangeEvent(event({ type: 99 as WorkerEventType }))).toBeUndefined();
+    expect(() => toWorkerChangeEvent(create(WorkerEventSchema, { revision: 1n, type: WorkerEventType.UPDATED }))).toThrow(TypeError);
   });
 });
 

@@ -1,7 +1,8 @@
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { RegistryClientError } from "../../clients/typescript/src/registry-client-error.js";
-import { WorkerRegistryClient, type WorkerRegistryClientOptions } from "../../clients/typescript/src/worker-registry-client.js";
+import type { WorkerRegistryClientOptions } from "../../clients/typescript/src/client-options.js";
+import { WorkerRegistryClient } from "../../clients/typescript/src/worker-registry-client.js";
 import { TestRegistry } from "./registry-server.js";
 
 let registry: TestRegistry;

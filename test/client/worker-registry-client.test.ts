@@ -2,7 +2,8 @@ import * as grpc from "@grpc/grpc-js";
 import { createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { RegistryClientError } from "../../clients/typescript/src/registry-client-error.js";
-import { WorkerRegistryClient, type WorkerRegistryClientOptions } from "../../clients/typescript/src/worker-registry-client.js";
+import type { WorkerRegistryClientOptions } from "../../clients/typescript/src/client-options.js";
+import { WorkerRegistryClient } from "../../clients/typescript/src/worker-registry-client.js";
 
 // No registry here: a port nobody listens on gives UNAVAILABLE, a socket that
 // never speaks HTTP/2 gives a deadline. The real server is in the
@@ -81,7 +82,9 @@ describe("retries", () => {
     ["discoverWorkers", (c: WorkerRegistryClient) => c.discoverWorkers()],
     ["getWorkersForLoadBalancing", (c: WorkerRegistryClient) => c.getWorkersForLoadBalancing()],
     ["getRegistryStats", (c: WorkerRegistryClient) => c.getRegistryStats()],
-  ])("retries the read %s", async (method, call) => {
+    // Idempotent by contract: a repeat changes nothing, so a lost reply must not hold the slot until it expires.
+    ["releaseWorker", (c: WorkerRegistryClient) => c.releaseWorker("rsv-1-abc", { success: true, durationMs: 1 })],
+  ])("retries the idempotent call %s", async (method, call) => {
     const { client, calls } = recordingClient({ address: await refusedAddress(), retry: { maxAttempts: 3 } });
     await failure(call(client));
     expect(calls).toEqual([method, method, method]);
@@ -93,6 +96,8 @@ describe("retries", () => {
     ["heartbeat", (c: WorkerRegistryClient) => c.heartbeat("worker-1-abc")],
     ["updateTaskCount", (c: WorkerRegistryClient) => c.updateTaskCount("worker-1-abc", 1)],
     ["recordTaskCompletion", (c: WorkerRegistryClient) => c.recordTaskCompletion("worker-1-abc", true, 10)],
+    // A repeat after a lost reply would take a second slot.
+    ["acquireWorker", (c: WorkerRegistryClient) => c.acquireWorker({ capabilities: ["coder"] })],
   ])("never retries the write %s, which might have happened", async (method, call) => {
     const { client, sleeps, calls } = recordingClient({ address: await refusedAddress(), retry: { maxAttempts: 5 } });
     const error = await failure(call(client));

@@ -1,17 +1,21 @@
 /**
  * `@sentinel/worker-registry-client`: a client of the
  * `sentinel.registry.v1.WorkerRegistryService` gRPC API with the method names
- * and result shapes of the Worker Registry usage guide, and a `WorkerNode`
- * that keeps a worker registered and heartbeating across server restarts.
+ * and result shapes of the Worker Registry usage guide; slot acquisition
+ * (`acquireWorker`, `releaseWorker`, `withWorker`); a resuming `watchWorkers`;
+ * and a `WorkerNode` that keeps a worker registered and heartbeating across
+ * server restarts.
  */
+export { WorkerRegistryClient } from "./worker-registry-client.js";
 export {
-  WorkerRegistryClient,
   type CallContext,
-  type HeartbeatStream,
   type LoadBalancingOptions,
   type RetryOptions,
+  type WithWorkerOptions,
   type WorkerRegistryClientOptions,
-} from "./worker-registry-client.js";
+} from "./client-options.js";
+export { type HeartbeatStream } from "./registry-calls.js";
+export { type WatchReconnectingEvent, type WatchWorkersOptions, type WorkerWatchQuery } from "./worker-watch.js";
 export {
   WorkerNode,
   type HeartbeatEvent,
@@ -19,16 +23,24 @@ export {
   type WorkerNodeOptions,
   type WorkerNodeState,
 } from "./worker-node.js";
-export { RegistryClientError } from "./registry-client-error.js";
+export { NoWorkerAvailableError, RegistryClientError } from "./registry-client-error.js";
 export {
   WORKER_HEALTH_STATES,
   type EvictionInfo,
   type RankedWorkerInfo,
   type RegistryStats,
+  type ReleaseOutcome,
+  type RemovalReason,
+  type TaskCompletion,
+  type WorkerAcquisition,
+  type WorkerChangeEvent,
+  type WorkerEventType,
   type WorkerHealth,
   type WorkerInfo,
   type WorkerMetrics,
   type WorkerQuery,
   type WorkerRegistration,
+  type WorkerResyncEvent,
+  type WorkerWatchEvent,
 } from "./worker-info.js";
 export { backoffCeilingMs, fullJitterDelayMs, type BackoffPolicy, type RandomSource } from "./backoff.js";

@@ -54,6 +54,21 @@ export class RegistryClientError extends Error {
   }
 }
 
+/**
+ * `acquireWorker` found no worker to give a slot: none matched the query, or
+ * none that matched had a free slot (the message says which). The registry
+ * answered RESOURCE_EXHAUSTED; nothing was reserved. Test for it with
+ * `error instanceof NoWorkerAvailableError`; it is also a
+ * {@link RegistryClientError} with `codeName` `'RESOURCE_EXHAUSTED'`, so code
+ * that handles every registry failure alike keeps working.
+ */
+export class NoWorkerAvailableError extends RegistryClientError {
+  constructor(method: string, details: string, metadata: Metadata = new Metadata(), options?: { cause?: unknown }) {
+    super(method, status.RESOURCE_EXHAUSTED, details, metadata, options);
+    this.name = "NoWorkerAvailableError";
+  }
+}
+
 function isStatusLike(error: unknown): error is { code: status; details: string; metadata?: Metadata } {
   if (typeof error !== "object" || error === null) {
     return false;

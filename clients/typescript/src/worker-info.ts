@@ -1,5 +1,13 @@
 import { durationMs, timestampDate, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
-import type { EvictionStatus, GetRegistryStatsResponse } from "./gen/sentinel/registry/v1/registry_service_pb.js";
+import {
+  ReleaseOutcome as ReleaseOutcomeValue,
+  RemovalReason as RemovalReasonValue,
+  WorkerEventType as WorkerEventTypeValue,
+  type AcquireWorkerResponse,
+  type EvictionStatus,
+  type GetRegistryStatsResponse,
+  type WorkerEvent,
+} from "./gen/sentinel/registry/v1/registry_service_pb.js";
 import { HealthStatus, type RankedWorker, type Worker } from "./gen/sentinel/registry/v1/worker_pb.js";
 
 /**
@@ -97,6 +105,12 @@ export interface RegistryStats {
   successRate: number;
   /** The server's clock when it answered. */
   serverTime: Date;
+  /** The registry's revision when it answered: `watchWorkers` from `revision + 1` sees every later change. */
+  revision: number;
+  /** Slots held by reservations from `acquireWorker` that are neither released nor expired. */
+  activeReservations: number;
+  /** Whether cleanup is holding evictions back, and why. */
+  eviction: EvictionInfo;
 }
 
 const HEALTH_NAMES: ReadonlyMap<HealthStatus, WorkerHealth> = new Map([
@@ -212,12 +226,154 @@ export function toRegistryStats(stats: GetRegistryStatsResponse): RegistryStats 
     tasksFailed: Number(stats.tasksFailed),
     successRate: stats.successRate,
     serverTime: dateOf(stats.serverTime),
+    revision: Number(stats.revision),
+    activeReservations: Number(stats.activeReservations),
+    eviction: toEvictionInfo(stats.eviction),
   };
 }
 
 /** A Duration in milliseconds, or `undefined` when absent. */
 export function durationMsOf(duration: Duration | undefined): number | undefined {
   return duration === undefined ? undefined : durationMs(duration);
+}
+
+/** A slot taken on a worker by `acquireWorker`. */
+export interface WorkerAcquisition {
+  /** The worker, ranked as `getWorkersForLoadBalancing` returns it, with the slot already counted in `currentTasks`. */
+  worker: RankedWorkerInfo;
+  /** The worker's load-balancing priority when it was chosen (the same as `worker.priority`). */
+  priority: number;
+  /** Pass to `releaseWorker` when the task ends. */
+  reservationId: string;
+  /** When the registry frees the slot by itself if it has not been released. */
+  expiresAt: Date;
+}
+
+/** How a task that held a reservation ended, as `releaseWorker` records it. */
+export interface TaskCompletion {
+  /** Whether the task succeeded. */
+  success: boolean;
+  /** How long the task ran, in milliseconds: finite, 0 to 30 days. */
+  durationMs: number;
+}
+
+/**
+ * What `releaseWorker` did: `'released'` freed the slot and recorded the
+ * outcome; `'already-released'` was a repeat and changed nothing;
+ * `'expired'` recorded the outcome of a reservation whose slot the registry
+ * had already freed because it outlived `expiresAt`.
+ */
+export type ReleaseOutcome = "released" | "already-released" | "expired";
+
+/**
+ * Maps an AcquireWorker response.
+ *
+ * @throws TypeError if it carries no worker, which the contract never allows.
+ */
+export function toWorkerAcquisition(response: AcquireWorkerResponse): WorkerAcquisition {
+  if (response.worker === undefined) {
+    throw new TypeError("AcquireWorker response without a worker");
+  }
+  const worker = toRankedWorkerInfo(response.worker);
+  return { worker, priority: worker.priority, reservationId: response.reservationId, expiresAt: dateOf(response.expiresAt) };
+}
+
+const RELEASE_OUTCOMES: ReadonlyMap<ReleaseOutcomeValue, ReleaseOutcome> = new Map([
+  [ReleaseOutcomeValue.RELEASED, "released"],
+  [ReleaseOutcomeValue.ALREADY_RELEASED, "already-released"],
+  [ReleaseOutcomeValue.EXPIRED, "expired"],
+]);
+
+/** The name of a release outcome, or undefined for one this client does not know (UNSPECIFIED, or newer than the client). */
+export function releaseOutcomeName(value: ReleaseOutcomeValue): ReleaseOutcome | undefined {
+  return RELEASE_OUTCOMES.get(value);
+}
+
+/**
+ * What happened to a worker: `'registered'`; `'updated'` (task count, metrics
+ * or reservations changed); `'health-changed'` (see `previousHealth`);
+ * `'unregistered'` and `'removed-by-cleanup'` (see `removalReason`).
+ */
+export type WorkerEventType = "registered" | "updated" | "health-changed" | "unregistered" | "removed-by-cleanup";
+
+/**
+ * Why a worker left the registry: `'unregistered'` (UnregisterWorker was
+ * called), `'expired'` (no heartbeat for longer than its record TTL), or
+ * `'replaced'` (its nodeId registered again).
+ */
+export type RemovalReason = "unregistered" | "expired" | "replaced";
+
+/** One change to one worker, numbered by the registry-wide revision. */
+export interface WorkerChangeEvent {
+  type: WorkerEventType;
+  /** Strictly increasing across the registry and across its restarts. */
+  revision: number;
+  /** The worker as it was right after the event (for a removal: as it was when it left). */
+  worker: WorkerInfo;
+  /** When the registry recorded the event. */
+  occurredAt: Date;
+  /** For `'health-changed'`: the health before. Absent for the other types. */
+  previousHealth?: WorkerHealth;
+  /** For `'unregistered'` and `'removed-by-cleanup'`: why the worker left. Absent for the other types. */
+  removalReason?: RemovalReason;
+}
+
+/**
+ * Sent by `watchWorkers` instead of the events it could no longer replay (the
+ * registry's event log had dropped them): every matching worker, listed
+ * again. The events that follow start at `revision + 1`.
+ */
+export interface WorkerResyncEvent {
+  type: "resync";
+  /** The revision of the listing; the next event has a higher one. */
+  revision: number;
+  /** The matching workers, ordered by id. */
+  workers: WorkerInfo[];
+}
+
+/** What `watchWorkers` yields. */
+export type WorkerWatchEvent = WorkerChangeEvent | WorkerResyncEvent;
+
+const EVENT_TYPES: ReadonlyMap<WorkerEventTypeValue, WorkerEventType> = new Map([
+  [WorkerEventTypeValue.REGISTERED, "registered"],
+  [WorkerEventTypeValue.UPDATED, "updated"],
+  [WorkerEventTypeValue.HEALTH_CHANGED, "health-changed"],
+  [WorkerEventTypeValue.UNREGISTERED, "unregistered"],
+  [WorkerEventTypeValue.REMOVED_BY_CLEANUP, "removed-by-cleanup"],
+]);
+
+const REMOVAL_REASONS: ReadonlyMap<RemovalReasonValue, RemovalReason> = new Map([
+  [RemovalReasonValue.UNREGISTERED, "unregistered"],
+  [RemovalReasonValue.EXPIRED, "expired"],
+  [RemovalReasonValue.REPLACED, "replaced"],
+]);
+
+/**
+ * Maps a WorkerEvent. An event of a type this client does not know
+ * (UNSPECIFIED, or one added to the contract later) maps to undefined, for
+ * the caller to skip. `previousHealth` and `removalReason` are set only when
+ * the server sent them.
+ *
+ * @throws TypeError if the event carries no worker, which the contract never allows.
+ */
+export function toWorkerChangeEvent(event: WorkerEvent): WorkerChangeEvent | undefined {
+  const type = EVENT_TYPES.get(event.type);
+  if (type === undefined) {
+    return undefined;
+  }
+  if (event.worker === undefined) {
+    throw new TypeError(`WorkerEvent ${event.revision} without a worker`);
+  }
+  const change: WorkerChangeEvent = {
+    type,
+    revision: Number(event.revision),
+    worker: toWorkerInfo(event.worker),
+    occurredAt: dateOf(event.occurredAt),
+  };
+  if (event.previousHealthStatus !== HealthStatus.UNSPECIFIED) change.previousHealth = healthName(event.previousHealthStatus);
+  const removalReason = REMOVAL_REASONS.get(event.removalReason);
+  if (removalReason !== undefined) change.removalReason = removalReason;
+  return change;
 }
 
 function dateOf(timestamp: Timestamp | undefined): Date {

@@ -8,7 +8,9 @@ import {
 } from "./gen/sentinel/registry/v1/registry_service_pb.js";
 import { RegistryClientError } from "./registry-client-error.js";
 import { durationMsOf, healthName, type WorkerHealth, type WorkerInfo, type WorkerRegistration } from "./worker-info.js";
-import { WorkerRegistryClient, type HeartbeatStream, type WorkerRegistryClientOptions } from "./worker-registry-client.js";
+import type { WorkerRegistryClientOptions } from "./client-options.js";
+import type { HeartbeatStream } from "./registry-calls.js";
+import { WorkerRegistryClient } from "./worker-registry-client.js";
 
 /** Where a WorkerNode is in its life. It runs once: a stopped node cannot start again. */
 export type WorkerNodeState = "idle" | "starting" | "running" | "stopping" | "stopped";

@@ -1,120 +1,28 @@
-import { create, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { fullJitterDelayMs, type RandomSource } from "./backoff.js";
-import {
-  WorkerRegistryService,
-  type HeartbeatStreamRequest,
-  type HeartbeatStreamResponse,
-} from "./gen/sentinel/registry/v1/registry_service_pb.js";
-import type { Worker, WorkerFilterSchema } from "./gen/sentinel/registry/v1/worker_pb.js";
-import { grpcServiceDefinition } from "./grpc-definition.js";
-import { RegistryClientError } from "./registry-client-error.js";
+import type { LoadBalancingOptions, WithWorkerOptions, WorkerRegistryClientOptions } from "./client-options.js";
+import type { Worker } from "./gen/sentinel/registry/v1/worker_pb.js";
+import { RegistryCalls, type FilterInit, type HeartbeatStream, type OutputOf } from "./registry-calls.js";
+import { NoWorkerAvailableError, RegistryClientError } from "./registry-client-error.js";
 import {
   healthValue,
+  releaseOutcomeName,
   toEvictionInfo,
   toRankedWorkerInfo,
   toRegistryStats,
+  toWorkerAcquisition,
   toWorkerInfo,
   type EvictionInfo,
   type RankedWorkerInfo,
   type RegistryStats,
+  type ReleaseOutcome,
+  type TaskCompletion,
+  type WorkerAcquisition,
   type WorkerInfo,
   type WorkerQuery,
   type WorkerRegistration,
+  type WorkerWatchEvent,
 } from "./worker-info.js";
-
-/** Which call `callMetadata` is asked to decorate. */
-export interface CallContext {
-  /** The RPC's local name, e.g. `registerWorker` or `heartbeatStream`. */
-  method: string;
-  /** The full gRPC path, e.g. `/sentinel.registry.v1.WorkerRegistryService/RegisterWorker`. */
-  path: string;
-}
-
-/**
- * Retries of idempotent reads (getWorker, discoverWorkers,
- * getWorkersForLoadBalancing, getRegistryStats) that fail with UNAVAILABLE.
- * Writes are never retried: a registration whose reply was lost may have
- * happened, and repeating it would create a second worker.
- */
-export interface RetryOptions {
-  /** Attempts in all, the first included. Default 4. 1 disables retries. */
-  maxAttempts?: number;
-  /** Ceiling of the first backoff, in milliseconds. Default 100. */
-  baseMs?: number;
-  /** Largest backoff ceiling, in milliseconds. Default 2000. */
-  maxMs?: number;
-  /** Uniform source in [0, 1) for the jitter. Default `Math.random`. */
-  random?: RandomSource;
-  /** Waits between attempts. Default a `setTimeout` promise. */
-  sleep?: (ms: number) => Promise<void>;
-}
-
-/** How to reach the registry. Every field is optional. */
-export interface WorkerRegistryClientOptions {
-  /** `host:port` of the registry. Default `'localhost:50051'`. */
-  address?: string;
-  /**
-   * Channel credentials. Default `grpc.credentials.createInsecure()`. For TLS:
-   * `grpc.credentials.createSsl(caPem)`, and for mutual TLS
-   * `grpc.credentials.createSsl(caPem, keyPem, certPem)`.
-   */
-  credentials?: grpc.ChannelCredentials;
-  /**
-   * A role token from the registry's tokens file, sent as
-   * `authorization: Bearer <token>` on every call. Calls that name a worker
-   * this client registered send that worker's own token instead (see
-   * {@link WorkerRegistryClient.workerToken}). Default: none.
-   */
-  token?: string;
-  /**
-   * Called before every call and every attempt of a retried call, so that
-   * short-lived tokens can be attached fresh. Default: no metadata. A rejection
-   * fails the call with that error wrapped in a RegistryClientError.
-   */
-  callMetadata?: (context: CallContext) => grpc.Metadata | undefined | Promise<grpc.Metadata | undefined>;
-  /** Deadline of each unary attempt, in milliseconds. Default 5000. Heartbeat streams have none. */
-  deadlineMs?: number;
-  /** Retry policy for idempotent reads, or `false` for none. Default `{}` (the documented defaults). */
-  retry?: RetryOptions | false;
-  /** grpc-js channel options, e.g. keepalive settings or `grpc.channel_id`. Default `{}`. */
-  channelOptions?: grpc.ChannelOptions;
-  /** Page size `discoverWorkers` asks for while it follows page tokens. Default 1000, at most 10000. */
-  discoverPageSize?: number;
-}
-
-/** Options of `getWorkersForLoadBalancing`. */
-export interface LoadBalancingOptions {
-  /** At most this many workers, best first. Default: the server's (100); at most 10000. */
-  limit?: number;
-}
-
-/** The heartbeat stream as grpc-js hands it out: write requests, read replies. */
-export type HeartbeatStream = grpc.ClientDuplexStream<HeartbeatStreamRequest, HeartbeatStreamResponse>;
-
-interface CompiledRetryOptions {
-  maxAttempts: number;
-  baseMs: number;
-  maxMs: number;
-  random: RandomSource;
-  sleep: (ms: number) => Promise<void>;
-}
-
-type Methods = typeof WorkerRegistryService.method;
-type MethodName = keyof Methods;
-type InputOf<K extends MethodName> = Methods[K]["input"];
-type OutputOf<K extends MethodName> = MessageShape<Methods[K]["output"]>;
-
-const IDEMPOTENT_READS: ReadonlySet<MethodName> = new Set([
-  "getWorker",
-  "discoverWorkers",
-  "getWorkersForLoadBalancing",
-  "getRegistryStats",
-]);
-
-const definition = grpcServiceDefinition(WorkerRegistryService);
-
-const ServiceClient = grpc.makeGenericClientConstructor(definition, "WorkerRegistryService");
+import { compileWatchOptions, watchWorkerEvents, type WatchWorkersOptions, type WorkerWatchQuery } from "./worker-watch.js";
 
 /**
  * A client of `sentinel.registry.v1.WorkerRegistryService` with the method
@@ -133,15 +41,11 @@ const ServiceClient = grpc.makeGenericClientConstructor(definition, "WorkerRegis
 export class WorkerRegistryClient {
   /** The `host:port` this client talks to. */
   readonly address: string;
-  private readonly client: grpc.Client;
-  private readonly deadlineMs: number;
-  private readonly retry: CompiledRetryOptions;
-  private readonly callMetadata: WorkerRegistryClientOptions["callMetadata"];
-  private readonly token: string | undefined;
-  /** The tokens of the workers this client registered, by worker id. */
-  private readonly workerTokens = new Map<string, string>();
+  private readonly calls: RegistryCalls;
   private readonly discoverPageSize: number;
-  private closed = false;
+  private readonly clock: () => number;
+  /** Ends the open watches when the client closes. */
+  private readonly watches = new Set<AbortController>();
 
   /**
    * Creates the channel; it connects lazily, on the first call.
@@ -149,23 +53,13 @@ export class WorkerRegistryClient {
    * @throws RangeError if `deadlineMs`, `discoverPageSize` or a retry field is out of range.
    */
   constructor(options: WorkerRegistryClientOptions = {}) {
-    this.address = options.address ?? "localhost:50051";
-    this.deadlineMs = options.deadlineMs ?? 5000;
     this.discoverPageSize = options.discoverPageSize ?? 1000;
-    this.callMetadata = options.callMetadata;
-    this.token = options.token;
-    this.retry = compileRetry(options.retry);
-    if (!(this.deadlineMs > 0)) {
-      throw new RangeError(`deadlineMs must be > 0, got ${this.deadlineMs}`);
-    }
+    this.clock = options.clock ?? (() => performance.now());
     if (!Number.isInteger(this.discoverPageSize) || this.discoverPageSize < 1 || this.discoverPageSize > 10_000) {
       throw new RangeError(`discoverPageSize must be an integer from 1 to 10000, got ${this.discoverPageSize}`);
     }
-    this.client = new ServiceClient(
-      this.address,
-      options.credentials ?? grpc.credentials.createInsecure(),
-      options.channelOptions ?? {},
-    );
+    this.calls = new RegistryCalls(options);
+    this.address = this.calls.address;
   }
 
   /**
@@ -174,13 +68,13 @@ export class WorkerRegistryClient {
    * @throws RegistryClientError INVALID_ARGUMENT naming the field that breaks its rule.
    */
   async registerWorker(registration: WorkerRegistration): Promise<WorkerInfo> {
-    const response = await this.unary("registerWorker", {
+    const response = await this.calls.unary("registerWorker", {
       nodeId: registration.nodeId,
       capabilities: [...registration.capabilities],
       maxConcurrentTasks: registration.maxConcurrentTasks,
     });
     const worker = workerOf("registerWorker", response.worker);
-    if (response.workerToken !== "") this.workerTokens.set(worker.id, response.workerToken);
+    this.calls.rememberWorkerToken(worker.id, response.workerToken);
     return worker;
   }
 
@@ -190,7 +84,7 @@ export class WorkerRegistryClient {
    * and acts on no other; the registry itself keeps only its hash.
    */
   workerToken(workerId: string): string | undefined {
-    return this.workerTokens.get(workerId);
+    return this.calls.workerToken(workerId);
   }
 
   /**
@@ -199,8 +93,8 @@ export class WorkerRegistryClient {
    * @throws RegistryClientError NOT_FOUND if no such worker is registered.
    */
   async unregisterWorker(workerId: string): Promise<void> {
-    await this.unary("unregisterWorker", { workerId });
-    this.workerTokens.delete(workerId);
+    await this.calls.unary("unregisterWorker", { workerId });
+    this.calls.forgetWorkerToken(workerId);
   }
 
   /**
@@ -210,7 +104,7 @@ export class WorkerRegistryClient {
    * @throws RegistryClientError NOT_FOUND if the worker was unregistered or cleaned up: re-register.
    */
   async heartbeat(workerId: string): Promise<WorkerInfo> {
-    const response = await this.unary("heartbeat", { workerId });
+    const response = await this.calls.unary("heartbeat", { workerId });
     return workerOf("heartbeat", response.worker);
   }
 
@@ -222,7 +116,7 @@ export class WorkerRegistryClient {
    *   (nothing changes); NOT_FOUND for an unknown worker.
    */
   async updateTaskCount(workerId: string, delta: number): Promise<WorkerInfo> {
-    const response = await this.unary("updateTaskCount", { workerId, delta });
+    const response = await this.calls.unary("updateTaskCount", { workerId, delta });
     return workerOf("updateTaskCount", response.worker);
   }
 
@@ -234,7 +128,7 @@ export class WorkerRegistryClient {
    *   NOT_FOUND for an unknown worker.
    */
   async recordTaskCompletion(workerId: string, success: boolean, durationMs: number): Promise<WorkerInfo> {
-    const response = await this.unary("recordTaskCompletion", { workerId, success, durationMs });
+    const response = await this.calls.unary("recordTaskCompletion", { workerId, success, durationMs });
     return workerOf("recordTaskCompletion", response.worker);
   }
 
@@ -244,7 +138,7 @@ export class WorkerRegistryClient {
    * @throws RegistryClientError NOT_FOUND for an unknown worker.
    */
   async getWorker(workerId: string): Promise<WorkerInfo> {
-    const response = await this.unary("getWorker", { workerId });
+    const response = await this.calls.unary("getWorker", { workerId });
     return workerOf("getWorker", response.worker);
   }
 
@@ -257,21 +151,7 @@ export class WorkerRegistryClient {
    * @throws RegistryClientError INTERNAL if the server repeats a page token.
    */
   async discoverWorkers(query: WorkerQuery = {}): Promise<WorkerInfo[]> {
-    const filter = filterOf(query);
-    const workers: WorkerInfo[] = [];
-    let pageToken = "";
-    do {
-      const page = await this.unary("discoverWorkers", { filter, pageSize: this.discoverPageSize, pageToken });
-      for (const worker of page.workers) {
-        workers.push(toWorkerInfo(worker));
-      }
-      // A server that hands back the token it was given would loop us forever.
-      if (page.nextPageToken !== "" && page.nextPageToken === pageToken) {
-        throw new RegistryClientError("discoverWorkers", grpc.status.INTERNAL, `the registry repeated page token ${JSON.stringify(pageToken)}`);
-      }
-      pageToken = page.nextPageToken;
-    } while (pageToken !== "");
-    return workers;
+    return (await this.listWorkers(filterOf(query))).workers;
   }
 
   /**
@@ -282,16 +162,175 @@ export class WorkerRegistryClient {
    * @throws RangeError for an unknown health name.
    */
   async getWorkersForLoadBalancing(query: WorkerQuery = {}, options: LoadBalancingOptions = {}): Promise<RankedWorkerInfo[]> {
-    const response = await this.unary("getWorkersForLoadBalancing", {
+    const response = await this.calls.unary("getWorkersForLoadBalancing", {
       filter: filterOf(query),
       limit: options.limit ?? 0,
     });
     return response.workers.map(toRankedWorkerInfo);
   }
 
-  /** Counts by health, capacity and completion totals of the whole fleet. Retried on UNAVAILABLE. */
+  /**
+   * Counts by health, capacity and completion totals of the whole fleet, with
+   * the registry's revision, the active reservations and the eviction status.
+   * Retried on UNAVAILABLE.
+   */
   async getRegistryStats(): Promise<RegistryStats> {
-    return toRegistryStats(await this.unary("getRegistryStats", {}));
+    return toRegistryStats(await this.calls.unary("getRegistryStats", {}));
+  }
+
+  /**
+   * Takes a slot on the best-ranked matching worker with a free slot, in one
+   * step on the registry: two callers can never overbook a worker. Among
+   * near-equal workers the registry picks at random. Without a health filter
+   * healthy and degraded workers are considered, healthy first. Release the
+   * slot with {@link WorkerRegistryClient.releaseWorker} when the task ends,
+   * or use {@link WorkerRegistryClient.withWorker}, which always does; a slot
+   * never released is freed by the registry at `expiresAt`. Not retried: a
+   * repeat could take a second slot.
+   *
+   * @throws NoWorkerAvailableError (a RegistryClientError, RESOURCE_EXHAUSTED)
+   *   when no worker matches or none that matches has a free slot.
+   * @throws RangeError for an unknown health name.
+   */
+  async acquireWorker(query: WorkerQuery = {}): Promise<WorkerAcquisition> {
+    let response: OutputOf<"acquireWorker">;
+    try {
+      response = await this.calls.unary("acquireWorker", { filter: filterOf(query) });
+    } catch (error) {
+      if (error instanceof RegistryClientError && error.code === grpc.status.RESOURCE_EXHAUSTED) {
+        throw new NoWorkerAvailableError("acquireWorker", error.details, error.metadata, { cause: error });
+      }
+      throw error;
+    }
+    if (response.worker === undefined) {
+      throw new RegistryClientError("acquireWorker", grpc.status.INTERNAL, "acquireWorker response carried no worker");
+    }
+    return toWorkerAcquisition(response);
+  }
+
+  /**
+   * Ends a reservation from {@link WorkerRegistryClient.acquireWorker}: frees
+   * its slot and records the task's outcome and duration on the worker, in
+   * one step on the registry. Idempotent, and so retried on UNAVAILABLE: a
+   * repeat changes nothing and resolves to `'already-released'` (which is
+   * also what a retry answers when the reply to an earlier attempt was lost).
+   * `'expired'` means the registry had already freed the slot at `expiresAt`;
+   * the outcome is recorded all the same.
+   *
+   * @throws RegistryClientError NOT_FOUND for a reservation the registry does
+   *   not know (never granted, ended long ago, or its worker was removed);
+   *   INVALID_ARGUMENT for a durationMs that is not finite or outside 0..30 days.
+   */
+  async releaseWorker(reservationId: string, completion: TaskCompletion): Promise<ReleaseOutcome> {
+    const response = await this.calls.unary("releaseWorker", {
+      reservationId,
+      success: completion.success,
+      durationMs: completion.durationMs,
+    });
+    const outcome = releaseOutcomeName(response.outcome);
+    if (outcome === undefined) {
+      throw new RegistryClientError("releaseWorker", grpc.status.INTERNAL, `the registry answered an unknown release outcome ${response.outcome}`);
+    }
+    return outcome;
+  }
+
+  /**
+   * Acquires a slot on the best matching worker, runs `task` with it, and
+   * always releases the slot, recording the task's duration (measured with
+   * the `clock` option) and `success` = the task did not throw. This is the
+   * call most orchestrators should use.
+   *
+   * Resolves to the task's result; rejects with the task's own error (the
+   * same object) if it threw. A failing release changes neither: it is
+   * handed to `options.onReleaseError` (default: a process warning), and the
+   * registry frees the slot at `expiresAt`.
+   *
+   * @param task - Gets the worker, ranked as `getWorkersForLoadBalancing`
+   *   returns it, and the whole acquisition (reservation id, expiry).
+   * @throws NoWorkerAvailableError when no worker can take the task (the task does not run).
+   * @throws RegistryClientError if the acquisition fails otherwise (the task does not run).
+   */
+  async withWorker<T>(
+    query: WorkerQuery,
+    task: (worker: RankedWorkerInfo, acquisition: WorkerAcquisition) => T | Promise<T>,
+    options: WithWorkerOptions = {},
+  ): Promise<T> {
+    const acquisition = await this.acquireWorker(query);
+    const startedAt = this.clock();
+    let success = false;
+    try {
+      const result = await task(acquisition.worker, acquisition);
+      success = true;
+      return result;
+    } finally {
+      const durationMs = Math.max(0, this.clock() - startedAt);
+      try {
+        await this.releaseWorker(acquisition.reservationId, { success, durationMs });
+      } catch (error) {
+        reportReleaseFailure(RegistryClientError.from("releaseWorker", error), acquisition, options.onReleaseError);
+      }
+    }
+  }
+
+  /**
+   * Watches worker events: an async iterable that reports each change to a
+   * matching worker once, in revision order, from `options.startRevision`
+   * (default: from now).
+   *
+   * It resumes by itself after a disconnect (registry restart, connection
+   * lost, a watcher dropped for falling behind), from the last revision it
+   * reported + 1, with jittered exponential backoff (`reconnectBaseMs` 500,
+   * `reconnectMaxMs` 30000); `onReconnecting` reports each attempt. When the
+   * registry no longer keeps that revision (its event log keeps about a
+   * minute), it yields one `{ type: 'resync', revision, workers }` with the
+   * matching workers listed again, and continues from `revision + 1`. The
+   * listing is read a page at a time; a page may already show changes that
+   * events after it report again, and applying each event's `worker` in order
+   * converges on the registry's state.
+   *
+   * `options.signal` ends the iteration cleanly (no error), as does `close()`;
+   * leaving a `for await` loop cancels the call. Events are read from the
+   * network only as fast as they are consumed: nothing piles up in the client.
+   * Events of a type this client does not know are skipped.
+   *
+   * Each call is one watch, to iterate once. For a connection that dies
+   * without a word (no FIN, no RST), set client keepalive in `channelOptions`
+   * (e.g. `'grpc.keepalive_time_ms': 30000`) so that the break is noticed.
+   * After a long outage the channel's own reconnect backoff (grpc-js: up to
+   * 120 s) can hold a resume back; `'grpc.max_reconnect_backoff_ms'` bounds it.
+   *
+   * @throws RangeError at once for an unknown health name, a
+   *   `minAvailableCapacity` (not supported by watches), or options out of range.
+   * @throws RegistryClientError from the iteration for what retrying would not
+   *   cure: UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT, INTERNAL, ...
+   */
+  watchWorkers(query: WorkerWatchQuery = {}, options: WatchWorkersOptions = {}): AsyncIterable<WorkerWatchEvent> {
+    const capacity = (query as WorkerQuery).minAvailableCapacity;
+    if (capacity !== undefined && capacity !== 0) {
+      throw new RangeError(`watchWorkers cannot filter on minAvailableCapacity (it changes with nearly every event), got ${capacity}`);
+    }
+    const filter = filterOf({ capabilities: query.capabilities, healthStatus: query.healthStatus });
+    const stop = new AbortController();
+    const compiled = compileWatchOptions(options, stop.signal);
+    const transport = {
+      currentRevision: async () => Number((await this.calls.unary("discoverWorkers", { filter, pageSize: 1, pageToken: "" })).revision),
+      open: (startRevision: number) => this.calls.openWatch(filter, startRevision),
+      list: () => this.listWorkers(filter),
+    };
+    const watches = this.watches;
+    const calls = this.calls;
+    return (async function* () {
+      const abort = () => stop.abort(options.signal?.reason);
+      if (options.signal?.aborted || calls.closed) return;
+      options.signal?.addEventListener("abort", abort, { once: true });
+      watches.add(stop);
+      try {
+        yield* watchWorkerEvents(transport, compiled);
+      } finally {
+        watches.delete(stop);
+        options.signal?.removeEventListener("abort", abort);
+      }
+    })();
   }
 
   /**
@@ -300,7 +339,7 @@ export class WorkerRegistryClient {
    * was paused, and the status after the call.
    */
   async resumeEviction(): Promise<{ wasPaused: boolean; eviction: EvictionInfo }> {
-    const response = await this.unary("resumeEviction", {});
+    const response = await this.calls.unary("resumeEviction", {});
     return { wasPaused: response.wasPaused, eviction: toEvictionInfo(response.eviction) };
   }
 
@@ -316,24 +355,8 @@ export class WorkerRegistryClient {
    * @throws RegistryClientError CANCELLED if the client is closed, or the
    *   `callMetadata` hook's failure.
    */
-  async openHeartbeatStream(workerId?: string): Promise<HeartbeatStream> {
-    const method = definition.heartbeatStream;
-    if (method === undefined) {
-      throw new RegistryClientError("heartbeatStream", grpc.status.UNIMPLEMENTED, "heartbeatStream is not in the contract");
-    }
-    const metadata = await this.metadataFor("heartbeatStream", method.path, workerId);
-    this.assertOpen("heartbeatStream");
-    try {
-      return this.client.makeBidiStreamRequest<HeartbeatStreamRequest, HeartbeatStreamResponse>(
-        method.path,
-        method.requestSerialize as (value: HeartbeatStreamRequest) => Buffer,
-        method.responseDeserialize as (bytes: Buffer) => HeartbeatStreamResponse,
-        metadata,
-        {},
-      );
-    } catch (error) {
-      throw RegistryClientError.from("heartbeatStream", error);
-    }
+  openHeartbeatStream(workerId?: string): Promise<HeartbeatStream> {
+    return this.calls.openHeartbeatStream(workerId);
   }
 
   /**
@@ -347,104 +370,68 @@ export class WorkerRegistryClient {
   stopCleanup(): void {}
 
   /**
-   * Closes the channel. Calls already running finish; later calls reject with
+   * Closes the channel. Open watches end (their iteration finishes without an
+   * error); other calls already running finish; later calls reject with
    * CANCELLED. Idempotent.
    */
   close(): void {
-    if (!this.closed) {
-      this.closed = true;
-      this.client.close();
-    }
+    for (const watch of this.watches) watch.abort();
+    this.calls.close();
   }
 
-  private async unary<K extends MethodName>(name: K, init: MessageInitShape<InputOf<K>>): Promise<OutputOf<K>> {
-    const method = definition[name];
-    if (method === undefined) {
-      throw new RegistryClientError(name, grpc.status.UNIMPLEMENTED, `${name} is not in the contract`);
-    }
-    const schema: DescMessage = WorkerRegistryService.method[name].input;
-    const request = create(schema, init as MessageInitShape<DescMessage>);
-    const maxAttempts = IDEMPOTENT_READS.has(name) ? this.retry.maxAttempts : 1;
-    for (let attempt = 0; ; attempt += 1) {
-      try {
-        return (await this.attempt(name, method, request, (init as { workerId?: string }).workerId)) as OutputOf<K>;
-      } catch (error) {
-        const failure = RegistryClientError.from(name, error);
-        if (failure.code !== grpc.status.UNAVAILABLE || attempt + 1 >= maxAttempts || this.closed) {
-          throw failure;
-        }
-        await this.retry.sleep(
-          fullJitterDelayMs(attempt, { baseMs: this.retry.baseMs, maxMs: this.retry.maxMs }, this.retry.random),
-        );
+  /**
+   * Every worker matching `filter`, following page tokens, and the revision
+   * of the first page: the listing shows the registry as of that revision or
+   * later, so that watching from `revision + 1` misses nothing.
+   */
+  private async listWorkers(filter: FilterInit): Promise<{ revision: number; workers: WorkerInfo[] }> {
+    const workers: WorkerInfo[] = [];
+    let revision: number | undefined;
+    let pageToken = "";
+    do {
+      const page = await this.calls.unary("discoverWorkers", { filter, pageSize: this.discoverPageSize, pageToken });
+      revision ??= Number(page.revision);
+      for (const worker of page.workers) {
+        workers.push(toWorkerInfo(worker));
       }
-    }
-  }
-
-  private async attempt(
-    name: string,
-    method: grpc.MethodDefinition<unknown, unknown>,
-    request: unknown,
-    workerId: string | undefined,
-  ): Promise<unknown> {
-    const metadata = await this.metadataFor(name, method.path, workerId);
-    this.assertOpen(name);
-    return new Promise((resolve, reject) => {
-      this.client.makeUnaryRequest(
-        method.path,
-        method.requestSerialize,
-        method.responseDeserialize,
-        request,
-        metadata,
-        { deadline: Date.now() + this.deadlineMs },
-        (error, response) => (error ? reject(error) : resolve(response)),
-      );
-    });
-  }
-
-  private async metadataFor(method: string, path: string, workerId?: string): Promise<grpc.Metadata> {
-    let metadata: grpc.Metadata;
-    try {
-      // Cloned because grpc-js may add headers to the object it is given.
-      metadata = (await this.callMetadata?.({ method, path }))?.clone() ?? new grpc.Metadata();
-    } catch (error) {
-      throw RegistryClientError.from(method, error);
-    }
-    const token = (workerId === undefined ? undefined : this.workerTokens.get(workerId)) ?? this.token;
-    if (token !== undefined && metadata.get("authorization").length === 0) metadata.set("authorization", `Bearer ${token}`);
-    return metadata;
-  }
-
-  private assertOpen(method: string): void {
-    if (this.closed) {
-      throw new RegistryClientError(method, grpc.status.CANCELLED, "WorkerRegistryClient is closed");
-    }
+      // A server that hands back the token it was given would loop us forever.
+      if (page.nextPageToken !== "" && page.nextPageToken === pageToken) {
+        throw new RegistryClientError("discoverWorkers", grpc.status.INTERNAL, `the registry repeated page token ${JSON.stringify(pageToken)}`);
+      }
+      pageToken = page.nextPageToken;
+    } while (pageToken !== "");
+    return { revision, workers };
   }
 }
 
-function compileRetry(retry: RetryOptions | false | undefined): CompiledRetryOptions {
-  const options = retry === false ? { maxAttempts: 1 } : (retry ?? {});
-  const compiled: CompiledRetryOptions = {
-    maxAttempts: options.maxAttempts ?? 4,
-    baseMs: options.baseMs ?? 100,
-    maxMs: options.maxMs ?? 2000,
-    random: options.random ?? Math.random,
-    sleep: options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))),
-  };
-  if (!Number.isInteger(compiled.maxAttempts) || compiled.maxAttempts < 1) {
-    throw new RangeError(`retry.maxAttempts must be an integer >= 1, got ${compiled.maxAttempts}`);
-  }
-  if (!(compiled.baseMs >= 0) || !(compiled.maxMs >= compiled.baseMs)) {
-    throw new RangeError(`retry must satisfy 0 <= baseMs <= maxMs, got baseMs=${compiled.baseMs} maxMs=${compiled.maxMs}`);
-  }
-  return compiled;
-}
-
-function filterOf(query: WorkerQuery): MessageInitShape<typeof WorkerFilterSchema> {
+function filterOf(query: WorkerQuery): FilterInit {
   return {
     capabilities: [...(query.capabilities ?? [])],
     healthStatuses: (query.healthStatus ?? []).map(healthValue),
     minAvailableCapacity: query.minAvailableCapacity ?? 0,
   };
+}
+
+function reportReleaseFailure(
+  error: RegistryClientError,
+  acquisition: WorkerAcquisition,
+  onReleaseError: WithWorkerOptions["onReleaseError"],
+): void {
+  const warn = () =>
+    process.emitWarning(
+      `releaseWorker failed for reservation ${acquisition.reservationId}: ${error.message}; the registry frees the slot at ${acquisition.expiresAt.toISOString()}`,
+      { type: "RegistryClientWarning", code: error.codeName },
+    );
+  if (onReleaseError === undefined) {
+    warn();
+    return;
+  }
+  try {
+    onReleaseError(error, acquisition);
+  } catch {
+    // The callback's own failure must not replace the task's outcome either.
+    warn();
+  }
 }
 
 function workerOf(method: string, worker: Worker | undefined): WorkerInfo {
