@@ -10,6 +10,8 @@ import { compileRegistryOptions, type RegistryOptions } from "./domain/registry-
 import { createReservationIdGenerator, createWorkerIdGenerator, type RandomBytes } from "./domain/worker-id.js";
 import { WorkerRegistry } from "./domain/worker-registry.js";
 import { createLogger } from "./log.js";
+import type { RegistryStore } from "./domain/registry-store.js";
+import { openPostgresStore, redact } from "./store/postgres-store.js";
 import { openSqliteStore } from "./store/sqlite-store.js";
 import { createDashboardRoutes, DASHBOARD_PATH } from "./dashboard/dashboard-routes.js";
 import { startMetricsServer, type MetricsServer } from "./metrics/metrics-server.js";
@@ -25,7 +27,11 @@ export interface ServeOptions {
   host?: string;
   /** Port to bind; 0 picks a free one. Default 50051. */
   port?: number;
-  /** SQLite database file; its directory is created. Default "data/registry.db". */
+  /**
+   * Where the registry keeps its state: a SQLite database file (its directory
+   * is created), or a PostgreSQL URL (`postgres://USER@HOST:PORT/DB`, also
+   * `postgresql://`) that any number of replicas share. Default "data/registry.db".
+   */
   dbPath?: string;
   /**
    * SQLite durability. "normal" (default): WAL with synchronous=NORMAL, which
@@ -59,6 +65,13 @@ export interface ServeOptions {
   security?: SecurityOptions;
   /** Limits on calls and messages. */
   limits?: Partial<TransportLimits>;
+  /** How this process works among replicas of one PostgreSQL store. */
+  replication?: {
+    /** This process's name among the replicas. Default `<hostname>:<pid>`. */
+    replicaId?: string;
+    /** How long a leader's lease lasts unless renewed: a dead leader is replaced within about this. Default 5 s. */
+    leaseTtlMs?: number;
+  };
   /** Server keepalive pings, which detect half-open connections. Default every 30 s, 10 s to answer. */
   keepalive?: Partial<KeepaliveOptions>;
 }
@@ -142,7 +155,9 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
   }
   const limits = { ...DEFAULT_TRANSPORT_LIMITS, ...options.limits };
   const dbPath = options.dbPath ?? "data/registry.db";
-  const store = openSqliteStore({ path: dbPath, synchronous: options.synchronous ?? "normal" });
+  const store: RegistryStore = isPostgresUrl(dbPath)
+    ? await openPostgresStore({ url: dbPath, log })
+    : openSqliteStore({ path: dbPath, synchronous: options.synchronous ?? "normal" });
   let registry: WorkerRegistry;
   let server: Awaited<ReturnType<typeof startGrpcServer>>;
   let authenticator: Authenticator;
@@ -166,7 +181,8 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
       newReservationId: createReservationIdGenerator(clock, options.randomBytes ?? cryptoRandomBytes),
       newWorkerSecret: () => Buffer.from((options.randomBytes ?? cryptoRandomBytes)(32)).toString("base64url"),
       random: options.random ?? Math.random,
-      replicaId: `${hostname()}:${process.pid}`,
+      replicaId: options.replication?.replicaId ?? `${hostname()}:${process.pid}`,
+      timing: { leaseTtlMs: options.replication?.leaseTtlMs ?? 5000 },
     });
     const live = registry;
     authenticator = new Authenticator(roleTokens, (workerId) => live.workerTokenHash(workerId));
@@ -232,7 +248,8 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
   log.info(
     {
       address,
-      dbPath,
+      store: store.kind,
+      db: isPostgresUrl(dbPath) ? redact(dbPath) : dbPath,
       synchronous: options.synchronous ?? "normal",
       tls: tls === undefined ? "off" : tls.clientCa === undefined ? "on" : "mutual",
       authentication: authenticator.enabled ? `${authenticator.roleTokenCount} role tokens` : "off",
@@ -294,4 +311,9 @@ function isLoopback(host: string): boolean {
   if (bare === "localhost") return true;
   if (isIP(bare) === 4) return bare.startsWith("127.");
   return bare === "::1";
+}
+
+/** Whether `--db` names a PostgreSQL database rather than a SQLite file. */
+function isPostgresUrl(db: string): boolean {
+  return /^postgres(ql)?:\/\//.test(db);
 }

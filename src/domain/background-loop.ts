@@ -46,6 +46,7 @@ export interface LoopTiming {
 export class BackgroundLoop {
   readonly counters: ScheduleCounters = { reservationsExpired: 0, removedByCleanup: 0 };
   private timers: NodeJS.Timeout[] = [];
+  private unsubscribe: (() => void) | undefined;
   private stopped = false;
   /** Transitions applied here by {@link advance} whose events are not written yet. */
   private transitions: HealthChange[] = [];
@@ -79,11 +80,13 @@ export class BackgroundLoop {
     // Another process may write the store: a replica always, and even a store held alone by a tool. Reading the
     // log's head costs one indexed read; the heartbeats of others matter only where they heartbeat elsewhere.
     this.every("log tail", timing.replicaPollMs, () => (store.shared ? this.poll() : this.deps.feed.catchUp()));
+    this.unsubscribe = store.subscribe?.((revision) => this.deps.feed.wake(revision));
   }
 
   /** Clears the timers; steps still running finish. */
   stop(): void {
     this.stopped = true;
+    this.unsubscribe?.();
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
   }

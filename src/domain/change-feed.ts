@@ -21,8 +21,9 @@ const RETRY_MS = 100;
  */
 export class ChangeFeed {
   private applied: number;
-  /** Events offered or read ahead of the next revision to apply. */
-  private readonly pending = new Map<number, CommittedEvent>();
+  /** Events offered or read ahead of the next revision to apply, and whether they came from the log. */
+  private readonly pending = new Map<number, { readonly event: CommittedEvent; readonly fromLog: boolean }>();
+  private lagMs = 0;
   private readonly waiters: Array<{ readonly revision: number; readonly resolve: () => void }> = [];
   private reading: Promise<void> | undefined;
   private readFailures = 0;
@@ -33,6 +34,8 @@ export class ChangeFeed {
     /** Rebuilds the read model from a fresh snapshot; resolves to the snapshot's revision. */
     private readonly reload: () => Promise<number>,
     private readonly log: Logger,
+    /** Wall-clock ms, for the replication lag. */
+    private readonly now: () => number,
     appliedRevision: number,
   ) {
     this.applied = appliedRevision;
@@ -44,6 +47,15 @@ export class ChangeFeed {
   }
 
   /**
+   * How long after its commit the last event read from the log (written by
+   * another process) was applied here, by the two processes' wall clocks; 0
+   * until one was.
+   */
+  get replicationLagMs(): number {
+    return this.lagMs;
+  }
+
+  /**
    * Applies committed events, after every event before them. Resolves once
    * they are applied (at once when nothing is missing before them).
    */
@@ -51,7 +63,7 @@ export class ChangeFeed {
     let last = 0;
     for (const event of events) {
       last = Math.max(last, event.revision);
-      if (event.revision > this.applied) this.pending.set(event.revision, event);
+      if (event.revision > this.applied && !this.pending.has(event.revision)) this.pending.set(event.revision, { event, fromLog: false });
     }
     this.drain();
     return this.until(last);
@@ -72,11 +84,25 @@ export class ChangeFeed {
     if (head > this.applied) await this.until(head);
   }
 
+  /**
+   * A notification that events up to `revision` were committed (0: unknown):
+   * reads them unless they are applied already. Never rejects.
+   */
+  wake(revision: number): void {
+    if (revision > 0) {
+      if (revision > this.applied) void this.until(revision);
+    } else {
+      this.catchUp().catch((error: unknown) => this.log.warn({ err: error }, "cannot read the log's head; the poll will retry"));
+    }
+  }
+
   private drain(): void {
     for (let next = this.pending.get(this.applied + 1); next !== undefined; next = this.pending.get(this.applied + 1)) {
-      this.pending.delete(next.revision);
-      this.applied = next.revision;
-      this.apply(next);
+      const { event, fromLog } = next;
+      this.pending.delete(event.revision);
+      this.applied = event.revision;
+      if (fromLog) this.lagMs = Math.max(0, this.now() - event.occurredAtMs);
+      this.apply(event);
     }
     if (this.waiters.length > 0) {
       const ready = this.waiters.filter((w) => w.revision <= this.applied);
@@ -105,7 +131,7 @@ export class ChangeFeed {
           this.applied = Math.max(this.applied, await this.reload());
           progressed = true;
         } else {
-          for (const event of page) if (event.revision > this.applied) this.pending.set(event.revision, event);
+          for (const event of page) if (event.revision > this.applied && !this.pending.has(event.revision)) this.pending.set(event.revision, { event, fromLog: true });
           progressed = page.length > 0;
         }
       } catch (error) {

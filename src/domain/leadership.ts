@@ -7,6 +7,8 @@ export interface LeadershipStatus {
   /** This process's name among the replicas. */
   readonly owner: string;
   readonly leading: boolean;
+  /** Who holds the lease, as last seen ("" if nobody does). */
+  readonly leader: string;
   /** The lease's epoch while leading, else the last one seen (0: none). */
   readonly epoch: number;
   /** Wall-clock ms since when this process leads, or undefined. */
@@ -26,6 +28,8 @@ export interface LeadershipStatus {
  */
 export class Leadership {
   private lease: Lease | undefined;
+  /** The lease as the store last showed it, whoever holds it. */
+  private seen: Lease | undefined;
   private validUntilMono = 0;
   private leadingSinceMs: number | undefined;
   private terms = 0;
@@ -49,26 +53,28 @@ export class Leadership {
 
   status(): LeadershipStatus {
     const leading = this.current !== undefined;
-    return { owner: this.owner, leading, epoch: this.lastEpoch, leadingSinceMs: leading ? this.leadingSinceMs : undefined, terms: this.terms };
+    const leader = leading ? this.owner : this.seen !== undefined && this.seen.owner !== this.owner ? this.seen.owner : "";
+    return { owner: this.owner, leading, leader, epoch: this.lastEpoch, leadingSinceMs: leading ? this.leadingSinceMs : undefined, terms: this.terms };
   }
 
   /** Takes the lease if it is free, or renews it. A store error ends leadership here (the store may have moved on). */
   async renew(): Promise<void> {
     const sentMono = this.clock.monotonic();
-    let lease: Lease | undefined;
+    let lease: Lease;
     try {
       lease = await this.store.lead(this.owner, this.ttlMs);
     } catch (error) {
       if (this.lease !== undefined) this.lose("the store could not be reached", error);
       return;
     }
-    if (lease === undefined) {
+    this.seen = lease;
+    this.lastEpoch = lease.epoch;
+    if (lease.owner !== this.owner) {
       if (this.lease !== undefined) this.lose("another process took the lease");
       return;
     }
     const gained = this.lease === undefined || this.lease.epoch !== lease.epoch;
     this.lease = lease;
-    this.lastEpoch = lease.epoch;
     // A store held by this process alone: no other process can take the lease, so it never runs out here.
     this.validUntilMono = this.store.shared ? sentMono + this.ttlMs : Number.POSITIVE_INFINITY;
     if (gained) {

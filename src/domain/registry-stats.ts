@@ -20,12 +20,23 @@ export interface RegistryStats {
   readonly activeReservations: number;
   readonly eviction: EvictionStatus;
   readonly leadership: LeadershipStatus;
+  readonly replication: ReplicationStatus;
+}
+
+/** This process among the replicas of its store. */
+export interface ReplicationStatus {
+  /** The store's kind: "sqlite" or "postgres". */
+  readonly store: string;
+  /** How long after its commit the last event written by another process was applied here; 0 until one was. */
+  readonly lagMs: number;
+  /** Whether the store accepted this process's last write. */
+  readonly storeWritable: boolean;
 }
 
 /** The stats of the fleet's totals and the registry's state beside them. */
 export function registryStats(
   totals: FleetTotals,
-  state: Pick<RegistryStats, "revision" | "activeReservations" | "eviction" | "leadership">,
+  state: Pick<RegistryStats, "revision" | "activeReservations" | "eviction" | "leadership" | "replication">,
 ): RegistryStats {
   const { capacity, used, completed, failed } = totals;
   return {

@@ -115,6 +115,14 @@ export interface RegistryStore {
   headRevision(): Promise<number>;
 
   /**
+   * For a shared store that can tell: calls `onChange` when a transaction of
+   * any process commits events, with the revision it committed up to (0 when
+   * changes may have been missed). A wake-up, not a transport: the caller
+   * reads the log, and polls it anyway. Returns the function that stops it.
+   */
+  subscribe?(onChange: (revision: number) => void): () => void;
+
+  /**
    * Inserts a new worker (its record as given, healthy). Its node_id names
    * one worker: the node's other workers are deleted first, with their
    * reservations, each with an `unregistered` event of reason `replaced`.
@@ -193,11 +201,12 @@ export interface RegistryStore {
   prune(eventsBeforeMs: number, reservationsEndedBeforeMs: number, limit: number, lease: Lease): Promise<number>;
 
   /**
-   * Takes or renews the lease for `owner` for `ttlMs`. Resolves to the lease
-   * if `owner` holds it now, or undefined while another holder's lease runs.
-   * A store held by one process alone grants it at once.
+   * Takes the lease for `owner` for `ttlMs` if it is free or expired, or
+   * renews it if `owner` holds it. Resolves to the lease as it is now: held
+   * by `owner` if it got it, else by the process whose lease still runs. A
+   * store held by one process alone grants it at once.
    */
-  lead(owner: string, ttlMs: number): Promise<Lease | undefined>;
+  lead(owner: string, ttlMs: number): Promise<Lease>;
 
   /** Gives the lease up, if `owner` holds it, so another process may take it at once. */
   resign(owner: string): Promise<void>;

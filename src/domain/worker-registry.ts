@@ -5,6 +5,7 @@ import type { Clock } from "./clock.js";
 import { ShuttingDownError } from "./errors.js";
 import { EvictionGuard, type EvictionStatus } from "./eviction-guard.js";
 import { registryStats, type RegistryStats } from "./registry-stats.js";
+import { watchAvailability, type StoreAvailability } from "./store-availability.js";
 import { Fleet } from "./fleet.js";
 import { FleetQueries, type WorkerPage } from "./fleet-queries.js";
 import { HealthSchedule } from "./health-schedule.js";
@@ -88,16 +89,20 @@ export class WorkerRegistry {
   private readonly queries: FleetQueries;
   private readonly loop: BackgroundLoop;
   private readonly loadedAtMono: number;
+  /** Whether the store takes writes now: the transport reports NOT_SERVING while it does not. */
+  readonly availability: StoreAvailability;
   private cold = false;
   private closed = false;
 
-  private constructor(
-    private readonly deps: WorkerRegistryDeps,
-    snapshot: Snapshot,
-  ) {
-    const { store, clock, log, options } = deps;
+  private readonly deps: WorkerRegistryDeps;
+
+  private constructor(given: WorkerRegistryDeps, snapshot: Snapshot) {
+    const watched = watchAvailability(given.store);
+    this.deps = { ...given, store: watched.store };
+    this.availability = watched.availability;
+    const { store, clock, log, options } = this.deps;
     this.fleet = new Fleet(options, (worker, from, to) => log.info({ workerId: worker.id, from, to }, "worker health changed"));
-    this.feed = new ChangeFeed(store, (event) => this.applyEvent(event), () => this.reload(), log, snapshot.revision);
+    this.feed = new ChangeFeed(store, (event) => this.applyEvent(event), () => this.reload(), log, () => clock.now(), snapshot.revision);
     this.watches = new Watches(store, this.feed, snapshot.compactedRevision);
     this.schedule = new HealthSchedule(this.fleet, options);
     this.guard = new EvictionGuard(clock, log, {
@@ -109,13 +114,13 @@ export class WorkerRegistry {
       maxEvictionShare: options.maxEvictionShare,
       maxPauseMs: options.evictionMaxPauseMs,
     });
-    const timing: LoopTiming = { leaseTtlMs: 5000, replicaPollMs: 1000, ...deps.timing };
-    this.leadership = new Leadership(store, deps.replicaId, timing.leaseTtlMs, clock, log, (leading) => this.leadershipChanged(leading));
+    const timing: LoopTiming = { leaseTtlMs: 5000, replicaPollMs: 1000, ...given.timing };
+    this.leadership = new Leadership(store, given.replicaId, timing.leaseTtlMs, clock, log, (leading) => this.leadershipChanged(leading));
     const parts = { store, fleet: this.fleet, feed: this.feed, clock, log, options };
     this.liveness = new Liveness({ ...parts, schedule: this.schedule, guard: this.guard });
-    this.registrations = new Registrations({ ...parts, guard: this.guard, newWorkerId: deps.newWorkerId, newWorkerSecret: deps.newWorkerSecret });
+    this.registrations = new Registrations({ ...parts, guard: this.guard, newWorkerId: given.newWorkerId, newWorkerSecret: given.newWorkerSecret });
     this.accounting = new TaskAccounting(parts);
-    this.acquisitions = new Acquisitions({ ...parts, book: this.book, newReservationId: deps.newReservationId, random: deps.random });
+    this.acquisitions = new Acquisitions({ ...parts, book: this.book, newReservationId: given.newReservationId, random: given.random });
     this.queries = new FleetQueries(this.fleet, clock, options);
     this.loop = new BackgroundLoop({ ...parts, book: this.book, schedule: this.schedule, liveness: this.liveness, guard: this.guard, leadership: this.leadership, timing });
     this.loadedAtMono = clock.monotonic();
@@ -130,7 +135,7 @@ export class WorkerRegistry {
   static async create(deps: WorkerRegistryDeps): Promise<WorkerRegistry> {
     const snapshot = await deps.store.load();
     const registry = new WorkerRegistry(deps, snapshot);
-    const { clock, store, options, log } = deps;
+    const { clock, store, options, log } = registry.deps;
     const recovery = loadSnapshot(snapshot, { fleet: registry.fleet, book: registry.book }, options, { mono: clock.monotonic(), ms: clock.now(), shared: store.shared });
     registry.cold = recovery.cold;
     // Downgrades the last run did not get to announce: announced now, so every process and watcher agrees.
@@ -272,7 +277,13 @@ export class WorkerRegistry {
   /** Counts and totals over the fleet, as this process's read model has them now. */
   getRegistryStats(): RegistryStats {
     this.loop.advance();
-    return registryStats(this.fleet.totals(), { revision: this.feed.revision, activeReservations: this.book.size, eviction: this.guard.status(), leadership: this.leadership.status() });
+    return registryStats(this.fleet.totals(), {
+      revision: this.feed.revision,
+      activeReservations: this.book.size,
+      eviction: this.guard.status(),
+      leadership: this.leadership.status(),
+      replication: { store: this.deps.store.kind, lagMs: this.feed.replicationLagMs, storeWritable: this.availability.writable },
+    });
   }
 
   get counters(): RegistryCounters {

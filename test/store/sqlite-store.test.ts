@@ -80,7 +80,7 @@ function snapshot(): unknown {
 
 /** Workers a and b, a reservation r1 on a (revision 3), and the lease. */
 async function seed(store: RegistryStore): Promise<Lease> {
-  const lease = (await store.lead("seed", 60_000))!;
+  const lease = await store.lead("seed", 60_000);
   await store.registerWorker(worker("a"), 1_000);
   await store.registerWorker(worker("b"), 1_000);
   await store.acquireSlot(reservation("r1", "a"), 2_000);
@@ -286,7 +286,7 @@ describe("storage faults", () => {
 
   it("rejects every call with a plain Error after close", async () => {
     const store = openStore();
-    const lease = (await store.lead("x", 1_000))!;
+    const lease = await store.lead("x", 1_000);
     await store.close();
     await store.close();
     for (const [name, call] of [

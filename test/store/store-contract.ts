@@ -61,8 +61,8 @@ export function describeStoreContract(name: string, open: () => Promise<StoreHar
     };
     const lead = async (store: RegistryStore, owner = "leader"): Promise<Lease> => {
       const lease = await store.lead(owner, 60_000);
-      expect(lease).toBeDefined();
-      return lease!;
+      expect(lease.owner).toBe(owner);
+      return lease;
     };
     /** The log, read through the interface, must hold exactly the events the writes returned. */
     const expectLogged = async (store: RegistryStore, written: readonly CommittedEvent[]) => {
@@ -317,7 +317,7 @@ export function describeStoreContract(name: string, open: () => Promise<StoreHar
     it("grants the lease to one owner at a time and fences the writes of a lease that is no longer current", async () => {
       const { store } = await start();
       const first = await lead(store, "one");
-      expect((await store.lead("one", 60_000))?.epoch).toBe(first.epoch);
+      expect((await store.lead("one", 60_000)).epoch).toBe(first.epoch);
       await store.registerWorker(worker("a"), 1_000);
       await store.resign("one");
       const second = await lead(store, "two");
