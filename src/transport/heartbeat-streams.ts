@@ -29,14 +29,16 @@ export const CANCEL_GRACE_MS = 50;
  * - the client half-closes: the server ends the call with OK;
  * - the call is cancelled or fails (connection lost, process killed): the
  *   worker is degraded at once if this was its last stream;
- * - the server shuts down: {@link closeAll}.
+ * - the server shuts down: {@link closeAll}, which is not a failure of any
+ *   worker: it changes no health and writes no event.
  *
  * grpc-js emits `end` before `cancelled` when the client cancels or dies, so
  * an `end` is taken as a clean goodbye only if the call is still not
  * cancelled {@link CANCEL_GRACE_MS} later.
  */
 export class HeartbeatStreams {
-  private readonly open = new Set<HeartbeatCall>();
+  /** Each open call, with the function that ends it cleanly with a status. */
+  private readonly open = new Map<HeartbeatCall, (code: status, details: string) => void>();
   private interval: { readonly ms: number; readonly proto: Duration } | undefined;
 
   constructor(
@@ -63,7 +65,6 @@ export class HeartbeatStreams {
       call.emit("error", statusForError(error, this.log, "HeartbeatStream"));
       return;
     }
-    this.open.add(call);
     let workerId: string | undefined;
     let finished = false;
     let released = false;
@@ -81,6 +82,7 @@ export class HeartbeatStreams {
       if (code === status.OK) call.end();
       else call.emit("error", { code, details });
     };
+    this.open.set(call, finish);
 
     call.on("data", (request: HeartbeatStreamRequest) => {
       if (finished) return;
@@ -116,10 +118,9 @@ export class HeartbeatStreams {
 
   /** Ends every open stream with UNAVAILABLE, telling workers to reconnect. Not a failure of any worker. */
   closeAll(): void {
-    for (const call of [...this.open]) {
-      this.open.delete(call);
-      call.emit("error", { code: status.UNAVAILABLE, details: "registry is shutting down; reconnect" });
-    }
+    // finish() releases the stream as a clean end before the error status goes out, so the stream's own
+    // error handler, which takes the failure path, finds it already released.
+    for (const finish of [...this.open.values()]) finish(status.UNAVAILABLE, "registry is shutting down; reconnect");
   }
 
   private reply(call: HeartbeatCall, workerId: string, sequence: number, ack: ReturnType<WorkerRegistry["heartbeatAck"]>): void {

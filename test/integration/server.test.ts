@@ -2,9 +2,12 @@ import { status, type ClientDuplexStream, type StatusObject } from "@grpc/grpc-j
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startRegistryServer, type RegistryServer } from "../../src/app.js";
+import type { WorkerEvent } from "../../src/domain/worker-events.js";
+import { createLogger } from "../../src/log.js";
 import { HealthStatus } from "../../clients/typescript/src/gen/sentinel/registry/v1/worker_pb.js";
 import { RawRegistryClient } from "../support/grpc-test-client.js";
 import { tempDirs } from "../support/temp-dir.js";
+import { LogCapture } from "../security/support.js";
 
 const coder = { nodeId: "coder-1", capabilities: ["coder", "tester"], maxConcurrentTasks: 5 };
 
@@ -237,5 +240,41 @@ describe("restart persistence", () => {
     expect(final.details).toContain("reconnect");
     expect(replies).toHaveLength(1);
     client.close();
+  });
+
+  it("graceful shutdown leaves streaming workers healthy and writes no health event", async () => {
+    const dbPath = join(dirs.make(), "registry.db");
+    const logs = new LogCapture();
+    const server = await startRegistryServer({ host: "127.0.0.1", port: 0, dbPath, logger: createLogger("info", logs) });
+    const client = new RawRegistryClient(`127.0.0.1:${server.port}`);
+    const workers = [(await client.call("registerWorker", coder)).worker, (await client.call("registerWorker", coder)).worker];
+    const streams = workers.map((worker) => {
+      const stream = client.grpc.heartbeatStream();
+      const collected = collect(stream);
+      stream.write({ workerId: worker.id, sequence: 1 });
+      return collected;
+    });
+    for (const stream of streams) await expect.poll(() => stream.replies.length).toBe(1);
+    const revisionBefore = Number((await client.call("getRegistryStats")).revision);
+    const events: WorkerEvent[] = [];
+    await server.registry.watch({ capabilities: [], healthStatuses: [], minAvailableCapacity: 0 }, 0, (event) => events.push(event));
+
+    await server.close();
+    for (const stream of streams) expect((await stream.done).code).toBe(status.UNAVAILABLE);
+    client.close();
+    // A shutdown is not a failure of any worker: no health change, no event, no "stream lost".
+    expect(events.map((e) => `${e.revision} ${e.type} ${e.worker.id} ${e.worker.healthStatus}`)).toEqual([]);
+    expect(logs.lines().filter((l) => l.msg === "worker heartbeat stream lost" || l.msg === "worker health changed")).toEqual([]);
+
+    const again = await startRegistryServer({ host: "127.0.0.1", port: 0, dbPath, logLevel: "silent" });
+    const reader = new RawRegistryClient(`127.0.0.1:${again.port}`);
+    try {
+      // Nothing was written to the durable log either: watchers resuming after the deploy see no degradation.
+      expect(Number((await reader.call("getRegistryStats")).revision)).toBe(revisionBefore);
+      for (const worker of workers) expect((await reader.call("getWorker", { workerId: worker.id })).worker.healthStatus).toBe(HealthStatus.HEALTHY);
+    } finally {
+      reader.close();
+      await again.close();
+    }
   });
 });
