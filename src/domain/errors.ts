@@ -88,6 +88,19 @@ export class RevisionCompactedError extends RegistryError {
   }
 }
 
+/** A watcher asked to start after the next revision: events that do not exist yet, and might never be numbered so. */
+export class FutureRevisionError extends RegistryError {
+  constructor(
+    readonly requested: number,
+    readonly currentRevision: number,
+  ) {
+    super(
+      `start_revision ${requested} is beyond the current revision ${currentRevision}: ` +
+        `watch from at most ${currentRevision + 1} (the next event), or from 0 for new events only`,
+    );
+  }
+}
+
 /** A watcher could not keep up with the events and its buffer filled. */
 export class WatcherTooSlowError extends RegistryError {
   constructor(

@@ -1,5 +1,6 @@
 import { status, type StatusObject } from "@grpc/grpc-js";
 import {
+  FutureRevisionError,
   InvalidArgumentError,
   LimitExceededError,
   NoWorkerAvailableError,
@@ -29,6 +30,7 @@ const STATUS_BY_ERROR: ReadonlyArray<readonly [ErrorClass, status]> = [
   [NoWorkerAvailableError, status.RESOURCE_EXHAUSTED],
   [WatcherTooSlowError, status.RESOURCE_EXHAUSTED],
   [RevisionCompactedError, status.OUT_OF_RANGE],
+  [FutureRevisionError, status.OUT_OF_RANGE],
   [LimitExceededError, status.RESOURCE_EXHAUSTED],
   [UnauthenticatedError, status.UNAUTHENTICATED],
   [PermissionDeniedError, status.PERMISSION_DENIED],
