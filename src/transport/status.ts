@@ -1,5 +1,6 @@
 import { status, type StatusObject } from "@grpc/grpc-js";
 import {
+  FirstHeartbeatTimeoutError,
   FutureRevisionError,
   InvalidArgumentError,
   LimitExceededError,
@@ -32,6 +33,7 @@ const STATUS_BY_ERROR: ReadonlyArray<readonly [ErrorClass, status]> = [
   [RevisionCompactedError, status.OUT_OF_RANGE],
   [FutureRevisionError, status.OUT_OF_RANGE],
   [LimitExceededError, status.RESOURCE_EXHAUSTED],
+  [FirstHeartbeatTimeoutError, status.DEADLINE_EXCEEDED],
   [UnauthenticatedError, status.UNAUTHENTICATED],
   [PermissionDeniedError, status.PERMISSION_DENIED],
   [StoreUnavailableError, status.UNAVAILABLE],

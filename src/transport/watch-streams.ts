@@ -28,7 +28,9 @@ export const REPLAY_PAGE_EVENTS = 256;
  * as fast as the connection takes it, and events that arrive meanwhile wait
  * in a queue of at most `bufferEvents`. A live watcher whose queue fills is
  * ended with RESOURCE_EXHAUSTED, naming the revision to resume from, so a
- * slow reader can never grow the server's memory.
+ * slow reader can never grow the server's memory. A watch opened with a role
+ * token that a reload of the tokens file removes is ended with
+ * UNAUTHENTICATED.
  */
 export class WatchStreams {
   private readonly open = new Map<WatchCall, () => void>();
@@ -49,8 +51,9 @@ export class WatchStreams {
   readonly handle = (call: WatchCall): void => {
     let releaseSlot: () => void;
     try {
-      this.guard.authorize(this.guard.principal(call.metadata), "read-fleet");
-      releaseSlot = this.guard.openStream(call.getPeer(), "watch");
+      const principal = this.guard.principal(call.metadata);
+      this.guard.authorize(principal, "read-fleet");
+      releaseSlot = this.guard.openStream(call.getPeer(), principal, "watch", (details) => finish(status.UNAUTHENTICATED, details));
     } catch (error) {
       call.emit("error", statusForError(error, this.log, "WatchWorkers"));
       return;

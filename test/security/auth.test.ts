@@ -29,6 +29,7 @@ import {
   SecClient,
   statusWithin,
   watchOutcome,
+  type HeldStream,
   type Outcome,
 } from "./support.js";
 
@@ -133,8 +134,8 @@ describe("role tokens", () => {
   };
 
   /** Calls `rpc` with `token` on `target` (for the calls that name a worker); the status name. */
-  async function probe(rpc: string, token: string | undefined, target: Target): Promise<string> {
-    const unary = async (method: string, request: object) => codeName((await client.outcome(method, request, token)).code);
+  async function probe(rpc: string, token: string | undefined, target: Target, via: SecClient = client): Promise<string> {
+    const unary = async (method: string, request: object) => codeName((await via.outcome(method, request, token)).code);
     switch (rpc) {
       case "RegisterWorker":
         return unary("registerWorker", { ...REGISTRATION, capabilities: ["matrix"] });
@@ -143,7 +144,7 @@ describe("role tokens", () => {
       case "Heartbeat":
         return unary("heartbeat", { workerId: target.id });
       case "HeartbeatStream":
-        return codeName((await heartbeatStreamOutcome(client, target.id, token)).code);
+        return codeName((await heartbeatStreamOutcome(via, target.id, token)).code);
       case "UpdateTaskCount":
         return unary("updateTaskCount", { workerId: target.id, delta: 1 });
       case "RecordTaskCompletion":
@@ -163,7 +164,7 @@ describe("role tokens", () => {
         return unary("releaseWorker", { reservationId: acquired.reservationId, success: true, durationMs: 5 });
       }
       case "WatchWorkers":
-        return codeName((await watchOutcome(client, token, () => client.outcome("registerWorker", REGISTRATION, T.admin))).code);
+        return codeName((await watchOutcome(via, token, () => client.outcome("registerWorker", REGISTRATION, T.admin))).code);
       case "ResumeEviction":
         return unary("resumeEviction", {});
       default:
@@ -172,11 +173,11 @@ describe("role tokens", () => {
   }
 
   /** Runs every RPC once, each on a fresh target, and returns the status name per RPC. */
-  async function row(makeTarget: () => Promise<Target>, tokenFor: (target: Target) => Promise<string | undefined> | string | undefined) {
+  async function row(makeTarget: () => Promise<Target>, tokenFor: (target: Target) => Promise<string | undefined> | string | undefined, via: SecClient = client) {
     const result: Record<string, string> = {};
     for (const rpc of ALL) {
       const target = await makeTarget();
-      result[rpc] = await probe(rpc, await tokenFor(target), target);
+      result[rpc] = await probe(rpc, await tokenFor(target), target, via);
     }
     return result;
   }
@@ -572,6 +573,51 @@ describe("reloading the tokens file", () => {
       expect(() => s.server.reloadTokens()).toThrow(/cannot read tokens file/);
       expect(await code(next.admin)).toBe("OK");
     } finally {
+      s.client.close();
+      await s.server.close();
+    }
+  });
+
+  // Regression: streams opened with a token that a reload removed kept working for ever.
+  it("streams opened with a role token that a reload removed end with UNAUTHENTICATED at the reload; the others keep going", async () => {
+    const s = await serve();
+    allLogs.push(s.logs);
+    const opened: HeldStream[] = [];
+    try {
+      const a = await s.client.call("registerWorker", REGISTRATION, T.worker);
+      const b = await s.client.call("registerWorker", REGISTRATION, T.worker2);
+      secret(a.workerToken);
+      const bToken = secret(b.workerToken as string);
+      /** A heartbeat stream bound to its worker by a first heartbeat that was answered. */
+      const boundStream = async (workerId: string, token: string) => {
+        const call = s.client.heartbeatStream(token);
+        const replied = new Promise<void>((resolve) => call.once("data", () => resolve()));
+        const held = hold(call);
+        opened.push(held);
+        call.write({ workerId, sequence: 1 });
+        await replied;
+        return held;
+      };
+      const byRoleToken = await boundStream(a.worker.id, T.worker);
+      const byWorkerToken = await boundStream(b.worker.id, bToken);
+      const orchestratorWatch = hold(s.client.watch({}, T.orchestrator));
+      const adminWatch = hold(s.client.watch({}, T.admin));
+      opened.push(orchestratorWatch, adminWatch);
+      expect(await Promise.all(opened.map((h) => statusWithin(h, 300)))).toEqual([undefined, undefined, undefined, undefined]);
+
+      // The worker-role and orchestrator tokens leave the file; admin and worker2 stay.
+      writeFileSync(s.tokensFile, [`admin ${T.admin}`, `worker ${T.worker2}`].join("\n"));
+      s.server.reloadTokens();
+      const revoked = "UNAUTHENTICATED: the token this stream was opened with was removed by a tokens reload; reconnect with a current token";
+      const ended = async (h: HeldStream) => {
+        const status = await statusWithin(h, 2000);
+        return status === undefined ? "OPEN" : `${codeName(status.code)}: ${status.details}`;
+      };
+      expect({ byRoleToken: await ended(byRoleToken), orchestratorWatch: await ended(orchestratorWatch) }).toEqual({ byRoleToken: revoked, orchestratorWatch: revoked });
+      expect({ byWorkerToken: await ended(byWorkerToken), adminWatch: await ended(adminWatch) }).toEqual({ byWorkerToken: "OPEN", adminWatch: "OPEN" });
+      expect(s.logs.lines().find((l) => l.msg === "tokens reloaded")).toMatchObject({ roleTokens: 2, streamsEnded: 2 });
+    } finally {
+      for (const h of opened) h.call.cancel();
       s.client.close();
       await s.server.close();
     }

@@ -257,6 +257,34 @@ export function healthCheck(address: string, token?: string, credentials = grpc.
   });
 }
 
+/**
+ * Opens grpc.health.v1.Health/Watch and holds it, on `client` or else on a
+ * connection of its own (returned, to be closed).
+ */
+export function holdHealthWatch(address: string, token?: string, client = new grpc.Client(address, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 })): { client: grpc.Client; stream: HeldStream } {
+  const call = client.makeServerStreamRequest(
+    "/grpc.health.v1.Health/Watch",
+    (m: object) => Buffer.from(toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema, m))),
+    (b: Buffer) => fromBinary(HealthCheckResponseSchema, b),
+    { service: "" },
+    bearer(token),
+    {},
+  );
+  return { client, stream: hold(call as unknown as grpc.ClientReadableStream<any>) };
+}
+
+/** Opens a server reflection (v1) stream and holds it open without sending a request, on `client` or a connection of its own. */
+export function holdReflectionStream(address: string, token?: string, client = new grpc.Client(address, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 })): { client: grpc.Client; stream: HeldStream } {
+  const call = client.makeBidiStreamRequest(
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    (m: object) => Buffer.from(toBinary(ReflectionV1RequestSchema, create(ReflectionV1RequestSchema, m))),
+    (b: Buffer) => fromBinary(ReflectionV1ResponseSchema, b),
+    bearer(token),
+    {},
+  );
+  return { client, stream: hold(call as unknown as grpc.ClientDuplexStream<object, any>) };
+}
+
 /** Asks server reflection (v1 or v1alpha) to list services; resolves with the outcome and, when OK, the service names. */
 export function reflectionList(address: string, version: "v1" | "v1alpha", token?: string): Promise<Outcome<string[]>> {
   const client = new grpc.Client(address, grpc.credentials.createInsecure());
