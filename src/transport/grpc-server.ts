@@ -24,6 +24,7 @@ import { grpcServiceDefinition } from "../../clients/typescript/src/grpc-definit
 import { CallGuard, type CallLimits } from "./call-guard.js";
 import { HeartbeatStreams } from "./heartbeat-streams.js";
 import { addReflection } from "./reflection.js";
+import { keepRepeatedAuthorization } from "./repeated-authorization.js";
 import { registryServiceHandlers } from "./registry-service.js";
 import { statusForError } from "./status.js";
 import { WatchStreams } from "./watch-streams.js";
@@ -112,10 +113,11 @@ export async function startGrpcServer(options: {
 }): Promise<GrpcServer> {
   const { registry, clock, log, security, limits } = options;
   const guard = new CallGuard(security.authenticator, registry, clock, limits);
+  let ready = false;
   const server = new Server({
     ...serverOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
     "grpc.max_receive_message_length": limits.maxMessageBytes,
-    interceptors: [callInterceptor({ security, guard, log })],
+    interceptors: [callInterceptor({ security, guard, log, ready: () => ready })],
   });
   const heartbeatStreams = new HeartbeatStreams(registry, guard, log, limits.firstHeartbeatTimeoutMs);
   const watchStreams = new WatchStreams(registry, guard, log, options.watchBufferEvents);
@@ -138,6 +140,13 @@ export async function startGrpcServer(options: {
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, serverCredentials(security), (error, boundPort) => (error ? reject(error) : resolve(boundPort)));
   });
+  try {
+    keepRepeatedAuthorization(server);
+  } catch (error) {
+    server.forceShutdown();
+    throw error;
+  }
+  ready = true;
   health.setStatus("", "SERVING");
   health.setStatus(REGISTRY_SERVICE_NAME, "SERVING");
 
@@ -180,16 +189,24 @@ function serverCredentials(security: TransportSecurity): ServerCredentials {
  * slots like the registry's own, released however the call ends (a status
  * sent or the call cancelled, which grpc-js reports for every ended call).
  * The registry's own calls pass through: its handlers authenticate,
- * authorise and count them.
+ * authorise and count them. Until `ready()`, every call is refused with
+ * UNAVAILABLE: the server is not done starting.
  */
 function callInterceptor(options: {
   readonly security: TransportSecurity;
   readonly guard: CallGuard;
   readonly log: Logger;
+  readonly ready: () => boolean;
 }): ServerInterceptor {
-  const { security, guard, log } = options;
+  const { security, guard, log, ready } = options;
   const registryPaths = `/${REGISTRY_SERVICE_NAME}/`;
   return (method, call) => {
+    if (!ready()) {
+      const refuse = new ServerListenerBuilder()
+        .withOnReceiveMetadata(() => call.sendStatus({ code: status.UNAVAILABLE, details: "registry is starting; retry shortly" }))
+        .build();
+      return new ServerInterceptingCall(call, new ResponderBuilder().withStart((next) => next(refuse)).build());
+    }
     if (method.path.startsWith(registryPaths)) return new ServerInterceptingCall(call);
     const authenticated =
       (security.authenticateHealth && method.path.startsWith("/grpc.health.v1.")) ||

@@ -25,6 +25,7 @@ import {
   LogCapture,
   reflectionList,
   REGISTRATION,
+  RepeatedAuthorizationProxy,
   RPCS,
   SecClient,
   statusWithin,
@@ -245,6 +246,26 @@ describe("role tokens", () => {
     });
   });
 
+  // Regression: Node's HTTP/2 layer kept the first of two authorization values, so the first won although the
+  // docs promise a rejection.
+  it("a call with two authorization values gets UNAUTHENTICATED, on every RPC, even when the first is valid", async () => {
+    const port = Number(s.address.split(":").pop());
+    const control = await RepeatedAuthorizationProxy.start(port, undefined);
+    const second = await RepeatedAuthorizationProxy.start(port, `Bearer ${secret(newToken("second"))}`);
+    const twice = await RepeatedAuthorizationProxy.start(port, `Bearer ${T.admin}`);
+    const [viaControl, viaSecond, viaTwice] = [control, second, twice].map((p) => new SecClient(p.address));
+    try {
+      // The proxy alone changes nothing: one admin token, every RPC allowed.
+      expect(await row(() => newWorker(T.worker), () => T.admin, viaControl!)).toEqual(expected(ALL));
+      expect(await row(() => newWorker(T.worker), () => T.admin, viaSecond!)).toEqual(expected([], "UNAUTHENTICATED"));
+      const refused = await viaTwice!.outcome("getRegistryStats", {}, T.admin);
+      expect(`${codeName(refused.code)}: ${refused.details}`).toBe("UNAUTHENTICATED: more than one authorization value");
+    } finally {
+      for (const c of [viaControl, viaSecond, viaTwice]) c!.close();
+      for (const p of [control, second, twice]) await p.close();
+    }
+  });
+
   it("a sha256: entry accepts its plain token (lower- and uppercase hex)", async () => {
     expect(codeName((await client.outcome("getRegistryStats", {}, T.orchestrator)).code)).toBe("OK");
     expect(codeName((await client.outcome("getRegistryStats", {}, T.admin2)).code)).toBe("OK");
@@ -455,6 +476,29 @@ describe("health and reflection with authentication", () => {
       expect(codeName((await reflectionList(s.address, "v1alpha", T.admin)).code)).toBe("OK");
       expect(codeName((await healthCheck(s.address)).code)).toBe("OK");
     } finally {
+      s.client.close();
+      await s.server.close();
+    }
+  });
+});
+
+describe("two authorization values and authenticated introspection", () => {
+  it("authenticated health and reflection refuse a call with two authorization values, even when the first is valid", async () => {
+    const s = await serve({ authenticateHealth: true, authenticateReflection: true });
+    allLogs.push(s.logs);
+    const port = s.server.port;
+    const control = await RepeatedAuthorizationProxy.start(port, undefined);
+    const second = await RepeatedAuthorizationProxy.start(port, `Bearer ${secret(newToken("second"))}`);
+    try {
+      const outcomes = async (address: string) => ({
+        health: codeName((await healthCheck(address, T.admin)).code),
+        reflection: codeName((await reflectionList(address, "v1", T.admin)).code),
+      });
+      expect(await outcomes(control.address)).toEqual({ health: "OK", reflection: "OK" });
+      expect(await outcomes(second.address)).toEqual({ health: "UNAUTHENTICATED", reflection: "UNAUTHENTICATED" });
+    } finally {
+      await control.close();
+      await second.close();
       s.client.close();
       await s.server.close();
     }
