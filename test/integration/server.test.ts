@@ -138,7 +138,11 @@ describe("registry server over gRPC", () => {
     const badRegistrations: Array<[string, object, RegExp]> = [
       ["empty node_id", { ...coder, nodeId: "" }, /^node_id must not be empty$/],
       ["oversized node_id", { ...coder, nodeId: "n".repeat(300) }, /^node_id must be at most 253 characters, got 300$/],
-      ["control characters", { ...coder, nodeId: "evil\u001b[31m" }, /^node_id must not contain control characters/],
+      ["control characters", { ...coder, nodeId: "evil\u001b[31m" }, /^node_id must not contain control, format or line-separator characters, got U\+001B in "evil\\u001b\[31m"$/],
+      ["a bidi override in node_id", { ...coder, nodeId: "node-\u202egpj.exe" }, /^node_id must not contain control, format or line-separator characters, got U\+202E in "node-\\u202egpj\.exe"$/],
+      ["a zero-width space in a capability", { ...coder, capabilities: ["coder\u200b"] }, /^capabilities\[0\] must not contain white space, control, format or line-separator characters, got U\+200B/],
+      ["an all-space node_id", { ...coder, nodeId: "   " }, /^node_id must not be blank$/],
+      ["254 characters of node_id written in 508 UTF-16 units", { ...coder, nodeId: "💥".repeat(254) }, /^node_id must be at most 253 characters, got 254$/],
       ["no capabilities", { ...coder, capabilities: [] }, /^capabilities must name at least one capability$/],
       ["too many capabilities", { ...coder, capabilities: Array.from({ length: 100 }, (_, i) => `c${i}`) }, /^capabilities must have at most 64 entries, got 100$/],
       ["empty capability", { ...coder, capabilities: [""] }, /^capabilities\[0\] must not be empty$/],
@@ -177,6 +181,15 @@ describe("registry server over gRPC", () => {
         details: "filter.health_statuses[0] must be HEALTH_STATUS_HEALTHY, HEALTH_STATUS_DEGRADED or HEALTH_STATUS_UNHEALTHY, got 0",
       });
       expect((await client.fail("discoverWorkers", { filter: { healthStatuses: [42] } })).code).toBe(status.INVALID_ARGUMENT);
+      const many = Array.from({ length: 250_000 }, () => HealthStatus.HEALTHY);
+      expect(await client.fail("discoverWorkers", { filter: { healthStatuses: many } })).toEqual({
+        code: status.INVALID_ARGUMENT,
+        details: "filter.health_statuses must have at most 3 entries (one per health status), got 250000",
+      });
+      expect(await client.fail("acquireWorker", { filter: { healthStatuses: [HealthStatus.HEALTHY, HealthStatus.HEALTHY] } })).toEqual({
+        code: status.INVALID_ARGUMENT,
+        details: "filter.health_statuses[1] repeats healthy",
+      });
       expect((await client.fail("getWorkersForLoadBalancing", { filter: { minAvailableCapacity: -2 } })).details).toMatch(
         /^filter\.min_available_capacity must be between 0 and 10000, got -2$/,
       );
