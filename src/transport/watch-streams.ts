@@ -115,6 +115,8 @@ export class WatchStreams {
       pump();
     };
     const fail = (error: unknown) => {
+      // A page read still in flight when the watch ended (the store closing at shutdown) is nobody's concern.
+      if (finished) return;
       const { code, details } = statusForError(error, this.log, "WatchWorkers");
       finish(code, details);
     };
