@@ -127,7 +127,7 @@ export class EventLog {
 
   /**
    * Opens a watch from `startRevision` (0: none, only what happens from now;
-   * the revision after a listing's resumes from that listing), whose replay
+   * a listing's revision + 1 resumes right after that listing), whose replay
    * the caller reads with {@link EventWatch.nextPage}. Revisions strictly
    * increase, with no gap or repeat between the replay and the live events.
    * @throws RevisionCompactedError if events from `startRevision` have been
