@@ -79,6 +79,8 @@ export class HeartbeatStreams {
       const { code, details } = statusForError(new FirstHeartbeatTimeoutError(this.firstHeartbeatTimeoutMs), this.log, "HeartbeatStream");
       finish(code, details);
     }, this.firstHeartbeatTimeoutMs);
+    // The stream's own socket keeps the process alive while it matters; this timer must never delay an exit.
+    firstHeartbeatDue.unref();
     const release = (failed: boolean) => {
       if (released) return;
       released = true;
