@@ -190,20 +190,6 @@ export class EventLog {
     };
   }
 
-  /**
-   * Replays the retained events from `startRevision` (0: none, only what
-   * happens from now) to the listener as fast as the log can be read, then
-   * delivers live events, in revision order without gaps or repeats.
-   * Resolves to the function that ends the watch. For in-process watchers
-   * that keep up by construction; a watcher behind a network connection
-   * should pace its replay with {@link openWatch}.
-   * @throws RevisionCompactedError if events from `startRevision` have been
-   *   pruned; FutureRevisionError if it is beyond the current revision + 1.
-   */
-  async watch(filter: WatchFilter, startRevision: number, listener: WatchListener): Promise<() => void> {
-    return replayAll(this.openWatch(filter, startRevision, listener), listener);
-  }
-
   /** Deletes events that occurred before `eventsBeforeMs`, and reservations that ended before the second cut-off. */
   async prune(eventsBeforeMs: number, reservationsEndedBeforeMs: number, limit: number): Promise<void> {
     const compacted = await this.store.prune(eventsBeforeMs, reservationsEndedBeforeMs, limit);
@@ -230,8 +216,10 @@ export class EventLog {
 }
 
 /**
- * Reads a watch's whole replay into `listener`, page after page, until it goes
- * live. Resolves to the function that ends the watch.
+ * Reads a watch's whole replay into `listener`, page after page, as fast as
+ * the log can be read, until it goes live. Resolves to the function that ends
+ * the watch. For in-process watchers that keep up by construction; a watcher
+ * behind a network connection paces its replay with {@link EventWatch.nextPage}.
  */
 export async function replayAll(watch: EventWatch, listener: WatchListener): Promise<() => void> {
   try {
