@@ -130,7 +130,7 @@ describe("a replay read at the reader's pace (openWatch)", () => {
   it("a filtered replay skips what does not match and still meets the live events exactly", async () => {
     const { registry } = await createTestRegistry();
     const coderWorker = await registry.registerWorker(coder);
-    const painter = await registry.registerWorker({ ...coder, capabilities: ["painter"] });
+    const painter = await registry.registerWorker({ ...coder, nodeId: "painter-node", capabilities: ["painter"] });
     for (let i = 0; i < 6; i++) await registry.updateTaskCount(i % 2 === 0 ? coderWorker.id : painter.id, 1);
     const live = collector();
     const watch = registry.openWatch({ ...NO_FILTER, capabilities: ["painter"] }, 1, live.listener);

@@ -260,7 +260,7 @@ describe("restart persistence", () => {
     const logs = new LogCapture();
     const server = await startRegistryServer({ host: "127.0.0.1", port: 0, dbPath, logger: createLogger("info", logs) });
     const client = new RawRegistryClient(`127.0.0.1:${server.port}`);
-    const workers = [(await client.call("registerWorker", coder)).worker, (await client.call("registerWorker", coder)).worker];
+    const workers = [(await client.call("registerWorker", coder)).worker, (await client.call("registerWorker", { ...coder, nodeId: "coder-2" })).worker];
     const streams = workers.map((worker) => {
       const stream = client.grpc.heartbeatStream();
       const collected = collect(stream);
