@@ -112,6 +112,13 @@ export class WatcherTooSlowError extends RegistryError {
   }
 }
 
+/** A heartbeat stream sent no first heartbeat in time: it held a stream slot without naming a worker. */
+export class FirstHeartbeatTimeoutError extends RegistryError {
+  constructor(readonly timeoutMs: number) {
+    super(`no first heartbeat within ${timeoutMs} ms of opening the stream: send a heartbeat naming the worker as soon as the stream opens`);
+  }
+}
+
 /** The call carries no valid credentials. */
 export class UnauthenticatedError extends RegistryError {}
 

@@ -60,7 +60,7 @@ export class Watches {
   private compacted: number;
 
   constructor(
-    private readonly store: Pick<RegistryStore, "readEvents">,
+    private readonly store: Pick<RegistryStore, "readEvents" | "shared">,
     private readonly feed: Pick<ChangeFeed, "revision" | "catchUp">,
     compactedRevision: number,
   ) {
@@ -87,10 +87,13 @@ export class Watches {
    * a listing's revision + 1 resumes from that listing), whose replay the
    * caller reads with {@link EventWatch.nextPage}. Revisions strictly
    * increase, with no gap or repeat between the replay and the live events.
-   * @throws RevisionCompactedError if events from `startRevision` have been pruned.
+   * @throws RevisionCompactedError if events from `startRevision` have been pruned;
+   *   FutureRevisionError if it is beyond the head + 1 (at the first page for a shared store).
    */
   open(filter: WatchFilter, startRevision: number, listener: WatchListener): EventWatch {
     if (startRevision > 0) this.assertRetained(startRevision);
+    // A process that holds its store alone knows the head; a replica may lag another and checks at the first page.
+    if (!this.store.shared && startRevision > this.feed.revision + 1) throw new FutureRevisionError(startRevision, this.feed.revision);
     // The last revision the replay has read (or skipped); live delivery starts after it.
     let scanned = startRevision === 0 ? this.feed.revision : startRevision - 1;
     let checkedHead = startRevision <= this.feed.revision + 1;
