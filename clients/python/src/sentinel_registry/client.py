@@ -63,6 +63,15 @@ class RetryPolicy:
             raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
 
 
+def _ignore_connectivity(_state: grpc.ChannelConnectivity) -> None:
+    pass
+
+
+# grpc's connectivity thread polls for up to two 0.2 s rounds after a request
+# to connect, and raises into threading.excepthook if the channel closes under
+# it; close() lets it finish first.
+_CONNECT_THREAD_GRACE_S = 0.5
+
 _RETRIED = frozenset({"get_worker", "discover_workers", "get_workers_for_load_balancing", "get_registry_stats", "release_worker"})
 
 
@@ -126,6 +135,7 @@ class WorkerRegistryClient:
         self._worker_tokens: dict = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._connect_requested_at = float("-inf")
         # Later options win in grpc core, so the caller's come last.
         options = list(_DEFAULT_CHANNEL_OPTIONS) + list(channel_options)
         secure = tls if tls is not None else any(x is not None for x in (root_certificates, private_key, certificate_chain))
@@ -366,7 +376,7 @@ class WorkerRegistryClient:
         that has all of ``capabilities`` and whose health before or after the
         event is one of ``health`` (any when None). ``start_revision`` is the
         first revision to deliver (e.g. ``stats.revision + 1``); 0 means from
-        now on.
+        now on, pinned to the registry's revision by a read made here.
 
         After a disconnect (registry restart, network) it reconnects with
         jittered ``backoff`` (default 0.25 s growing to 10 s) from the last
@@ -378,9 +388,10 @@ class WorkerRegistryClient:
         It ends only when closed (``close()``, leaving a ``with`` block, or
         closing the client). ``close()`` may be called from another thread.
 
-        Raises (while iterating):
-            RegistryError: for failures a retry cannot mend (INVALID_ARGUMENT,
-                UNAUTHENTICATED, PERMISSION_DENIED, ...).
+        Raises:
+            RegistryError: here, if ``start_revision`` is 0 and the registry
+                cannot be read; while iterating, for failures a retry cannot
+                mend (INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, ...).
         """
         watch_filter = models.worker_filter(capabilities, health)
         return WorkerWatch(self, watch_filter, start_revision, backoff or Backoff(base_s=0.25, max_s=10.0))
@@ -403,6 +414,9 @@ class WorkerRegistryClient:
             if self._closed:
                 return
             self._closed = True
+            since_connect_s = time.monotonic() - self._connect_requested_at
+        if since_connect_s < _CONNECT_THREAD_GRACE_S:
+            time.sleep(_CONNECT_THREAD_GRACE_S - since_connect_s)
         self._channel.close()
 
     @property
@@ -461,7 +475,9 @@ class WorkerRegistryClient:
                 raise RegistryError(method, grpc.StatusCode.CANCELLED, f"WorkerRegistryClient is closed ({closed})") from closed
             if error.code is not grpc.StatusCode.UNAVAILABLE or attempt + 1 >= attempts or self._closed:
                 raise error
+            self._connect_now()
             self._retry.sleep(self._retry.backoff.delay_s(attempt))
+            self._connect_now()
         raise AssertionError("unreachable")
 
     def _metadata(self, method: str, worker_id: Optional[str]) -> Optional[List[Tuple[str, str]]]:
@@ -479,6 +495,28 @@ class WorkerRegistryClient:
         if token and not any(key.lower() == "authorization" for key, _ in metadata):
             metadata.append(("authorization", f"Bearer {token}"))
         return metadata or None
+
+    def _connect_now(self) -> None:
+        """Asks the channel to connect now rather than on grpc's own schedule.
+
+        After a failed connection, grpc core (1.51) leaves its subchannel idle
+        until the address is resolved again, and a sync Python channel makes
+        no progress while no call is polling it: a client that waits out its
+        own backoff finds the registry unreachable for 5 to 30 seconds after
+        it is back. Callers that retry call this when an attempt fails with
+        UNAVAILABLE and just before the next one.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._connect_requested_at = time.monotonic()
+        try:
+            # grpc's connectivity thread checks the state with try_to_connect
+            # and polls the channel for a moment; the callback is not needed.
+            self._channel.subscribe(_ignore_connectivity, try_to_connect=True)
+            self._channel.unsubscribe(_ignore_connectivity)
+        except ValueError:
+            pass  # closed meanwhile
 
     def _check_open(self, method: str) -> None:
         if self._closed:

@@ -45,17 +45,23 @@ class WorkerWatch:
             raise ValueError(f"start_revision must be >= 0, got {start_revision}")
         self._client = client
         self._filter = watch_filter
-        self._start_revision = start_revision
         self._backoff = backoff
         self._closed = threading.Event()
         self._call = None
-        self._last_revision = start_revision - 1 if start_revision > 0 else 0
+        if start_revision == 0:
+            # "From now on", pinned to a revision when the watch is made, so
+            # that neither a late first next() nor a reconnect before the
+            # first event misses anything.
+            _, current = client._list("watch_workers", watch_filter, page_size=1, pages=1)
+            start_revision = current + 1
+        self._start_revision = start_revision
+        self._last_revision = start_revision - 1
         self._reconnects = 0
         self._items = self._run()
 
     @property
     def last_revision(self) -> int:
-        """The revision of the last item delivered, or the one the watch started after; 0 before it knows."""
+        """The revision of the last item delivered, or the one the watch started after."""
         return self._last_revision
 
     @property
@@ -92,12 +98,6 @@ class WorkerWatch:
         next_revision = self._start_revision
         while not self._ended():
             try:
-                if next_revision == 0:
-                    # "From now on", pinned to a revision, so that a reconnect
-                    # before the first event still misses nothing.
-                    _, revision = self._client._list("watch_workers", self._filter, page_size=1, pages=1)
-                    next_revision = revision + 1
-                    self._last_revision = revision
                 call = self._client._open_watch(self._filter, next_revision)
             except RegistryError as error:
                 failure = error
@@ -136,6 +136,7 @@ class WorkerWatch:
                     continue
             if failure.code not in _RESUMABLE:
                 raise failure
+            self._client._connect_now()
             delay_s = self._backoff.delay_s(failures)
             failures += 1
             self._reconnects += 1
@@ -149,3 +150,4 @@ class WorkerWatch:
             )
             if self._closed.wait(delay_s):
                 return
+            self._client._connect_now()

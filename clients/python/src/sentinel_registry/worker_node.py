@@ -359,6 +359,7 @@ class WorkerNode:
                 return
             if _record_lost(error):
                 self._needs_registration = True
+            self._client._connect_now()
             with self._lock:
                 attempt = self._failures
                 self._failures += 1
@@ -372,7 +373,8 @@ class WorkerNode:
                 error.code_name,
                 error.details,
             )
-            self._stop_requested.wait(delay_s)
+            if not self._stop_requested.wait(delay_s):
+                self._client._connect_now()
 
     def _reregister(self) -> Optional[RegistryError]:
         try:
