@@ -7,8 +7,10 @@
   background thread through registry restarts, and keeps its task count right.
 
 Supported: Python 3.11 with Debian 12's python3-grpcio (1.51) and
-python3-protobuf (3.21); put this folder (``clients/python/src``) on PYTHONPATH.
+python3-protobuf (3.21); install by putting ``clients/python/src`` on PYTHONPATH.
 """
+
+import logging
 
 from .backoff import Backoff
 from .client import RetryPolicy, WorkerRegistryClient
@@ -32,6 +34,11 @@ from .models import (
 )
 from .watch import WorkerWatch
 from .worker_node import WorkerNode
+
+# A library logs, the application decides where it goes (reconnects and
+# re-registrations are warnings on "sentinel_registry.worker_node" and
+# "sentinel_registry.watch").
+logging.getLogger("sentinel_registry").addHandler(logging.NullHandler())
 
 __all__ = [
     "Acquisition",
