@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 

@@ -13,7 +13,8 @@ python3-protobuf (3.21); install by putting ``clients/python/src`` on PYTHONPATH
 import logging
 
 from .backoff import Backoff
-from .client import RetryPolicy, WorkerRegistryClient
+from .channel import RetryPolicy
+from .client import WorkerRegistryClient
 from .errors import NoWorkerAvailableError, RegistryError
 from .models import (
     HEALTH_STATES,

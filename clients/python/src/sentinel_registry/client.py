@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import grpc
 
 from . import models
-from ._proto import service_grpc, service_pb2
+from ._proto import service_pb2
 from .backoff import Backoff
+from .channel import Metadata, RegistryChannel, RetryPolicy
 from .errors import RegistryError
 from .models import (
     Acquisition,
@@ -27,51 +26,13 @@ from .watch import WorkerWatch
 
 log = logging.getLogger("sentinel_registry.client")
 
-Metadata = Sequence[Tuple[str, str]]
 HealthQuery = Union[None, str, Iterable[str]]
 
-_Response = TypeVar("_Response")
-
-_DEFAULT_CHANNEL_OPTIONS = (
-    # grpc core waits up to 120 s between reconnect attempts by default; a
-    # client that retries on its own schedule should not find the channel
-    # still backing off long after the registry is back.
-    ("grpc.initial_reconnect_backoff_ms", 500),
-    ("grpc.max_reconnect_backoff_ms", 10_000),
-)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Retries of calls that are safe to repeat, when they fail with UNAVAILABLE.
-
-    Retried: get_worker, discover_workers (each page), get_workers_for_load_balancing,
-    get_registry_stats, and release_worker, which the contract makes idempotent
-    (a retry whose first attempt took effect answers ``"already-released"``).
-    Other writes are never retried: a registration whose reply was lost may
-    have happened, and repeating it would replace the worker.
-    """
-
-    max_attempts: int = 4
-    """Attempts in all, the first included. 1 disables retries."""
-    backoff: Backoff = field(default_factory=lambda: Backoff(base_s=0.1, max_s=2.0))
-    """Waits between attempts, with full jitter."""
-    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
-
-
-def _ignore_connectivity(_state: grpc.ChannelConnectivity) -> None:
-    pass
-
-
-# grpc's connectivity thread polls for up to two 0.2 s rounds after a request
-# to connect, and raises into threading.excepthook if the channel closes under
-# it; close() lets it finish first.
-_CONNECT_THREAD_GRACE_S = 0.5
-
+# Calls that are safe to repeat, retried on UNAVAILABLE: the reads, and
+# release_worker, which the contract makes idempotent (a retry whose first
+# attempt took effect answers "already-released"). Other writes are not: a
+# registration whose reply was lost may have happened, and repeating it would
+# replace the worker; a repeated task count would count twice.
 _RETRIED = frozenset({"get_worker", "discover_workers", "get_workers_for_load_balancing", "get_registry_stats", "release_worker"})
 
 
@@ -98,7 +59,9 @@ class WorkerRegistryClient:
         tls: force TLS on (with the system's CAs when ``root_certificates`` is
             None) or off. Default: on when any certificate argument is given.
         timeout_s: deadline of each unary attempt, in seconds.
-        retry: retries on UNAVAILABLE (see :class:`RetryPolicy`); None disables them.
+        retry: how the calls that are safe to repeat (get_worker, discover_workers,
+            get_workers_for_load_balancing, get_registry_stats, release_worker)
+            are retried on UNAVAILABLE (see :class:`RetryPolicy`); None: never.
         channel_options: extra grpc channel options, e.g. keepalive settings.
         call_metadata: called before every call (and every retry) with the
             method name; returns extra (key, value) metadata, e.g. a fresh
@@ -122,29 +85,14 @@ class WorkerRegistryClient:
         call_metadata: Optional[Callable[[str], Optional[Metadata]]] = None,
         discover_page_size: int = 1000,
     ) -> None:
-        if not timeout_s > 0:
-            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         if not 1 <= discover_page_size <= 10_000:
             raise ValueError(f"discover_page_size must be from 1 to 10000, got {discover_page_size}")
         self.address = address
-        self._token = token
-        self._timeout_s = timeout_s
-        self._retry = retry or RetryPolicy(max_attempts=1)
-        self._call_metadata = call_metadata
         self._discover_page_size = discover_page_size
-        self._worker_tokens: dict = {}
-        self._lock = threading.Lock()
-        self._closed = False
-        self._connect_requested_at = float("-inf")
-        # Later options win in grpc core, so the caller's come last.
-        options = list(_DEFAULT_CHANNEL_OPTIONS) + list(channel_options)
-        secure = tls if tls is not None else any(x is not None for x in (root_certificates, private_key, certificate_chain))
-        if secure:
-            credentials = grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
-            self._channel = grpc.secure_channel(address, credentials, options)
-        else:
-            self._channel = grpc.insecure_channel(address, options)
-        self._stub = service_grpc.WorkerRegistryServiceStub(self._channel)
+        self._calls = RegistryChannel(
+            address, token, root_certificates, private_key, certificate_chain, tls, timeout_s, retry, channel_options, call_metadata
+        )
+        self._stub = self._calls.stub
 
     # -- the guide's operations -------------------------------------------------
 
@@ -167,14 +115,12 @@ class WorkerRegistryClient:
         )
         worker = models.to_worker(response.worker)
         if response.worker_token:
-            with self._lock:
-                self._worker_tokens[worker.id] = response.worker_token
+            self._calls.remember_worker_token(worker.id, response.worker_token)
         return worker
 
     def worker_token(self, worker_id: str) -> Optional[str]:
         """The token the registry issued to a worker this client registered, or None."""
-        with self._lock:
-            return self._worker_tokens.get(worker_id)
+        return self._calls.worker_token(worker_id)
 
     def unregister_worker(self, worker_id: str) -> None:
         """Removes a worker at once. Not retried.
@@ -183,8 +129,7 @@ class WorkerRegistryClient:
             RegistryError: NOT_FOUND if no such worker is registered.
         """
         self._unary("unregister_worker", self._stub.UnregisterWorker, service_pb2.UnregisterWorkerRequest(worker_id=worker_id), worker_id)
-        with self._lock:
-            self._worker_tokens.pop(worker_id, None)
+        self._calls.forget_worker_token(worker_id)
 
     def heartbeat(self, worker_id: str) -> Worker:
         """Marks a worker alive now (one unary call; ``WorkerNode`` holds the stream instead). Not retried.
@@ -405,23 +350,15 @@ class WorkerRegistryClient:
         per heartbeat, reconnects, re-registration). Iterate the call for the
         replies; ``cancel()`` it to end it.
         """
-        self._check_open("heartbeat_stream")
-        return self._stub.HeartbeatStream(requests, metadata=self._metadata("heartbeat_stream", worker_id))
+        return self._calls.open_stream("heartbeat_stream", self._stub.HeartbeatStream, requests, worker_id)
 
     def close(self) -> None:
         """Closes the channel; running calls and watches end, later calls raise CANCELLED. Idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            since_connect_s = time.monotonic() - self._connect_requested_at
-        if since_connect_s < _CONNECT_THREAD_GRACE_S:
-            time.sleep(_CONNECT_THREAD_GRACE_S - since_connect_s)
-        self._channel.close()
+        self._calls.close()
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._calls.closed
 
     def __enter__(self) -> "WorkerRegistryClient":
         return self
@@ -429,12 +366,11 @@ class WorkerRegistryClient:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    # -- internals used by WorkerWatch ---------------------------------------------
+    # -- internals shared with WorkerWatch and WorkerNode ------------------------------
 
     def _open_watch(self, watch_filter, start_revision: int):
-        self._check_open("watch_workers")
         request = service_pb2.WatchWorkersRequest(filter=watch_filter, start_revision=start_revision)
-        return self._stub.WatchWorkers(request, metadata=self._metadata("watch_workers", None))
+        return self._calls.open_stream("watch_workers", self._stub.WatchWorkers, request)
 
     def _list(self, method: str, worker_filter, page_size: Optional[int] = None, pages: Optional[int] = None) -> Tuple[List[Worker], int]:
         """Every matching worker, and the revision of the first page (the listing reflects every change up to it)."""
@@ -460,64 +396,9 @@ class WorkerRegistryClient:
             if not page_token or (pages is not None and read >= pages):
                 return workers, revision
 
-    # -- calls ------------------------------------------------------------------------
+    def _connect_now(self) -> None:
+        """See :meth:`RegistryChannel.connect_now`: used by the watch and WorkerNode before they retry."""
+        self._calls.connect_now()
 
     def _unary(self, method: str, rpc, request, worker_id: Optional[str] = None, retry_as: Optional[str] = None):
-        attempts = self._retry.max_attempts if (retry_as or method) in _RETRIED else 1
-        for attempt in range(attempts):
-            self._check_open(method)
-            try:
-                return rpc(request, timeout=self._timeout_s, metadata=self._metadata(method, worker_id))
-            except grpc.RpcError as rpc_error:
-                error = RegistryError.from_rpc_error(method, rpc_error)
-            except ValueError as closed:
-                # grpc raises ValueError for a call on a channel closed meanwhile.
-                raise RegistryError(method, grpc.StatusCode.CANCELLED, f"WorkerRegistryClient is closed ({closed})") from closed
-            if error.code is not grpc.StatusCode.UNAVAILABLE or attempt + 1 >= attempts or self._closed:
-                raise error
-            self._connect_now()
-            self._retry.sleep(self._retry.backoff.delay_s(attempt))
-            self._connect_now()
-        raise AssertionError("unreachable")
-
-    def _metadata(self, method: str, worker_id: Optional[str]) -> Optional[List[Tuple[str, str]]]:
-        metadata: List[Tuple[str, str]] = []
-        if self._call_metadata is not None:
-            try:
-                metadata = list(self._call_metadata(method) or ())
-            except Exception as error:
-                raise RegistryError(method, grpc.StatusCode.INTERNAL, f"call_metadata failed: {error}") from error
-        token = None
-        if worker_id is not None:
-            with self._lock:
-                token = self._worker_tokens.get(worker_id)
-        token = token or self._token
-        if token and not any(key.lower() == "authorization" for key, _ in metadata):
-            metadata.append(("authorization", f"Bearer {token}"))
-        return metadata or None
-
-    def _connect_now(self) -> None:
-        """Asks the channel to connect now rather than on grpc's own schedule.
-
-        After a failed connection, grpc core (1.51) leaves its subchannel idle
-        until the address is resolved again, and a sync Python channel makes
-        no progress while no call is polling it: a client that waits out its
-        own backoff finds the registry unreachable for 5 to 30 seconds after
-        it is back. Callers that retry call this when an attempt fails with
-        UNAVAILABLE and just before the next one.
-        """
-        with self._lock:
-            if self._closed:
-                return
-            self._connect_requested_at = time.monotonic()
-        try:
-            # grpc's connectivity thread checks the state with try_to_connect
-            # and polls the channel for a moment; the callback is not needed.
-            self._channel.subscribe(_ignore_connectivity, try_to_connect=True)
-            self._channel.unsubscribe(_ignore_connectivity)
-        except ValueError:
-            pass  # closed meanwhile
-
-    def _check_open(self, method: str) -> None:
-        if self._closed:
-            raise RegistryError(method, grpc.StatusCode.CANCELLED, "WorkerRegistryClient is closed")
+        return self._calls.unary(method, rpc, request, worker_id, retried=(retry_as or method) in _RETRIED)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterable, Literal, Mapping, Optional, Tuple, Union
+from typing import Iterable, List, Literal, Mapping, Optional, Tuple, Union
 
 from ._proto import service_pb2, worker_pb2
 
@@ -230,7 +230,7 @@ def health_name(value: int) -> Health:
     return _HEALTH_NAMES.get(value, "unhealthy")
 
 
-def health_values(health: Union[None, str, Iterable[str]]) -> list:
+def health_values(health: Union[None, str, Iterable[str]]) -> List[int]:
     """Protobuf values for a health name or names (None: no condition).
 
     Raises:
