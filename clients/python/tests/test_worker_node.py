@@ -60,9 +60,9 @@ def test_start_registers_and_heartbeats_at_the_interval_the_server_suggests(fast
         assert node.wait_connected(10)
         registered = observer.get_worker(node.worker_id)
         assert (registered.node_id, registered.capabilities, registered.max_concurrent_tasks) == (node.node_id, ("coder", "tester"), 2)
-        # Several 200 ms intervals later, the last heartbeat is recent: the node beats on the server's schedule, not every 5 minutes.
-        time.sleep(1.0)
-        assert observer.get_worker(node.worker_id).last_heartbeat_at > registered.last_heartbeat_at + timedelta(milliseconds=500)
+        # The node beats on the server's 200 ms schedule, not every 5 minutes: within seconds the last heartbeat has moved on.
+        later = registered.last_heartbeat_at + timedelta(milliseconds=600)
+        wait_until(lambda: observer.get_worker(node.worker_id).last_heartbeat_at > later, timeout_s=10, message="heartbeats every 200 ms")
         assert node.health_status == "healthy"
     assert node.state == "stopped"
     with pytest.raises(RegistryError) as gone:
@@ -134,6 +134,21 @@ def test_a_worker_node_survives_a_registry_restart_with_the_same_id(fast_registr
     assert thread_failures == []
 
 
+def test_a_frozen_registry_is_noticed_by_the_reply_timeout_and_the_node_returns_when_it_thaws(fast_registry, observer, node_id, caplog):
+    with node_for(fast_registry, node_id(), reply_timeout_s=0.5) as node:
+        assert node.wait_connected(10)
+        worker_id = node.worker_id
+        fast_registry.process.send_signal(signal.SIGSTOP)  # the connection stays up; nothing answers
+        try:
+            wait_until(lambda: not node.connected, timeout_s=10, message="the reply timeout")
+            assert "DEADLINE_EXCEEDED: no heartbeat reply within 0.5s" in caplog.text
+        finally:
+            fast_registry.process.send_signal(signal.SIGCONT)
+        assert node.wait_connected(60)
+        assert node.worker_id == worker_id
+        assert observer.get_worker(worker_id).id == worker_id
+
+
 def test_a_node_whose_record_was_removed_registers_again_and_carries_the_new_id(fast_registry, observer, node_id):
     with node_for(fast_registry, node_id()) as node:
         assert node.wait_connected(10)
@@ -161,6 +176,18 @@ def test_a_registry_outage_never_escapes_the_background_thread(fast_registry, no
     assert time.monotonic() - started < 10
     assert node.state == "stopped"
     assert "could not be unregistered" in caplog.text
+    assert thread_failures == []
+
+
+def test_even_an_unexpected_error_in_the_background_thread_is_logged_and_survived(fast_registry, node_id, thread_failures, caplog):
+    broken_random = lambda: 1.5  # noqa: E731 - outside [0, 1): every backoff computation raises ValueError
+    with node_for(fast_registry, node_id(), random=broken_random, reconnect_base_s=0.05, reconnect_max_s=0.2) as node:
+        assert node.wait_connected(10)
+        worker_id = node.worker_id
+        fast_registry.restart(signal.SIGKILL)
+        assert node.wait_connected(60)
+        assert node.worker_id == worker_id
+    assert "unexpected failure in the heartbeat thread" in caplog.text
     assert thread_failures == []
 
 

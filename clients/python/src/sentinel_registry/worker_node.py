@@ -345,6 +345,7 @@ class WorkerNode:
     # -- the background thread -------------------------------------------------------------
 
     def _run(self) -> None:
+        """The background thread: hold the stream, and after each failure wait and try again, until stop()."""
         while not self._stop_requested.is_set():
             try:
                 error = self._reregister() if self._needs_registration else None
@@ -352,29 +353,32 @@ class WorkerNode:
                     error = self._hold_stream()
                 if error is None:
                     return
-            except Exception as unexpected:  # noqa: BLE001 - nothing may end the host program
-                log.exception("unexpected failure in the heartbeat thread; retrying")
-                error = RegistryError("heartbeat_stream", grpc.StatusCode.UNKNOWN, repr(unexpected))
-            if self._stop_requested.is_set():
-                return
-            if _record_lost(error):
-                self._needs_registration = True
+                self._wait_before_retry(error)
+            except Exception:  # noqa: BLE001 - nothing may end the host program
+                log.exception("unexpected failure in the heartbeat thread; retrying in %.1fs", self._backoff.max_s)
+                self._stop_requested.wait(self._backoff.max_s)
+
+    def _wait_before_retry(self, error: RegistryError) -> None:
+        if self._stop_requested.is_set():
+            return
+        if _record_lost(error):
+            self._needs_registration = True
+        self._client._connect_now()
+        with self._lock:
+            attempt = self._failures
+            self._failures += 1
+            worker_id = self._id
+        delay_s = self._backoff.delay_s(attempt)
+        log.warning(
+            "heartbeat stream lost; reconnecting: worker %s, attempt %d in %.3fs, %s: %s",
+            worker_id,
+            attempt + 1,
+            delay_s,
+            error.code_name,
+            error.details,
+        )
+        if not self._stop_requested.wait(delay_s):
             self._client._connect_now()
-            with self._lock:
-                attempt = self._failures
-                self._failures += 1
-                worker_id = self._id
-            delay_s = self._backoff.delay_s(attempt)
-            log.warning(
-                "heartbeat stream lost; reconnecting: worker %s, attempt %d in %.3fs, %s: %s",
-                worker_id,
-                attempt + 1,
-                delay_s,
-                error.code_name,
-                error.details,
-            )
-            if not self._stop_requested.wait(delay_s):
-                self._client._connect_now()
 
     def _reregister(self) -> Optional[RegistryError]:
         try:
