@@ -1,6 +1,7 @@
 import { randomBytes as cryptoRandomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { isIP } from "node:net";
+import { createServer, isIP } from "node:net";
+import { hostname } from "node:os";
 import type { LevelWithSilent } from "pino";
 import { systemClock, type Clock } from "./domain/clock.js";
 import { ConfigError } from "./domain/errors.js";
@@ -9,7 +10,8 @@ import { compileRegistryOptions, type RegistryOptions } from "./domain/registry-
 import { createReservationIdGenerator, createWorkerIdGenerator, type RandomBytes } from "./domain/worker-id.js";
 import { WorkerRegistry } from "./domain/worker-registry.js";
 import { createLogger } from "./log.js";
-import { openSqliteStore } from "./store/sqlite-store.js";
+import { lockDatabase } from "./store/database-lock.js";
+import { openSqliteStore, type SqliteStore } from "./store/sqlite-store.js";
 import { createDashboardRoutes, DASHBOARD_PATH } from "./dashboard/dashboard-routes.js";
 import { startMetricsServer, type MetricsServer } from "./metrics/metrics-server.js";
 import { createRegistryMetrics } from "./metrics/registry-metrics.js";
@@ -24,7 +26,11 @@ export interface ServeOptions {
   host?: string;
   /** Port to bind; 0 picks a free one. Default 50051. */
   port?: number;
-  /** SQLite database file; its directory is created. Default "data/registry.db". */
+  /**
+   * SQLite database file; its directory is created. Default "data/registry.db".
+   * The server holds it alone: a second server on the file is refused while
+   * this one runs (see `docs/operations.md`, "One server per database").
+   */
   dbPath?: string;
   /**
    * SQLite durability. "normal" (default): WAL with synchronous=NORMAL, which
@@ -123,9 +129,12 @@ export interface RegistryServer {
 }
 
 /**
- * The composition root: config, then store, registry, gRPC server and, when
- * `metricsPort` is set, the metrics endpoint.
+ * The composition root: config, then the database's lock, store, registry,
+ * gRPC server and, when `metricsPort` is set, the metrics endpoint.
  * Resolves once the server is bound and serving.
+ * @throws ConfigError for settings an operator must change: among them
+ *   DatabaseInUseError (another server holds the database, named) and a port
+ *   in use; nothing stays held or bound after a failed start.
  */
 export async function startRegistryServer(options: ServeOptions = {}): Promise<RegistryServer> {
   const clock = options.clock ?? systemClock;
@@ -150,7 +159,21 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
   }
   const limits = { ...DEFAULT_TRANSPORT_LIMITS, ...options.limits };
   const dbPath = options.dbPath ?? "data/registry.db";
-  const store = openSqliteStore({ path: dbPath, synchronous: options.synchronous ?? "normal" });
+  const port = options.port ?? 50051;
+  // Before the store: a second server must not even migrate or recover a database that another one serves.
+  const lock = dbPath === ":memory:" ? undefined : lockDatabase(dbPath, { pid: process.pid, host: hostname(), sinceMs: clock.now() });
+  if (lock !== undefined && !lock.held) {
+    log.warn({ lockFile: lock.file }, "database lock not taken: its file cannot be written (read-only file system?); it is taken once it can");
+  }
+  let store: SqliteStore;
+  try {
+    // Before recovering the store, which can take a while on a large fleet, only to fail on a port that is taken.
+    await assertPortFree(host, port);
+    store = openSqliteStore({ path: dbPath, synchronous: options.synchronous ?? "normal", ...(lock === undefined ? {} : { lock }) });
+  } catch (error) {
+    lock?.release();
+    throw error;
+  }
   let registry: WorkerRegistry;
   let server: Awaited<ReturnType<typeof startGrpcServer>>;
   let authenticator: Authenticator;
@@ -179,7 +202,7 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
     authenticator = new Authenticator(roleTokens, (workerId) => live.workerTokenHash(workerId));
     server = await startGrpcServer({
       host,
-      port: options.port ?? 50051,
+      port,
       registry,
       clock,
       log,
@@ -193,9 +216,12 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
       },
       limits,
       keepalive: { ...DEFAULT_KEEPALIVE, ...options.keepalive },
+    }).catch((error: unknown) => {
+      // Another process may have taken the port since the check above.
+      throw bindError(error, host, port, "--port") ?? error;
     });
   } catch (error) {
-    await store.close();
+    await store.close().finally(() => lock?.release());
     throw error;
   }
   // The grace for recovered workers starts now that calls can arrive, not when start-up began.
@@ -232,8 +258,8 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
     } catch (error) {
       await server.shutdown(0);
       await registry.close();
-      await store.close();
-      throw error;
+      await store.close().finally(() => lock?.release());
+      throw bindError(error, metricsHost, metricsPort, "--metrics-port") ?? error;
     }
   }
   log.info(
@@ -268,7 +294,7 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
         await metricsServer?.close();
         await server.shutdown(options.shutdownGraceMs ?? 5000);
         await registry.close();
-        await store.close();
+        await store.close().finally(() => lock?.release());
         log.info({}, "registry stopped");
       })();
       return closing;
@@ -295,6 +321,33 @@ function readTls(security: SecurityOptions): { cert: Buffer; key: Buffer; client
     key: read("--tls-key", tlsKeyFile),
     ...(tlsClientCaFile === undefined ? {} : { clientCa: read("--tls-client-ca", tlsClientCaFile) }),
   };
+}
+
+/**
+ * Refuses a port that another process listens on, in words an operator
+ * understands, before anything is opened. Port 0 is always free.
+ * @throws ConfigError naming the port and the host.
+ */
+async function assertPortFree(host: string, port: number): Promise<void> {
+  if (port === 0) return;
+  const probe = createServer();
+  await new Promise<void>((resolve, reject) => {
+    probe.once("error", (error) => reject(bindError(error, host, port, "--port") ?? error));
+    probe.listen({ host: host.replace(/^\[(.*)\]$/, "$1"), port, exclusive: true }, () => resolve());
+  });
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+}
+
+/** A ConfigError for a bind that failed for a reason the operator can fix (naming `flag`), or undefined. */
+function bindError(error: unknown, host: string, port: number, flag: string): ConfigError | undefined {
+  // Node's errors carry a code; grpc-js's carry the same codes only in their message.
+  const text = `${(error as NodeJS.ErrnoException).code ?? ""} ${error instanceof Error ? error.message : String(error)}`;
+  if (text.includes("EADDRINUSE")) return new ConfigError(`port ${port} on ${host} is in use by another process: stop it, or choose another ${flag}`, { cause: error });
+  if (text.includes("EACCES")) {
+    return new ConfigError(`port ${port} on ${host} needs privileges this process lacks (ports below 1024 do): choose another ${flag}`, { cause: error });
+  }
+  if (text.includes("EADDRNOTAVAIL")) return new ConfigError(`cannot bind ${host}: it is not an address of this machine; check --host`, { cause: error });
+  return undefined;
 }
 
 /** Whether an address to bind reaches this machine only. */

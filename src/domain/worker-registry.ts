@@ -16,6 +16,7 @@ import type { Logger } from "./logger.js";
 import type { CompiledRegistryOptions } from "./registry-options.js";
 import { EventLog, replayAll, type EventWatch, type PendingEvent } from "./event-log.js";
 import { DuplicateWorkerIdError, type EventDraft, type RegistryStore } from "./registry-store.js";
+import { RepeatedFailureLog } from "./repeated-failure-log.js";
 import { scoreWorker, type Score } from "./scoring.js";
 import {
   validateDuration,
@@ -202,6 +203,8 @@ export class WorkerRegistry {
   private totals = { capacity: 0, used: 0, completed: 0, failed: 0 };
   private pendingHeartbeats = new Map<string, number>();
   private flushing: Promise<void> | undefined;
+  /** While storage fails, a flush fails every second: the log gets the first failure, a line a minute, the recovery. */
+  private readonly flushFailures: RepeatedFailureLog;
   private readonly events: EventLog;
   private readonly guard: EvictionGuard;
   private recoveredReservations: { readonly reservation: LiveReservation; readonly remainingMs: number }[] = [];
@@ -221,6 +224,7 @@ export class WorkerRegistry {
     compactedRevision: number,
   ) {
     this.events = new EventLog(deps.store, { revision, compactedRevision });
+    this.flushFailures = new RepeatedFailureLog(deps.log, deps.clock, { failed: "heartbeat flush failed; will retry", recovered: "heartbeat flush recovered" });
     const { options } = deps;
     this.guard = new EvictionGuard(deps.clock, deps.log, {
       intakeWindowMs: options.heartbeatIntervalMs,
@@ -827,10 +831,11 @@ export class WorkerRegistry {
           await this.deps.store.writeHeartbeats(new Map(chunk), this.deps.clock.now());
         } catch (error) {
           for (const [id, at] of batch.slice(start)) if (!this.pendingHeartbeats.has(id)) this.pendingHeartbeats.set(id, at);
-          this.deps.log.warn({ err: error, pending: this.pendingHeartbeats.size }, "heartbeat flush failed; will retry");
+          this.flushFailures.failed({ pending: this.pendingHeartbeats.size }, error);
           return;
         }
       }
+      this.flushFailures.succeeded();
     })().finally(() => {
       this.flushing = undefined;
     });
