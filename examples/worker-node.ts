@@ -1,8 +1,10 @@
 // The usage guide's Worker Node Implementation, run against a registry server.
 // Only the import and construction lines differ from the guide (and `any`
-// became `unknown` for the strict compiler), plus the end of the usage
-// section: the worker runs until SIGTERM or SIGINT and then stops, which
-// unregisters it. For a worker that also survives registry restarts and lost
+// became `unknown` for the strict compiler), plus two corrections in
+// executeTask (the task count is raised before the try and lowered in a
+// finally: the guide never lowers it) and the end of the usage section: the
+// worker runs EXAMPLE_TASKS tasks (default none), then until SIGTERM or
+// SIGINT, and then stops, which unregisters it. For a worker that also survives registry restarts and lost
 // records, use the client's own WorkerNode.
 import { WorkerRegistryClient } from '../clients/typescript/src/index.js';
 
@@ -60,10 +62,11 @@ class WorkerNode {
 
     const startTime = Date.now();
 
-    try {
-      // Increment task count
-      await this.registry.updateTaskCount(this.workerId, 1);
+    // Increment task count. Before the try, unlike the guide: a task the
+    // registry refuses (the worker is full) never ran and is no failure of it.
+    await this.registry.updateTaskCount(this.workerId, 1);
 
+    try {
       // Execute task
       await this.performTask(task);
 
@@ -79,6 +82,11 @@ class WorkerNode {
 
       console.error(`Task failed after ${duration}ms:`, error);
       throw error;
+    } finally {
+      // Decrement task count. The guide omits this: the server holds the
+      // count to 0..maxConcurrentTasks, so without it the worker fills up
+      // after maxConcurrentTasks tasks and every later one is refused.
+      await this.registry.updateTaskCount(this.workerId, -1);
     }
   }
 
@@ -92,7 +100,17 @@ class WorkerNode {
 const worker = new WorkerNode('coder-node-1', ['coder', 'tester'], 5);
 await worker.start();
 
-// Worker processes tasks... until the process is asked to stop.
+// Worker processes tasks: EXAMPLE_TASKS of them (default none), one after
+// another, then waits until the process is asked to stop.
+const tasks = Number(process.env.EXAMPLE_TASKS ?? 0);
+for (let i = 1; i <= tasks; i++) {
+  try {
+    await worker.executeTask({ id: i });
+  } catch {
+    // executeTask has logged the failure; the worker goes on with the next task.
+  }
+}
+
 await new Promise<void>(resolve => {
   process.once('SIGTERM', () => resolve());
   process.once('SIGINT', () => resolve());

@@ -1,6 +1,6 @@
 import { randomBytes as cryptoRandomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { isIP } from "node:net";
+import { createServer, isIP } from "node:net";
 import { hostname } from "node:os";
 import type { LevelWithSilent } from "pino";
 import { systemClock, type Clock } from "./domain/clock.js";
@@ -11,6 +11,7 @@ import { createReservationIdGenerator, createWorkerIdGenerator, type RandomBytes
 import { WorkerRegistry } from "./domain/worker-registry.js";
 import { createLogger } from "./log.js";
 import type { RegistryStore } from "./domain/registry-store.js";
+import { lockDatabase } from "./store/database-lock.js";
 import { openPostgresStore, redact } from "./store/postgres-store.js";
 import { openSqliteStore } from "./store/sqlite-store.js";
 import { createDashboardRoutes, DASHBOARD_PATH } from "./dashboard/dashboard-routes.js";
@@ -28,9 +29,11 @@ export interface ServeOptions {
   /** Port to bind; 0 picks a free one. Default 50051. */
   port?: number;
   /**
-   * Where the registry keeps its state: a SQLite database file (its directory
-   * is created), or a PostgreSQL URL (`postgres://USER@HOST:PORT/DB`, also
-   * `postgresql://`) that any number of replicas share. Default "data/registry.db".
+   * Where the registry keeps its state: a SQLite database file (its
+   * directory is created), which this server holds alone (a second server on
+   * the file is refused while it runs), or a PostgreSQL URL
+   * (`postgres://USER@HOST:PORT/DB`, also `postgresql://`) that any number of
+   * replicas share. Default "data/registry.db".
    */
   dbPath?: string;
   /**
@@ -137,9 +140,12 @@ export interface RegistryServer {
 }
 
 /**
- * The composition root: config, then store, registry, gRPC server and, when
- * `metricsPort` is set, the metrics endpoint.
+ * The composition root: config, then the database's lock, store, registry,
+ * gRPC server and, when `metricsPort` is set, the metrics endpoint.
  * Resolves once the server is bound and serving.
+ * @throws ConfigError for settings an operator must change: among them
+ *   DatabaseInUseError (another server holds the database, named) and a port
+ *   in use; nothing stays held or bound after a failed start.
  */
 export async function startRegistryServer(options: ServeOptions = {}): Promise<RegistryServer> {
   const clock = options.clock ?? systemClock;
@@ -164,9 +170,24 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
   }
   const limits = { ...DEFAULT_TRANSPORT_LIMITS, ...options.limits };
   const dbPath = options.dbPath ?? "data/registry.db";
-  const store: RegistryStore = isPostgresUrl(dbPath)
-    ? await openPostgresStore({ url: dbPath, log })
-    : openSqliteStore({ path: dbPath, synchronous: options.synchronous ?? "normal" });
+  const port = options.port ?? 50051;
+  const shared = isPostgresUrl(dbPath);
+  // Before the store: a second server must not even migrate or recover a SQLite file that another one serves.
+  const lock = shared || dbPath === ":memory:" ? undefined : lockDatabase(dbPath, { pid: process.pid, host: hostname(), sinceMs: clock.now() });
+  if (lock !== undefined && !lock.held) {
+    log.warn({ lockFile: lock.file }, "database lock not taken: its file cannot be written (read-only file system?); it is taken once it can");
+  }
+  let store: RegistryStore;
+  try {
+    // Before recovering the store, which can take a while on a large fleet, only to fail on a port that is taken.
+    await assertPortFree(host, port);
+    store = shared
+      ? await openPostgresStore({ url: dbPath, log })
+      : openSqliteStore({ path: dbPath, synchronous: options.synchronous ?? "normal", ...(lock === undefined ? {} : { lock }) });
+  } catch (error) {
+    lock?.release();
+    throw error;
+  }
   let registry: WorkerRegistry;
   let server: Awaited<ReturnType<typeof startGrpcServer>>;
   let authenticator: Authenticator;
@@ -197,7 +218,7 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
     authenticator = new Authenticator(roleTokens, (workerId) => live.workerTokenHash(workerId));
     server = await startGrpcServer({
       host,
-      port: options.port ?? 50051,
+      port,
       registry,
       clock,
       log,
@@ -211,9 +232,12 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
       },
       limits,
       keepalive: { ...DEFAULT_KEEPALIVE, ...options.keepalive },
+    }).catch((error: unknown) => {
+      // Another process may have taken the port since the check above.
+      throw bindError(error, host, port, "--port") ?? error;
     });
   } catch (error) {
-    await store.close();
+    await store.close().finally(() => lock?.release());
     throw error;
   }
   // The grace for recovered workers starts now that calls can arrive, not when start-up began.
@@ -250,8 +274,8 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
     } catch (error) {
       await server.shutdown(0);
       await registry.close();
-      await store.close();
-      throw error;
+      await store.close().finally(() => lock?.release());
+      throw bindError(error, metricsHost, metricsPort, "--metrics-port") ?? error;
     }
   }
   log.info(
@@ -287,7 +311,7 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
         await metricsServer?.close();
         await server.shutdown(options.shutdownGraceMs ?? 5000);
         await registry.close();
-        await store.close();
+        await store.close().finally(() => lock?.release());
         log.info({}, "registry stopped");
       })();
       return closing;
@@ -314,6 +338,33 @@ function readTls(security: SecurityOptions): { cert: Buffer; key: Buffer; client
     key: read("--tls-key", tlsKeyFile),
     ...(tlsClientCaFile === undefined ? {} : { clientCa: read("--tls-client-ca", tlsClientCaFile) }),
   };
+}
+
+/**
+ * Refuses a port that another process listens on, in words an operator
+ * understands, before anything is opened. Port 0 is always free.
+ * @throws ConfigError naming the port and the host.
+ */
+async function assertPortFree(host: string, port: number): Promise<void> {
+  if (port === 0) return;
+  const probe = createServer();
+  await new Promise<void>((resolve, reject) => {
+    probe.once("error", (error) => reject(bindError(error, host, port, "--port") ?? error));
+    probe.listen({ host: host.replace(/^\[(.*)\]$/, "$1"), port, exclusive: true }, () => resolve());
+  });
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+}
+
+/** A ConfigError for a bind that failed for a reason the operator can fix (naming `flag`), or undefined. */
+function bindError(error: unknown, host: string, port: number, flag: string): ConfigError | undefined {
+  // Node's errors carry a code; grpc-js's carry the same codes only in their message.
+  const text = `${(error as NodeJS.ErrnoException).code ?? ""} ${error instanceof Error ? error.message : String(error)}`;
+  if (text.includes("EADDRINUSE")) return new ConfigError(`port ${port} on ${host} is in use by another process: stop it, or choose another ${flag}`, { cause: error });
+  if (text.includes("EACCES")) {
+    return new ConfigError(`port ${port} on ${host} needs privileges this process lacks (ports below 1024 do): choose another ${flag}`, { cause: error });
+  }
+  if (text.includes("EADDRNOTAVAIL")) return new ConfigError(`cannot bind ${host}: it is not an address of this machine; check --host`, { cause: error });
+  return undefined;
 }
 
 /** Whether an address to bind reaches this machine only. */

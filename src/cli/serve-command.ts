@@ -274,7 +274,26 @@ export function serveUsage(): string {
  * pending heartbeats and closes the database.
  */
 export async function serveCommand(argv: readonly string[]): Promise<number> {
-  const server = await startRegistryServer(parseServeArgs(argv, process.env));
+  const options = parseServeArgs(argv, process.env);
+  // Listening before the server starts: a supervisor's SIGTERM that arrives as the server starts (it logs "registry
+  // serving" before this function gets it back) must shut it down gracefully, not kill it half-way.
+  let stopRequested = false;
+  let requestStop: () => void = () => (stopRequested = true);
+  const stop = () => {
+    process.off("SIGTERM", stop);
+    process.off("SIGINT", stop);
+    requestStop();
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+  let server: Awaited<ReturnType<typeof startRegistryServer>>;
+  try {
+    server = await startRegistryServer(options);
+  } catch (error) {
+    process.off("SIGTERM", stop);
+    process.off("SIGINT", stop);
+    throw error;
+  }
   const reload = () => {
     try {
       server.reloadTokens();
@@ -284,15 +303,7 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
     }
   };
   process.on("SIGHUP", reload);
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off("SIGTERM", stop);
-      process.off("SIGINT", stop);
-      resolve();
-    };
-    process.on("SIGTERM", stop);
-    process.on("SIGINT", stop);
-  });
+  if (!stopRequested) await new Promise<void>((resolve) => (requestStop = resolve));
   process.off("SIGHUP", reload);
   await server.close();
   return 0;

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** One file of the page, ready to serve. */
@@ -11,14 +11,21 @@ export interface DashboardAsset {
   readonly etag: string;
 }
 
-/** The page's files by name: `index.html`, `dashboard.js`, `dashboard.css`. */
+/** The page's files by name: `index.html`, `dashboard.css`, and its modules (`dashboard.js` and what it imports). */
 export type DashboardAssets = ReadonlyMap<string, DashboardAsset>;
 
+/**
+ * The kinds of file served, by extension. JavaScript must be served as such:
+ * browsers refuse a module of another type (and the policy's nosniff).
+ */
 const CONTENT_TYPES: Readonly<Record<string, string>> = {
-  "index.html": "text/html; charset=utf-8",
-  "dashboard.js": "text/javascript; charset=utf-8",
-  "dashboard.css": "text/css; charset=utf-8",
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
 };
+
+/** The page itself: without it there is nothing to serve. */
+const PAGE = "index.html";
 
 /**
  * Where the page's files are: `src/dashboard/assets/`. The build is `tsc`
@@ -33,20 +40,24 @@ export function defaultAssetsDirectory(): string {
 }
 
 /**
- * Reads the page's files once, at start-up, so a missing file is a
- * start-up error rather than a broken page on the first visit.
- * @throws Error naming the folder and the file when one is missing.
+ * Reads the page's files once, at start-up: every .html, .js and .css file
+ * of the folder (a new module of the page needs no change here; the
+ * folder's tsconfig.json is not served). Reading at start-up makes a missing
+ * folder or page a start-up error rather than a broken page on the first visit.
+ * @throws Error naming the folder when it cannot be read or has no index.html.
  */
 export function loadDashboardAssets(directory = defaultAssetsDirectory()): DashboardAssets {
   const assets = new Map<string, DashboardAsset>();
-  for (const [name, contentType] of Object.entries(CONTENT_TYPES)) {
-    let body: Buffer;
-    try {
-      body = readFileSync(join(directory, name));
-    } catch (error) {
-      throw new Error(`dashboard asset ${name} is missing from ${directory}: the page is served from src/dashboard/assets`, { cause: error });
+  try {
+    for (const name of readdirSync(directory).sort()) {
+      const contentType = CONTENT_TYPES[extname(name)];
+      if (contentType === undefined) continue;
+      const body = readFileSync(join(directory, name));
+      assets.set(name, { contentType, body, etag: `"${createHash("sha256").update(body).digest("base64url").slice(0, 22)}"` });
     }
-    assets.set(name, { contentType, body, etag: `"${createHash("sha256").update(body).digest("base64url").slice(0, 22)}"` });
+  } catch (error) {
+    throw new Error(`dashboard assets cannot be read from ${directory}: the page is served from src/dashboard/assets`, { cause: error });
   }
+  if (!assets.has(PAGE)) throw new Error(`dashboard asset ${PAGE} is missing from ${directory}: the page is served from src/dashboard/assets`);
   return assets;
 }

@@ -2,22 +2,23 @@ import type { Clock } from "../domain/clock.js";
 import type { Logger } from "../domain/logger.js";
 import type { ScoringOptions } from "../domain/scoring.js";
 import type { WorkerEvent } from "../domain/worker-events.js";
-import type { WorkerRegistry } from "../domain/worker-registry.js";
+import type { RegistryStats, WorkerRegistry } from "../domain/worker-registry.js";
 import {
   toDashboardEvent,
-  toDashboardStats,
   toDashboardWorker,
   type DashboardEvent,
+  type DashboardStats,
   type DashboardThresholds,
   type DashboardWorker,
   type EventsMessage,
   type SnapshotMessage,
   type TickMessage,
+  type TopPerformers,
 } from "./dashboard-messages.js";
 import type { SseStream } from "./sse-stream.js";
 
 /** What the feed reads from the registry, and nothing more. */
-export type DashboardSource = Pick<WorkerRegistry, "watch" | "discoverWorkers" | "getRegistryStats" | "forEachLastHeartbeat">;
+export type DashboardSource = Pick<WorkerRegistry, "watch" | "discoverWorkers" | "getRegistryStats" | "getWorkersForLoadBalancing" | "forEachLastHeartbeat">;
 
 /** Options of {@link DashboardFeed}. Every field is optional. */
 export interface DashboardFeedOptions {
@@ -33,6 +34,8 @@ export interface DashboardFeedOptions {
    * faster (each page walks the fleet). Default 1000.
    */
   snapshotPageSize?: number;
+  /** How many of the best workers every message names, best first (see {@link TopPerformers}); 1 to the registry's `limits.maxPageSize`. Default 5. */
+  topPerformers?: number;
 }
 
 interface CompiledFeedOptions {
@@ -40,6 +43,7 @@ interface CompiledFeedOptions {
   readonly tickMs: number;
   readonly maxBufferedBytes: number;
   readonly snapshotPageSize: number;
+  readonly topPerformers: number;
 }
 
 const ALL_WORKERS = { capabilities: [], healthStatuses: [], minAvailableCapacity: 0 } as const;
@@ -51,6 +55,11 @@ const ALL_WORKERS = { capabilities: [], healthStatuses: [], minAvailableCapacity
  * A page gets a snapshot when it connects (every worker with its priority,
  * the stats, the revision), then the watch events in batches, each event
  * converted once and each batch serialised once for all pages.
+ *
+ * Every message names the top performers, read from
+ * GetWorkersForLoadBalancing as it is sent (O(count), from the front of the
+ * registry's rank index): the ranking rule stays in the domain, and the page
+ * shows the list without knowing it.
  *
  * Heartbeats are not watch events. Once per tick the feed walks the fleet's
  * heartbeat times in memory (O(workers), no views, no disk) and sends only
@@ -78,6 +87,7 @@ export class DashboardFeed {
   private readonly heartbeats = new Map<string, number>();
   private closed = false;
 
+  /** @throws RangeError when `options.topPerformers` is not an integer of at least 1. */
   constructor(
     private readonly source: DashboardSource,
     private readonly scoring: ScoringOptions,
@@ -91,7 +101,12 @@ export class DashboardFeed {
       tickMs: options.tickMs ?? 1000,
       maxBufferedBytes: options.maxBufferedBytes ?? 8 * 1024 * 1024,
       snapshotPageSize: options.snapshotPageSize ?? 1000,
+      topPerformers: options.topPerformers ?? 5,
     };
+    // 0 would read as "the registry's default limit" (100) on every message.
+    if (!Number.isInteger(this.options.topPerformers) || this.options.topPerformers < 1) {
+      throw new RangeError(`topPerformers must be an integer of at least 1, got ${this.options.topPerformers}`);
+    }
   }
 
   /** Bytes a stream may buffer before it is resynchronised (for {@link SseStream}). */
@@ -191,19 +206,21 @@ export class DashboardFeed {
     clearTimeout(this.batchTimer);
     this.batchTimer = undefined;
     if (this.pending.length === 0) return;
-    const message: EventsMessage = { events: this.pending, stats: toDashboardStats(this.source.getRegistryStats()) };
+    const message: EventsMessage = { events: this.pending, stats: this.stats(), topPerformers: this.topPerformers() };
     this.pending = [];
     this.broadcast("events", JSON.stringify(message));
   }
 
   private tick(): void {
+    // Pending events first, so the tick's top performers are all workers the pages know.
+    this.flush();
     const heartbeats: [string, number][] = [];
     this.source.forEachLastHeartbeat((id, atMs) => {
       if (this.heartbeats.get(id) === atMs) return;
       this.heartbeats.set(id, atMs);
       heartbeats.push([id, atMs]);
     });
-    const message: TickMessage = { serverTimeMs: this.clock.now(), heartbeats, stats: toDashboardStats(this.source.getRegistryStats()) };
+    const message: TickMessage = { serverTimeMs: this.clock.now(), heartbeats, stats: this.stats(), topPerformers: this.topPerformers() };
     this.broadcast("tick", JSON.stringify(message));
   }
 
@@ -221,14 +238,44 @@ export class DashboardFeed {
       for (const view of page.workers) workers.push(toDashboardWorker(view, this.scoring));
       token = page.nextPageToken;
     } while (token !== "");
-    const stats = toDashboardStats(this.source.getRegistryStats());
+    const stats = this.stats();
     const message: SnapshotMessage = {
       revision: stats.revision,
       serverTimeMs: this.clock.now(),
       thresholds: this.thresholds,
       stats,
       workers,
+      topPerformers: this.topPerformers(),
     };
     stream.send("snapshot", JSON.stringify(message));
   }
+
+  private stats(): DashboardStats {
+    return toDashboardStats(this.source.getRegistryStats());
+  }
+
+  /** The registry's own order, read from the front of its rank index: the feed does not rank. */
+  private topPerformers(): TopPerformers {
+    return this.source.getWorkersForLoadBalancing(ALL_WORKERS, this.options.topPerformers).map((ranked) => ranked.worker.id);
+  }
+}
+
+/** The registry's stats as the dashboard shows them. */
+export function toDashboardStats(stats: RegistryStats): DashboardStats {
+  const completions = stats.tasksCompleted + stats.tasksFailed;
+  return {
+    totalWorkers: stats.totalWorkers,
+    healthyWorkers: stats.healthyWorkers,
+    degradedWorkers: stats.degradedWorkers,
+    unhealthyWorkers: stats.unhealthyWorkers,
+    totalCapacity: stats.totalCapacity,
+    usedCapacity: stats.usedCapacity,
+    tasksCompleted: stats.tasksCompleted,
+    tasksFailed: stats.tasksFailed,
+    successRate: completions === 0 ? null : stats.successRate,
+    activeReservations: stats.activeReservations,
+    revision: stats.revision,
+    evictionPaused: stats.eviction.paused,
+    evictionPauseReason: stats.eviction.reason,
+  };
 }

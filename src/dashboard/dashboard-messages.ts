@@ -2,7 +2,7 @@ import type { HealthStatus } from "../domain/health.js";
 import type { WorkerEventType } from "../domain/worker-events.js";
 import { scoreWorker, type ScoringOptions } from "../domain/scoring.js";
 import type { WorkerEvent } from "../domain/worker-events.js";
-import type { RegistryStats, WorkerView } from "../domain/worker-registry.js";
+import type { WorkerView } from "../domain/worker-view.js";
 
 /**
  * What the dashboard's event stream carries. Each server-sent event is one
@@ -16,6 +16,14 @@ import type { RegistryStats, WorkerView } from "../domain/worker-registry.js";
  *   page applies every one of them in order.
  * - `tick` ({@link TickMessage}): once a period, the heartbeat times that
  *   changed since the previous tick, the server's clock and the stats.
+ *
+ * These types are the contract with the page as well: its modules
+ * (src/dashboard/assets) import them in their JSDoc and are type-checked
+ * against them. So this file, and what it imports, hold only types and pure
+ * code: the page's check has the DOM's types, not Node.js's.
+ *
+ * Every message carries `topPerformers`: the page orders nothing by the
+ * registry's ranking itself, it shows the list it is given.
  */
 export type DashboardMessageName = "snapshot" | "events" | "tick";
 
@@ -33,13 +41,13 @@ export interface DashboardWorker {
   readonly successRate: number | null;
   /** Null before the first completion. */
   readonly averageTaskDurationMs: number | null;
-  /** The priority GetWorkersForLoadBalancing ranks by, with the registry's weights. */
+  /** The priority GetWorkersForLoadBalancing ranks by, with the registry's weights: computed here, never by the page. */
   readonly priority: number;
   /** Wall-clock ms. */
   readonly lastHeartbeatAtMs: number;
 }
 
-/** The fleet's figures, from {@link RegistryStats}. */
+/** The fleet's figures, from the registry's stats. */
 export interface DashboardStats {
   readonly totalWorkers: number;
   readonly healthyWorkers: number;
@@ -64,6 +72,15 @@ export interface DashboardThresholds {
   readonly heartbeatIntervalMs: number;
 }
 
+/**
+ * The ids of the best workers for a task, best first, as
+ * GetWorkersForLoadBalancing returns them when the message is sent: the
+ * registry's own ranking, which the page shows as given and never
+ * recomputes. At most the feed's `topPerformers` option; every id is of a
+ * worker the page has received, in this message or before it.
+ */
+export type TopPerformers = readonly string[];
+
 export interface SnapshotMessage {
   /** The registry's revision when the snapshot was taken. Every event sent after a snapshot was published after it was taken. */
   readonly revision: number;
@@ -73,6 +90,7 @@ export interface SnapshotMessage {
   readonly stats: DashboardStats;
   /** Every worker, ordered by id. */
   readonly workers: readonly DashboardWorker[];
+  readonly topPerformers: TopPerformers;
 }
 
 export interface DashboardEvent {
@@ -89,6 +107,7 @@ export interface EventsMessage {
   readonly events: readonly DashboardEvent[];
   /** The stats as the batch is sent. */
   readonly stats: DashboardStats;
+  readonly topPerformers: TopPerformers;
 }
 
 export interface TickMessage {
@@ -96,6 +115,12 @@ export interface TickMessage {
   /** [worker id, last heartbeat wall-clock ms] of the workers that heartbeated since the previous tick. */
   readonly heartbeats: readonly (readonly [string, number])[];
   readonly stats: DashboardStats;
+  /**
+   * Also on ticks, so that the list follows the registry's ranking within a
+   * tick even when a change of rank reaches the feed before its watch event
+   * (or with none).
+   */
+  readonly topPerformers: TopPerformers;
 }
 
 /**
@@ -137,23 +162,4 @@ export function toDashboardWorker(view: WorkerView, scoring: ScoringOptions): Da
 export function toDashboardEvent(event: WorkerEvent, scoring: ScoringOptions): DashboardEvent {
   const base = { revision: event.revision, type: event.type, occurredAtMs: event.occurredAtMs, worker: toDashboardWorker(event.worker, scoring) };
   return event.previousHealth === undefined ? base : { ...base, previousHealth: event.previousHealth };
-}
-
-export function toDashboardStats(stats: RegistryStats): DashboardStats {
-  const completions = stats.tasksCompleted + stats.tasksFailed;
-  return {
-    totalWorkers: stats.totalWorkers,
-    healthyWorkers: stats.healthyWorkers,
-    degradedWorkers: stats.degradedWorkers,
-    unhealthyWorkers: stats.unhealthyWorkers,
-    totalCapacity: stats.totalCapacity,
-    usedCapacity: stats.usedCapacity,
-    tasksCompleted: stats.tasksCompleted,
-    tasksFailed: stats.tasksFailed,
-    successRate: completions === 0 ? null : stats.successRate,
-    activeReservations: stats.activeReservations,
-    revision: stats.revision,
-    evictionPaused: stats.eviction.paused,
-    evictionPauseReason: stats.eviction.reason,
-  };
 }

@@ -53,8 +53,10 @@ const PAGE_HEADERS: Readonly<Record<string, string>> = {
  * The operator dashboard, read-only, for the metrics port:
  * - `GET /dashboard` redirects to `/dashboard/` (so the page's relative
  *   links also work behind a reverse proxy's path prefix);
- * - `GET /dashboard/` is the page; `/dashboard/dashboard.js` and
- *   `/dashboard/dashboard.css` its script and style, served from memory;
+ * - `GET /dashboard/` is the page; `/dashboard/dashboard.css` its style and
+ *   `/dashboard/dashboard.js` its entry module, which imports the others
+ *   (`/dashboard/state.js`, …): every file of src/dashboard/assets, served
+ *   from memory with the same headers;
  * - `GET /dashboard/events` is the live feed as server-sent events (see
  *   {@link DashboardFeed} and dashboard-messages.ts).
  *

@@ -2,7 +2,7 @@ import type { ChangeFeed } from "./change-feed.js";
 import type { Clock } from "./clock.js";
 import { LeaseLostError } from "./errors.js";
 import type { EvictionGuard } from "./eviction-guard.js";
-import { FailureLog } from "./failure-log.js";
+import { RepeatedFailureLog } from "./repeated-failure-log.js";
 import type { Fleet, LiveWorker } from "./fleet.js";
 import type { HealthSchedule } from "./health-schedule.js";
 import type { Leadership } from "./leadership.js";
@@ -255,15 +255,15 @@ export class BackgroundLoop {
   }
 
   private every(name: string, intervalMs: number, task: () => unknown): void {
-    const failures = new FailureLog(`background ${name} failed; will retry`);
+    const failures = new RepeatedFailureLog(this.deps.log, this.deps.clock, { failed: `background ${name} failed; will retry`, recovered: `background ${name} works again` });
     const timer = setInterval(() => {
       Promise.resolve()
         .then(task)
         .then(
-          () => failures.succeeded(this.deps.log, this.deps.clock),
+          () => failures.succeeded(),
           (error: unknown) => {
             // A lost lease is not a failure: leadership has moved on and this process says so once.
-            if (!(error instanceof LeaseLostError)) failures.failed(this.deps.log, this.deps.clock, error);
+            if (!(error instanceof LeaseLostError)) failures.failed({}, error);
           },
         );
     }, intervalMs);

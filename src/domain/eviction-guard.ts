@@ -157,7 +157,8 @@ export class EvictionGuard {
     let resumesAtMs: number | undefined;
     if (pause !== undefined) {
       const endMono = pause.holdUntilMono ?? pause.sinceMono + this.options.maxPauseMs;
-      resumesAtMs = this.clock.now() + Math.max(0, endMono - this.clock.monotonic());
+      // A wall-clock time in whole milliseconds, as every other: the monotonic clock has fractions.
+      resumesAtMs = Math.round(this.clock.now() + Math.max(0, endMono - this.clock.monotonic()));
     }
     return {
       paused: pause !== undefined,

@@ -3,7 +3,7 @@ import type { Clock } from "./clock.js";
 import type { EvictionGuard } from "./eviction-guard.js";
 import type { Fleet, LiveWorker } from "./fleet.js";
 import type { HealthSchedule } from "./health-schedule.js";
-import { FailureLog } from "./failure-log.js";
+import { RepeatedFailureLog } from "./repeated-failure-log.js";
 import type { Logger } from "./logger.js";
 import type { HealthChange, RegistryStore } from "./registry-store.js";
 
@@ -33,10 +33,7 @@ export class Liveness {
   private announcing = false;
   /** The latest stored heartbeat this process has read from the store. */
   private syncedUntilMs = 0;
-  private readonly failures = {
-    flush: new FailureLog("heartbeat flush failed; will retry"),
-    announce: new FailureLog("could not write health changes; will retry"),
-  };
+  private readonly failures: { readonly flush: RepeatedFailureLog; readonly announce: RepeatedFailureLog };
   /** Heartbeats accepted, for metrics. */
   heartbeats = 0;
 
@@ -50,7 +47,12 @@ export class Liveness {
       readonly clock: Clock;
       readonly log: Logger;
     },
-  ) {}
+  ) {
+    this.failures = {
+      flush: new RepeatedFailureLog(deps.log, deps.clock, { failed: "heartbeat flush failed; will retry", recovered: "heartbeat flush recovered" }),
+      announce: new RepeatedFailureLog(deps.log, deps.clock, { failed: "could not write health changes; will retry", recovered: "health changes written again" }),
+    };
+  }
 
   /** A heartbeat from the worker: O(1), no disk access. */
   heartbeat(worker: LiveWorker): void {
@@ -102,11 +104,11 @@ export class Liveness {
           await this.deps.store.writeHeartbeats(new Map(batch.slice(start, start + HEARTBEAT_CHUNK)), this.deps.clock.now());
         } catch (error) {
           for (const [id, at] of batch.slice(start)) if (!this.pending.has(id)) this.pending.set(id, at);
-          this.failures.flush.failed(this.deps.log, this.deps.clock, error, { pending: this.pending.size });
+          this.failures.flush.failed({ pending: this.pending.size }, error);
           return;
         }
       }
-      this.failures.flush.succeeded(this.deps.log, this.deps.clock);
+      this.failures.flush.succeeded();
     })().finally(() => {
       this.flushing = undefined;
     });
@@ -167,7 +169,7 @@ export class Liveness {
     try {
       const { events } = await this.deps.store.changeHealth(changes, this.deps.clock.now());
       await this.deps.feed.offer(events);
-      this.failures.announce.succeeded(this.deps.log, this.deps.clock);
+      this.failures.announce.succeeded();
       const written = new Set(events.map((e) => `${e.worker.id}:${e.worker.health}`));
       for (const change of changes) {
         const worker = this.deps.fleet.get(change.workerId);
@@ -176,7 +178,7 @@ export class Liveness {
       }
     } catch (error) {
       this.announcements = [...changes, ...this.announcements];
-      this.failures.announce.failed(this.deps.log, this.deps.clock, error, { pending: this.announcements.length });
+      this.failures.announce.failed({ pending: this.announcements.length }, error);
     }
   }
 }

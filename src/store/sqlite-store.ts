@@ -14,13 +14,17 @@ import type {
 } from "../domain/registry-store.js";
 import { decodeEventPayload, type CommittedEvent } from "../domain/worker-events.js";
 import type { ReservationRecord, WorkerRecord } from "../domain/worker-record.js";
+import type { DatabaseLock } from "./database-lock.js";
 import { migrate } from "./migrations.js";
 import { prepareOperations, type Operations } from "./sqlite-operations.js";
-import { prepareStatements, type Statements } from "./sqlite-statements.js";
+import { prepareStatements, storeSql, type Statements } from "./sqlite-statements.js";
 import { startWalCheckpointer, type WalCheckpointer } from "./wal-checkpointer.js";
 
 /** The serving connection's own automatic checkpoint threshold, when a background thread does the work. */
 const SAFETY_NET_CHECKPOINT_PAGES = 10_000;
+
+/** How often at most a read-only connection is opened again to see whether the file can be written now. */
+const REOPEN_INTERVAL_MS = 1000;
 
 /** Options of {@link openSqliteStore}. */
 export interface SqliteStoreOptions {
@@ -46,6 +50,12 @@ export interface SqliteStoreOptions {
    * on the serving thread never stop to do it. Default true (for a file).
    */
   readonly backgroundCheckpoints?: boolean;
+  /**
+   * The database's lock (see {@link DatabaseLock}), which the caller holds and
+   * releases. A connection that had to be opened read-only is replaced by a
+   * writable one only once this lock is held. Default none: no lock is checked.
+   */
+  readonly lock?: Pick<DatabaseLock, "held" | "retake">;
 }
 
 /** Error codes (primary, or extended via the suffix) that describe the storage, not the data or the SQL. */
@@ -60,6 +70,12 @@ const storageFaultCode = /^SQLITE_(READONLY|FULL|BUSY|LOCKED|IOERR|CANTOPEN)(_|$
  * back, other SQLite errors (e.g. SQLITE_CORRUPT, constraint violations
  * from invalid records) reject as they are. After close(), every method
  * rejects with Error("store is closed").
+ *
+ * SQLite opens a file it cannot write (a read-only file system) read-only,
+ * and such a connection stays read-only. When a write fails on one, the store
+ * opens the file again (at most once a second) and, if the new connection can
+ * write, serves from it and retries the write: a file system made writable
+ * again needs no restart.
  */
 export class SqliteStore implements RegistryStore {
   readonly kind = "sqlite";
@@ -67,10 +83,22 @@ export class SqliteStore implements RegistryStore {
   private closed = false;
   private pendingWrites: PendingWrite[] = [];
   private checkpointer: WalCheckpointer | undefined;
-  private readonly statements: Statements;
-  private readonly operations: Operations;
+  /** The file a background thread checkpoints, once the connection can write (see {@link checkpointInBackground}). */
+  private checkpointFile: string | undefined;
+  private statements!: Statements;
+  private operations!: Operations;
   /** Each write's own transaction becomes a savepoint inside this one (better-sqlite3 nests them so). */
-  private readonly group: Database.Transaction<(writes: readonly PendingWrite[]) => Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>>;
+  private group!: Database.Transaction<(writes: readonly PendingWrite[]) => Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>>;
+  private readonly synchronous: "normal" | "full";
+  private readonly busyTimeoutMs: number;
+  private readonly lock: SqliteStoreOptions["lock"];
+  /**
+   * SQLite opened the file read-only although read-write was asked for (the
+   * file system is read-only), or the connection is kept from writing until
+   * the database's lock is held. `db.readonly` tells only what was asked for.
+   */
+  private readOnlyFallback: boolean;
+  private nextReopenAtMs = 0;
 
   /**
    * Adopts an open connection: configures it (WAL, synchronous, foreign keys,
@@ -82,7 +110,7 @@ export class SqliteStore implements RegistryStore {
    *   this build or WAL cannot be enabled; SQLite errors as they are.
    */
   constructor(
-    private readonly db: Database.Database,
+    private db: Database.Database,
     options: Omit<SqliteStoreOptions, "path"> = {},
     private readonly clock: { now(): number } = Date,
   ) {
@@ -93,14 +121,26 @@ export class SqliteStore implements RegistryStore {
     if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0 || busyTimeoutMs > 2 ** 31 - 1) {
       throw new ConfigError(`busyTimeoutMs must be an integer in 0..${2 ** 31 - 1}, not ${busyTimeoutMs}`);
     }
+    this.synchronous = synchronous;
+    this.busyTimeoutMs = busyTimeoutMs;
+    this.lock = options.lock;
+    this.adopt(db);
+    const writable = canWrite(db);
+    // A lock that could not be taken (its file is read-only) keeps a connection that could write from doing so.
+    if (writable && this.lock !== undefined && !this.lock.held) db.pragma("query_only = ON");
+    this.readOnlyFallback = !db.readonly && !db.memory && (!writable || (this.lock !== undefined && !this.lock.held));
+  }
+
+  /** Configures a connection (WAL, synchronous, foreign keys, busy timeout), migrates it and prepares every statement on it. */
+  private adopt(db: Database.Database): void {
     // Before the journal switch, which itself needs a lock another process may hold.
-    db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+    db.pragma(`busy_timeout = ${this.busyTimeoutMs}`);
     const journalMode = db.pragma("journal_mode = WAL", { simple: true });
     // The durability promised for synchronous=NORMAL holds only in WAL mode.
     if (journalMode !== "wal" && !db.memory) {
       throw new Error(`could not enable WAL: journal_mode is ${String(journalMode)}`);
     }
-    db.pragma(`synchronous = ${synchronous.toUpperCase()}`);
+    db.pragma(`synchronous = ${this.synchronous.toUpperCase()}`);
     db.pragma("foreign_keys = ON");
     migrate(db);
 
@@ -118,6 +158,7 @@ export class SqliteStore implements RegistryStore {
         }
       }),
     );
+    this.db = db;
   }
 
   /** See {@link RegistryStore.load}. */
@@ -239,7 +280,9 @@ export class SqliteStore implements RegistryStore {
    */
   checkpointInBackground(file: string): void {
     this.db.pragma(`wal_autocheckpoint = ${SAFETY_NET_CHECKPOINT_PAGES}`);
-    this.checkpointer = startWalCheckpointer(file, 1000);
+    this.checkpointFile = file;
+    // On a file it cannot write, the thread would only hold SQLite's shared-memory index read-only (see reopen()).
+    if (!this.readOnlyFallback) this.checkpointer ??= startWalCheckpointer(file, 1000);
   }
 
   async close(): Promise<void> {
@@ -258,6 +301,38 @@ export class SqliteStore implements RegistryStore {
 
   private assertOpen(): void {
     if (this.closed) throw new Error("store is closed");
+  }
+
+  /**
+   * Opens the file again when SQLite had to open it read-only and a write was
+   * refused for it, at most once per {@link REOPEN_INTERVAL_MS}: a file system
+   * made writable again needs no restart. The old connection closes first:
+   * SQLite shares a file's shared-memory index among the connections of a
+   * process, and while one that found it read-only is open, every new one is
+   * read-only too. The new connection writes only once the database's lock is
+   * held (taking it if need be: another server may have taken it while nobody
+   * could write). Returns whether the store can write now.
+   */
+  private reopen(): boolean {
+    if (!this.readOnlyFallback) return false;
+    const now = performance.now();
+    if (now < this.nextReopenAtMs) return false;
+    this.nextReopenAtMs = now + REOPEN_INTERVAL_MS;
+    const file = this.db.name;
+    this.db.close();
+    const fresh = new Database(file, { timeout: this.busyTimeoutMs });
+    let writable = canWrite(fresh);
+    try {
+      if (writable && this.lock !== undefined) writable = this.lock.retake();
+    } catch {
+      writable = false;
+    }
+    // Kept from writing until the lock is held; a write then fails with SQLITE_READONLY and tries again.
+    if (!writable) fresh.pragma("query_only = ON");
+    this.adopt(fresh);
+    this.readOnlyFallback = !writable;
+    if (writable && this.checkpointFile !== undefined) this.checkpointInBackground(this.checkpointFile);
+    return writable;
   }
 
   private async run<T>(operation: string, body: () => T): Promise<T> {
@@ -297,8 +372,14 @@ export class SqliteStore implements RegistryStore {
     try {
       outcomes = this.group.immediate(group);
     } catch (error) {
-      for (const write of group) write.reject(asStoreError(write.operation, error));
-      return;
+      try {
+        // The bodies read this.operations when they run: a retry runs on the new connection.
+        if (isReadOnlyFault(error) && this.reopen()) outcomes = this.group.immediate(group);
+        else throw error;
+      } catch (failure) {
+        for (const write of group) write.reject(asStoreError(write.operation, failure));
+        return;
+      }
     }
     outcomes.forEach((outcome, i) => {
       const write = group[i]!;
@@ -334,6 +415,27 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
   } catch (error) {
     db?.close();
     throw asStoreError(`open the database ${options.path} (${error instanceof Error ? error.message : String(error)})`, error);
+  }
+}
+
+function isReadOnlyFault(error: unknown): boolean {
+  return error instanceof Database.SqliteError && error.code.startsWith("SQLITE_READONLY");
+}
+
+/**
+ * Whether SQLite lets the connection write: a write in a transaction that is
+ * rolled back. Only SQLITE_READONLY says no; a lock held elsewhere says
+ * nothing about the file, so it counts as yes.
+ */
+function canWrite(db: Database.Database): boolean {
+  try {
+    db.exec("BEGIN IMMEDIATE");
+    db.prepare(storeSql.writeMeta).run("writable_probe", 0);
+    return true;
+  } catch (error) {
+    return !isReadOnlyFault(error);
+  } finally {
+    if (db.inTransaction) db.exec("ROLLBACK");
   }
 }
 

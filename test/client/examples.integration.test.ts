@@ -104,19 +104,31 @@ describe("the guide's examples against a real registry", () => {
     );
   });
 
-  it("Worker Node: starts, stays registered, and unregisters when sent SIGTERM", async () => {
+  // Regression test: the guide's executeTask never lowers the task count, so with the server holding it to
+  // 0..max_concurrent_tasks the sixth task was refused (FAILED_PRECONDITION) inside the try, recorded as a failure,
+  // and the worker stayed full for ever.
+  it("Worker Node: runs more tasks than its capacity one after another, each a success, and gives every slot back", async () => {
+    const tasks = 7;
+    const capacity = 5;
     const child = spawn(process.execPath, [example("worker-node")], {
-      env: { ...process.env, REGISTRY_ADDRESS: registry.address },
+      env: { ...process.env, REGISTRY_ADDRESS: registry.address, EXAMPLE_TASKS: String(tasks) },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";
     let stderr = "";
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const outcomes = () => (stdout + stderr).match(/^Task (completed|failed) /gm)?.length ?? 0;
+    let tasksDone: () => void = () => undefined;
+    const allTasksDone = new Promise<void>((resolve) => (tasksDone = resolve));
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+      if (outcomes() === tasks) tasksDone();
+    });
     const started = new Promise<string>((resolve, reject) => {
       child.stdout.on("data", (chunk: Buffer) => {
         stdout += chunk.toString();
         const match = /^Worker (\S+) started$/m.exec(stdout);
         if (match) resolve(match[1]!);
+        if (outcomes() === tasks) tasksDone();
       });
       child.on("exit", () => reject(new Error(`worker-node exited before starting: ${stdout}${stderr}`)));
     });
@@ -128,10 +140,27 @@ describe("the guide's examples against a real registry", () => {
     expect(workerId).toMatch(WORKER_ID);
     const client = new WorkerRegistryClient({ address: registry.address });
     try {
-      expect(await client.getWorker(workerId)).toMatchObject({ nodeId: "coder-node-1", capabilities: ["coder", "tester"], maxConcurrentTasks: 5 });
+      await Promise.race([allTasksDone, exited.then(() => Promise.reject(new Error(`worker-node exited early: ${stdout}${stderr}`)))]);
+      expect(tasks).toBeGreaterThan(capacity);
+      // Every task ran and succeeded, and the worker holds no slot once they are over.
+      expect(await client.getWorker(workerId)).toMatchObject({
+        nodeId: "coder-node-1",
+        capabilities: ["coder", "tester"],
+        maxConcurrentTasks: capacity,
+        currentTasks: 0,
+        availableCapacity: capacity,
+        successRate: 1,
+        metrics: { tasksCompleted: tasks, tasksFailedCount: 0 },
+      });
       child.kill("SIGTERM");
       expect(await exited).toEqual({ code: 0, signal: null });
-      expect(stdout).toBe(`Worker ${workerId} started\nWorker ${workerId} stopped\n`);
+      const lines = stdout.trimEnd().split("\n");
+      expect(lines[0]).toBe(`Worker ${workerId} started`);
+      for (let i = 1; i <= tasks; i++) {
+        expect(lines[2 * i - 1]).toBe(`Executing task: { id: ${i} }`);
+        expect(lines[2 * i]).toMatch(/^Task completed in \d+ms$/);
+      }
+      expect(lines.slice(2 * tasks + 1)).toEqual([`Worker ${workerId} stopped`]);
       expect(stderr).toBe("");
       await expect(client.getWorker(workerId)).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
     } finally {

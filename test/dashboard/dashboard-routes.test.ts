@@ -1,7 +1,9 @@
+import { readdirSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
 import { connect } from "node:net";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { defaultAssetsDirectory } from "../../src/dashboard/dashboard-assets.js";
 import { createDashboardRoutes } from "../../src/dashboard/dashboard-routes.js";
 import { silentLogger } from "../../src/domain/logger.js";
 import { DEFAULT_SCORING } from "../../src/domain/registry-options.js";
@@ -10,6 +12,15 @@ import { createTestRegistry } from "../support/registry-fixture.js";
 import { SseReader } from "./sse-reader.js";
 
 const THRESHOLDS = { healthyThresholdMs: 600_000, degradedThresholdMs: 900_000, heartbeatIntervalMs: 300_000 };
+
+/** The headers every file of the page comes with: a policy that allows the registry's own origin only. */
+function expectPageHeaders(response: Response): void {
+  const policy = response.headers.get("content-security-policy")!;
+  expect(policy).toMatch(/default-src 'none'/);
+  for (const directive of ["script-src 'self'", "style-src 'self'", "connect-src 'self'"]) expect(policy).toContain(directive);
+  expect(response.headers.get("x-content-type-options")).toBe("nosniff");
+  expect(response.headers.get("cache-control")).toBe("no-cache");
+}
 
 /** Starts a metrics server with the dashboard on it, over a registry on a fake clock. */
 async function startDashboard(authorize?: (request: IncomingMessage) => boolean) {
@@ -22,6 +33,16 @@ async function startDashboard(authorize?: (request: IncomingMessage) => boolean)
 
 describe("dashboard routes", () => {
   let open: Awaited<ReturnType<typeof startDashboard>>;
+  /** Fetches a file of the page: 200 with its type and the page's headers, then 304 for its ETag. */
+  const fetchAsset = async (name: string, type: string): Promise<string> => {
+    const asset = await fetch(open.url(`/dashboard/${name}`));
+    expect([name, asset.status, asset.headers.get("content-type")]).toEqual([name, 200, type]);
+    expectPageHeaders(asset);
+    const etag = asset.headers.get("etag")!;
+    const body = await asset.text();
+    expect((await fetch(open.url(`/dashboard/${name}`), { headers: { "if-none-match": etag } })).status).toBe(304);
+    return body;
+  };
   beforeAll(async () => {
     open = await startDashboard();
   });
@@ -30,37 +51,38 @@ describe("dashboard routes", () => {
     await open.registry.close();
   });
 
-  it("serves the page, its script and its style from the registry itself, under a policy that allows no other origin", async () => {
+  it("serves the page, its modules and its style from the registry itself, under a policy that allows no other origin", async () => {
     const redirect = await fetch(open.url("/dashboard"), { redirect: "manual" });
     expect([redirect.status, redirect.headers.get("location")]).toEqual([308, "dashboard/"]);
 
     const page = await fetch(open.url("/dashboard/"));
     expect(page.status).toBe(200);
     expect(page.headers.get("content-type")).toBe("text/html; charset=utf-8");
-    const policy = page.headers.get("content-security-policy")!;
-    expect(policy).toMatch(/default-src 'none'/);
-    for (const directive of ["script-src 'self'", "style-src 'self'", "connect-src 'self'"]) expect(policy).toContain(directive);
-    expect(page.headers.get("x-content-type-options")).toBe("nosniff");
+    expectPageHeaders(page);
     const html = await page.text();
+    expect(html).toContain('<script type="module" src="dashboard.js"></script>');
 
     const referenced = [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]!).filter((ref) => !ref.startsWith("data:"));
     expect(referenced.sort()).toEqual(["dashboard.css", "dashboard.js"]);
-    const bodies = [html];
-    for (const [name, type] of [
-      ["dashboard.js", "text/javascript; charset=utf-8"],
-      ["dashboard.css", "text/css; charset=utf-8"],
-    ] as const) {
-      const asset = await fetch(open.url(`/dashboard/${name}`));
-      expect([asset.status, asset.headers.get("content-type")]).toEqual([200, type]);
-      const etag = asset.headers.get("etag")!;
-      bodies.push(await asset.text());
-      expect((await fetch(open.url(`/dashboard/${name}`), { headers: { "if-none-match": etag } })).status).toBe(304);
+    const css = await fetchAsset("dashboard.css", "text/css; charset=utf-8");
+    // The entry module and every module it imports, followed from import to import as the browser does.
+    const modules = new Map<string, string>();
+    const toLoad = ["dashboard.js"];
+    for (let name = toLoad.pop(); name !== undefined; name = toLoad.pop()) {
+      if (modules.has(name)) continue;
+      const body = await fetchAsset(name, "text/javascript; charset=utf-8");
+      modules.set(name, body);
+      toLoad.push(...[...body.matchAll(/^import\s[^;]*?from\s+"\.\/([^"]+)";/gm)].map((m) => m[1]!));
     }
+    // Every module of the folder is reached, so none is dead, and each one is type-checked (// @ts-check).
+    const onDisk = readdirSync(defaultAssetsDirectory()).filter((name) => name.endsWith(".js"));
+    expect([...modules.keys()].sort()).toEqual(onDisk.sort());
+    for (const [name, body] of modules) expect(body.startsWith("// @ts-check\n"), name).toBe(true);
+    expect((await fetch(open.url("/dashboard/tsconfig.json"))).status).toBe(404);
+
     // No CDN, no web font, no analytics: the page works in a closed network.
-    for (const body of bodies) {
-      expect(body).not.toMatch(/https?:\/\//);
-      expect(body).not.toMatch(/@import|url\(/);
-    }
+    for (const body of [html, css, ...modules.values()]) expect(body).not.toMatch(/https?:\/\//);
+    for (const body of [html, css]) expect(body).not.toMatch(/@import|url\(/);
   });
 
   it("answers 404 to unknown dashboard paths, 405 to writes, and leaves /metrics and other paths alone", async () => {
@@ -88,7 +110,7 @@ describe("dashboard authorization", () => {
   });
 
   it("guards the feed, the only route with fleet data; the page and its files need no token", async () => {
-    for (const path of ["/dashboard/", "/dashboard/dashboard.js", "/dashboard/dashboard.css"]) {
+    for (const path of ["/dashboard/", "/dashboard/dashboard.js", "/dashboard/state.js", "/dashboard/dashboard.css"]) {
       const page = await fetch(guarded.url(path));
       expect([path, page.status]).toEqual([path, 200]);
       expect(await page.text()).not.toContain("route-1");

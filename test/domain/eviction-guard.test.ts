@@ -1,4 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { EvictionGuard } from "../../src/domain/eviction-guard.js";
+import { silentLogger } from "../../src/domain/logger.js";
 import type { WorkerRegistry } from "../../src/domain/worker-registry.js";
 import type { FakeClock } from "../support/fake-clock.js";
 import { createTestRegistry } from "../support/registry-fixture.js";
@@ -131,5 +133,27 @@ describe("safe eviction", () => {
     expect(await registry.cleanup()).toBe(5);
     // Resuming when nothing is paused says so and changes nothing.
     expect(registry.resumeEviction()).toMatchObject({ wasPaused: false, eviction: { paused: false, pausesTotal: 1 } });
+  });
+
+  // Regression: with a fractional monotonic clock (performance.now()), resumes_at had a fraction of a millisecond
+  // and GetRegistryStats failed with INTERNAL "Error serializing response" while eviction was paused.
+  it("reports when a pause ends in whole milliseconds, whatever fractions the monotonic clock has", () => {
+    let mono = 1000.375;
+    const clock = { now: () => 1_767_225_600_000, monotonic: () => mono };
+    const guard = new EvictionGuard(clock, silentLogger, {
+      intakeWindowMs: 1000,
+      collapseRatio: 0.5,
+      collapseMinWorkers: 1,
+      historyWindows: 3,
+      stallThresholdMs: 3000,
+      maxEvictionShare: 1,
+      maxPauseMs: 60_000,
+    });
+    mono += 5000.25;
+    guard.tick(1);
+    mono += 0.125;
+    const { paused, resumesAtMs } = guard.status();
+    expect(paused).toBe(true);
+    expect(Number.isInteger(resumesAtMs)).toBe(true);
   });
 });

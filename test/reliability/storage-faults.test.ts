@@ -305,13 +305,10 @@ describe("a read-only file system", () => {
     heartbeats.stream.end();
   });
 
-  // BUG: SQLite opens the file read-only when the file system refuses O_RDWR, and the store keeps that
-  // connection for the life of the process, so once the file system is writable again every write still
-  // fails with SQLITE_READONLY until the server is restarted. Observed: UNAVAILABLE forever after
-  // `mount -o remount,rw`; expected: writes succeed again by themselves. Fix in src/store/sqlite-store.ts:
-  // when a write fails with SQLITE_READONLY on a connection opened read-only (db.readonly), reopen the
-  // connection (with a backoff) and retry, or refuse to start on a file it cannot write.
-  it.fails("after a crash: writes succeed again once the file system is writable again, without a restart", { timeout: 60_000 }, async (context) => {
+  // Regression test: SQLite opens the file read-only when the file system refuses O_RDWR, and the store kept that
+  // connection for the life of the process, so once the file system was writable again every write still failed
+  // with SQLITE_READONLY (UNAVAILABLE) until the server was restarted.
+  it("after a crash: writes succeed again once the file system is writable again, without a restart", { timeout: 60_000 }, async (context) => {
     const setup = await readOnlyDatabase("SIGKILL");
     if (setup === undefined) return context.skip("cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
     const { server, client } = await serve(setup.dbPath);
