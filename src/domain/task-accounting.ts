@@ -36,8 +36,10 @@ export class TaskAccounting {
     validateIntegerRange("delta", delta, -limit, limit);
     const worker = this.find(workerId);
     const target = worker.currentTasks + delta;
-    // Refuse in memory first: an impossible change should not cost a write. The store checks again.
-    if (target < worker.reservedTasks || target > worker.maxConcurrentTasks) {
+    // Refuse in memory first: an impossible change should not cost a write. Only where this process sees every
+    // change at once: a replica's read model may not have applied another replica's change yet, so there the
+    // store, which checks again in any case, decides.
+    if (!this.deps.store.shared && (target < worker.reservedTasks || target > worker.maxConcurrentTasks)) {
       throw new TaskCountOutOfRangeError(workerId, worker.currentTasks, delta, worker.maxConcurrentTasks, worker.reservedTasks);
     }
     const { events, result } = await this.deps.store.adjustTaskCount(workerId, delta, this.deps.clock.now());
