@@ -139,6 +139,13 @@ describe("several addresses", () => {
     expect(sleeps).toEqual([50, 100, 150]);
   });
 
+  it("tries every address when there are more than the default four attempts", async () => {
+    const five = [await refusedAddress(), await refusedAddress(), await refusedAddress(), await refusedAddress(), await refusedAddress()];
+    const { client, addresses } = recordingClient({ addresses: five, addressOrder: "as-given" });
+    await failure(client.getWorker("worker-1-abc"));
+    expect(addresses).toEqual(five);
+  });
+
   it("fails a write once, and sends the next call to another address", async () => {
     const [a, b] = [await refusedAddress(), await refusedAddress()];
     const { client, addresses, calls } = recordingClient({ addresses: [a, b], addressOrder: "as-given", retry: { maxAttempts: 5 } });

@@ -24,7 +24,11 @@ export interface CallContext {
  * would create a second worker or take a second slot.
  */
 export interface RetryOptions {
-  /** Attempts in all, the first included. Default 4. 1 disables retries. */
+  /**
+   * Attempts in all, the first included. Default 4, or the number of
+   * `addresses` when there are more, so that a retried call tries every
+   * replica. 1 disables retries.
+   */
   maxAttempts?: number;
   /** Ceiling of the first backoff, in milliseconds. Default 100. */
   baseMs?: number;
@@ -122,14 +126,14 @@ export interface CompiledRetryOptions {
 }
 
 /**
- * Fills in and checks the retry policy once.
+ * Fills in and checks the retry policy once, for a client of `addressCount` addresses.
  *
  * @throws RangeError for maxAttempts below 1 or baseMs/maxMs out of order.
  */
-export function compileRetry(retry: RetryOptions | false | undefined): CompiledRetryOptions {
+export function compileRetry(retry: RetryOptions | false | undefined, addressCount = 1): CompiledRetryOptions {
   const options = retry === false ? { maxAttempts: 1 } : (retry ?? {});
   const compiled: CompiledRetryOptions = {
-    maxAttempts: options.maxAttempts ?? 4,
+    maxAttempts: options.maxAttempts ?? Math.max(4, addressCount),
     baseMs: options.baseMs ?? 100,
     maxMs: options.maxMs ?? 2000,
     random: options.random ?? Math.random,

@@ -90,7 +90,6 @@ export class RegistryCalls {
     this.deadlineMs = options.deadlineMs ?? 5000;
     this.callMetadata = options.callMetadata;
     this.token = options.token;
-    this.retry = compileRetry(options.retry);
     if (!(this.deadlineMs > 0)) {
       throw new RangeError(`deadlineMs must be > 0, got ${this.deadlineMs}`);
     }
@@ -99,6 +98,7 @@ export class RegistryCalls {
       throw new RangeError(`addressOrder must be 'shuffled' or 'as-given', got ${JSON.stringify(order)}`);
     }
     this.pool = new AddressPool(compileAddresses(options), order, options.random ?? Math.random);
+    this.retry = compileRetry(options.retry, this.pool.addresses.length);
     this.credentials = options.credentials ?? grpc.credentials.createInsecure();
     this.channelOptions = options.channelOptions ?? {};
   }
