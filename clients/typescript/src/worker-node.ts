@@ -10,7 +10,7 @@ import { RegistryClientError } from "./registry-client-error.js";
 import { durationMsOf, healthName, type WorkerHealth, type WorkerInfo, type WorkerRegistration } from "./worker-info.js";
 import type { WorkerRegistryClientOptions } from "./client-options.js";
 import type { HeartbeatStream } from "./registry-calls.js";
-import { registryCallsOf, WorkerRegistryClient } from "./worker-registry-client.js";
+import { registryCalls, WorkerRegistryClient } from "./worker-registry-client.js";
 
 /** Where a WorkerNode is in its life. It runs once: a stopped node cannot start again. */
 export type WorkerNodeState = "idle" | "starting" | "running" | "stopping" | "stopped";
@@ -413,7 +413,7 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
     let stream: HeartbeatStream;
     let address: string;
     try {
-      ({ stream, address } = await registryCallsOf(this.client).openHeartbeatStream(this.id ?? undefined));
+      ({ stream, address } = await this.client[registryCalls].openHeartbeatStream(this.id ?? undefined));
     } catch (error) {
       this.scheduleReconnect(RegistryClientError.from("heartbeatStream", error));
       return;
@@ -520,7 +520,7 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
     session.ended = true;
     this.clearTimer("heartbeatTimer");
     session.stream.cancel();
-    registryCallsOf(this.client).reportFailure(session.address, error.code);
+    this.client[registryCalls].reportFailure(session.address, error.code);
     this.scheduleReconnect(error);
   }
 

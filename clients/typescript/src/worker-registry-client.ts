@@ -25,6 +25,13 @@ import {
 import { compileWatchOptions, watchWorkerEvents, type WatchWorkersOptions, type WorkerWatchQuery } from "./worker-watch.js";
 
 /**
+ * The key of a client's wire. `WorkerNode` needs it to learn on which
+ * address its stream runs and to report a replica that stopped answering;
+ * `index.ts` does not export it, so it stays inside the package.
+ */
+export const registryCalls: unique symbol = Symbol("registryCalls");
+
+/**
  * A client of `sentinel.registry.v1.WorkerRegistryService` with the method
  * names and result shapes of the usage guide's `WorkerRegistry`, so code
  * written against the guide runs against a remote registry by changing its
@@ -64,7 +71,11 @@ export class WorkerRegistryClient {
       throw new RangeError(`discoverPageSize must be an integer from 1 to 10000, got ${this.discoverPageSize}`);
     }
     this.calls = new RegistryCalls(options);
-    callsOfClient.set(this, this.calls);
+  }
+
+  /** The wire under this client, for `WorkerNode` in this package (see {@link registryCalls}). */
+  get [registryCalls](): RegistryCalls {
+    return this.calls;
   }
 
   /**
@@ -424,21 +435,6 @@ export class WorkerRegistryClient {
     } while (pageToken !== "");
     return { revision, workers };
   }
-}
-
-const callsOfClient = new WeakMap<WorkerRegistryClient, RegistryCalls>();
-
-/**
- * The wire under a client, for `WorkerNode`, which needs to know on which
- * address its stream runs and to report a replica that stopped answering.
- * Internal to the package: `index.ts` does not export it.
- */
-export function registryCallsOf(client: WorkerRegistryClient): RegistryCalls {
-  const calls = callsOfClient.get(client);
-  if (calls === undefined) {
-    throw new TypeError("not a WorkerRegistryClient made by this package");
-  }
-  return calls;
 }
 
 function filterOf(query: WorkerQuery): FilterInit {
