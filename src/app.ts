@@ -80,13 +80,21 @@ export interface SecurityOptions {
   authenticateReflection?: boolean;
 }
 
-/** The default limits. Streams are sized for real fleets: a worker process holds one stream, a host may run hundreds. */
+/**
+ * The default limits. Streams are sized for real fleets: a worker process
+ * holds one stream, a host may run hundreds. One principal may hold a quarter
+ * of the streams (12,500): a load generator, or a host of workers without
+ * tokens, keeps 10,000 streams from one address with room to spare, while a
+ * single token cannot lock out everyone else.
+ */
 export const DEFAULT_TRANSPORT_LIMITS: TransportLimits = {
   maxStreamsPerConnection: 1000,
   maxStreams: 50_000,
+  maxStreamShare: 0.25,
   maxWatchers: 1000,
   registrationsPerSecondPerPeer: 1000,
   maxMessageBytes: 1024 * 1024,
+  firstHeartbeatTimeoutMs: 10_000,
 };
 
 /** A running registry server. */
@@ -101,8 +109,9 @@ export interface RegistryServer {
   readonly metricsPort: number | undefined;
   /**
    * Reads the tokens file again and swaps the role tokens (on SIGHUP), so
-   * tokens rotate without a restart. A file that cannot be read or parsed
-   * leaves the current tokens in place and rejects.
+   * tokens rotate without a restart; streams opened with a role token that is
+   * gone are ended with UNAUTHENTICATED. A file that cannot be read or parsed
+   * leaves the current tokens in place and throws.
    */
   reloadTokens(): void;
   /**
@@ -249,7 +258,9 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
       if (security.tokensFile === undefined) throw new ConfigError("no tokens file is configured; nothing to reload");
       const tokens = loadTokenFile(security.tokensFile);
       authenticator.replaceRoleTokens(tokens);
-      log.info({ roleTokens: tokens.length }, "tokens reloaded");
+      // A removed token must not live on in the streams it opened.
+      const streamsEnded = server.endRevokedStreams();
+      log.info({ roleTokens: tokens.length, streamsEnded }, "tokens reloaded");
     },
     close() {
       closing ??= (async () => {

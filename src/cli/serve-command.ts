@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import type { LevelWithSilent } from "pino";
 import type { RegistryOptions } from "../domain/registry-options.js";
-import { startRegistryServer, type ServeOptions } from "../app.js";
+import { DEFAULT_TRANSPORT_LIMITS, startRegistryServer, type ServeOptions } from "../app.js";
 import { LOG_LEVELS } from "../log.js";
 import { parseDuration } from "./duration.js";
 
@@ -157,11 +157,23 @@ export const SERVE_SETTINGS: readonly Setting[] = [
   { flag: "max-workers", description: "most workers registered at once", defaultText: "100000", apply: (o, v) => (registryLimits(o).maxWorkers = parseCount("max-workers", v)) },
   {
     flag: "max-streams-per-connection",
-    description: "open heartbeat and watch streams on one connection",
+    description: "open streams on one connection (heartbeat, watch, health Watch, reflection)",
     defaultText: "1000",
     apply: (o, v) => (limits(o).maxStreamsPerConnection = parseCount("max-streams-per-connection", v)),
   },
-  { flag: "max-streams", description: "open heartbeat and watch streams in total", defaultText: "50000", apply: (o, v) => (limits(o).maxStreams = parseCount("max-streams", v)) },
+  { flag: "max-streams", description: "open streams in total (heartbeat, watch, health Watch, reflection)", defaultText: "50000", apply: (o, v) => (limits(o).maxStreams = parseCount("max-streams", v)) },
+  {
+    flag: "max-stream-share",
+    description: "most of --max-streams one principal (token, worker, or peer address without a token) may hold, in (0, 1]",
+    defaultText: String(DEFAULT_TRANSPORT_LIMITS.maxStreamShare),
+    apply: (o, v) => (limits(o).maxStreamShare = parseShare("max-stream-share", v)),
+  },
+  {
+    flag: "first-heartbeat-timeout",
+    description: "end a heartbeat stream that sends no first heartbeat within this",
+    defaultText: `${DEFAULT_TRANSPORT_LIMITS.firstHeartbeatTimeoutMs / 1000}s`,
+    apply: (o, v) => (limits(o).firstHeartbeatTimeoutMs = parseDuration(v)),
+  },
   { flag: "max-watchers", description: "open WatchWorkers streams", defaultText: "1000", apply: (o, v) => (limits(o).maxWatchers = parseCount("max-watchers", v)) },
   {
     flag: "max-registrations-per-second",

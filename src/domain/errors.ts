@@ -88,6 +88,19 @@ export class RevisionCompactedError extends RegistryError {
   }
 }
 
+/** A watcher asked to start after the next revision: events that do not exist yet, and might never be numbered so. */
+export class FutureRevisionError extends RegistryError {
+  constructor(
+    readonly requested: number,
+    readonly currentRevision: number,
+  ) {
+    super(
+      `start_revision ${requested} is beyond the current revision ${currentRevision}: ` +
+        `watch from at most ${currentRevision + 1} (the next event), or from 0 for new events only`,
+    );
+  }
+}
+
 /** A watcher could not keep up with the events and its buffer filled. */
 export class WatcherTooSlowError extends RegistryError {
   constructor(
@@ -96,6 +109,13 @@ export class WatcherTooSlowError extends RegistryError {
   ) {
     // The revision sent last is not the one received last: grpc-js drops what the client had not read yet.
     super(`watcher fell ${bufferedEvents} events behind and was dropped; resume from the last revision you received + 1, or list again`);
+  }
+}
+
+/** A heartbeat stream sent no first heartbeat in time: it held a stream slot without naming a worker. */
+export class FirstHeartbeatTimeoutError extends RegistryError {
+  constructor(readonly timeoutMs: number) {
+    super(`no first heartbeat within ${timeoutMs} ms of opening the stream: send a heartbeat naming the worker as soon as the stream opens`);
   }
 }
 

@@ -1,4 +1,4 @@
-import { RevisionCompactedError } from "./errors.js";
+import { FutureRevisionError, RevisionCompactedError } from "./errors.js";
 import type { HealthStatus } from "./health.js";
 import type { EventDraft, RegistryStore, WorkerEventType } from "./registry-store.js";
 import {
@@ -26,6 +26,32 @@ export interface PendingEvent {
 const REPLAY_PAGE = 1000;
 
 /**
+ * One watcher's way through the log: first a replay of retained events,
+ * which the caller reads page by page at its reader's pace, then live
+ * delivery to the watcher's listener. Nothing is queued for the watcher while
+ * it replays: events that happen meanwhile are in the log, and a later page
+ * reads them.
+ */
+export interface EventWatch {
+  /**
+   * Reads the next page of the replay: the events, among the next `pageSize`
+   * in the log, that match the filter, oldest first (possibly none).
+   *
+   * Once the replay has read every event published so far, the watch goes
+   * live instead, synchronously within this call: from then on the listener
+   * is called for each new event, starting right after the last one
+   * replayed, and the promise resolves to `undefined`. Call it again only
+   * after the previous call has settled and its events have been handled.
+   * Called after {@link close}, it resolves to `undefined` and does nothing.
+   * @throws RevisionCompactedError (as a rejection) if pruning removed the
+   *   next events before the replay read them.
+   */
+  nextPage(pageSize: number): Promise<readonly WorkerEvent[] | undefined>;
+  /** Ends the watch: no more pages, no more live events. Idempotent. */
+  close(): void;
+}
+
+/**
  * The registry's side of the revisioned event log: writes events through the
  * store with the changes they describe, publishes them to watchers strictly
  * in revision order, and stitches a watcher's replay from the log to the live
@@ -46,6 +72,7 @@ export class EventLog {
   private publishedRevision: number;
   private lastRevision: number;
   private compactedRevision: number;
+  private openWatches = 0;
 
   constructor(
     private readonly store: RegistryStore,
@@ -61,9 +88,9 @@ export class EventLog {
     return this.lastRevision;
   }
 
-  /** The number of open watchers. */
+  /** The number of open watchers, replaying or live. */
   get watcherCount(): number {
-    return this.hub.size;
+    return this.openWatches;
   }
 
   /** Queues an event that describes no stored change (a health transition). */
@@ -110,44 +137,68 @@ export class EventLog {
   }
 
   /**
-   * Replays the retained events from `startRevision` (0: none, only what
-   * happens from now), then delivers live events, in revision order without
-   * gaps or repeats. Resolves to the function that ends the watch.
-   * @throws RevisionCompactedError if events from `startRevision` have been pruned.
+   * Opens a watch from `startRevision` (0: none, only what happens from now;
+   * a listing's revision + 1 resumes right after that listing), whose replay
+   * the caller reads with {@link EventWatch.nextPage}. Revisions strictly
+   * increase, with no gap or repeat between the replay and the live events.
+   * @throws RevisionCompactedError if events from `startRevision` have been
+   *   pruned; FutureRevisionError if it is beyond the current revision + 1.
    */
-  async watch(filter: WatchFilter, startRevision: number, listener: WatchListener): Promise<() => void> {
-    // Subscribe before reading the log: live events that overlap the replay are dropped by revision.
-    const buffered: WorkerEvent[] = [];
-    let live = false;
-    let lastSent = startRevision === 0 ? this.publishedRevision : startRevision - 1;
-    const deliver = (event: WorkerEvent) => {
-      if (event.revision <= lastSent) return;
-      lastSent = event.revision;
-      listener(event);
+  openWatch(filter: WatchFilter, startRevision: number, listener: WatchListener): EventWatch {
+    if (startRevision > 0) this.assertRetained(startRevision);
+    if (startRevision > this.lastRevision + 1) throw new FutureRevisionError(startRevision, this.lastRevision);
+    // The last revision the replay has read (or skipped); live delivery starts after it.
+    let scanned = startRevision === 0 ? this.publishedRevision : startRevision - 1;
+    let closed = false;
+    let unsubscribe: (() => void) | undefined;
+    const close = () => {
+      if (closed) return;
+      closed = true;
+      this.openWatches--;
+      unsubscribe?.();
     };
-    const unsubscribe = this.hub.subscribe(filter, (event) => (live ? deliver(event) : buffered.push(event)));
-    try {
-      if (startRevision > 0) {
-        this.assertRetained(startRevision);
-        for (;;) {
-          const page = await this.store.readEvents(lastSent + 1, REPLAY_PAGE);
-          // Pruning may have run while the replay was reading.
-          if (page.length > 0 && page[0]!.revision > lastSent + 1) this.assertRetained(lastSent + 1);
-          for (const stored of page) {
-            const event = decodeStoredEvent(stored);
-            if (eventMatches(filter, event)) deliver(event);
-            else lastSent = event.revision;
-          }
-          if (page.length < REPLAY_PAGE) break;
-        }
+    const goLive = () => {
+      // Publication is in revision order: the next event that matters is scanned + 1. Events up to `scanned`
+      // that the store had written but not yet published arrive later and are dropped here.
+      unsubscribe = this.hub.subscribe(filter, (event) => {
+        if (event.revision <= scanned) return;
+        scanned = event.revision;
+        listener(event);
+      });
+    };
+    const readPage = async (pageSize: number): Promise<readonly WorkerEvent[]> => {
+      const from = scanned + 1;
+      this.assertRetained(from);
+      const page = await this.store.readEvents(from, pageSize);
+      if (closed) return [];
+      // Pruning deletes a prefix of the log, and every published event was in the store before it was
+      // published: a page that starts late, or none where published events should be, means the events
+      // from `from` were pruned while the replay was reading.
+      const first = page[0]?.revision;
+      if (first === undefined ? from <= this.publishedRevision : first > from) {
+        throw new RevisionCompactedError(from, first ?? Math.max(this.compactedRevision, this.publishedRevision) + 1);
       }
-    } catch (error) {
-      unsubscribe();
-      throw error;
-    }
-    buffered.forEach(deliver);
-    live = true;
-    return unsubscribe;
+      const events: WorkerEvent[] = [];
+      for (const stored of page) {
+        const event = decodeStoredEvent(stored);
+        scanned = event.revision;
+        if (eventMatches(filter, event)) events.push(event);
+      }
+      return events;
+    };
+    this.openWatches++;
+    return {
+      nextPage: (pageSize) => {
+        if (closed) return Promise.resolve(undefined);
+        // Decided synchronously: no event can be published between this check and the subscription.
+        if (scanned >= this.publishedRevision) {
+          goLive();
+          return Promise.resolve(undefined);
+        }
+        return readPage(pageSize);
+      },
+      close,
+    };
   }
 
   /** Deletes events that occurred before `eventsBeforeMs`, and reservations that ended before the second cut-off. */
@@ -173,6 +224,22 @@ export class EventLog {
   private assertRetained(revision: number): void {
     if (revision <= this.compactedRevision) throw new RevisionCompactedError(revision, this.compactedRevision + 1);
   }
+}
+
+/**
+ * Reads a watch's whole replay into `listener`, page after page, as fast as
+ * the log can be read, until it goes live. Resolves to the function that ends
+ * the watch. For in-process watchers that keep up by construction; a watcher
+ * behind a network connection paces its replay with {@link EventWatch.nextPage}.
+ */
+export async function replayAll(watch: EventWatch, listener: WatchListener): Promise<() => void> {
+  try {
+    for (let page = await watch.nextPage(REPLAY_PAGE); page !== undefined; page = await watch.nextPage(REPLAY_PAGE)) page.forEach(listener);
+  } catch (error) {
+    watch.close();
+    throw error;
+  }
+  return watch.close;
 }
 
 function toDraft(event: PendingEvent): EventDraft {

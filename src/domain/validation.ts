@@ -2,9 +2,16 @@ import { InvalidArgumentError } from "./errors.js";
 import type { HealthStatus } from "./health.js";
 import type { RegistryLimits } from "./registry-options.js";
 
-// C0 and C1 control characters and DEL: invisible in logs and dashboards, and a classic injection vector.
-const CONTROL = /\p{Cc}/u;
-const WHITESPACE_OR_CONTROL = /[\s\p{Cc}]/u;
+// Control characters (C0, C1, DEL), format characters (bidi overrides and isolates, zero-width characters, the
+// byte-order mark, soft hyphens) and line and paragraph separators: invisible, or able to make a log line, a
+// terminal or the dashboard show something other than what is stored. A classic injection vector.
+const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
+const INVISIBLE_NAME = "control, format or line-separator characters";
+const WHITESPACE_OR_INVISIBLE = /[\s\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
+const WHITESPACE_OR_INVISIBLE_NAME = "white space, control, format or line-separator characters";
+const INVISIBLE_GLOBAL = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
+/** One entry per health status, at most. */
+const MAX_HEALTH_STATUSES = 3;
 const WORKER_ID = /^worker-\d{1,16}-[a-z0-9]{1,32}$/;
 
 /** A registration as the caller sends it. */
@@ -23,7 +30,8 @@ export interface FilterInput {
 
 /** @throws InvalidArgumentError naming the first field that breaks a rule. */
 export function validateRegistration(input: RegistrationInput, limits: RegistryLimits): void {
-  validateText("node_id", input.nodeId, limits.maxNodeIdLength, CONTROL, "control characters");
+  validateText("node_id", input.nodeId, limits.maxNodeIdLength, INVISIBLE, INVISIBLE_NAME);
+  if (input.nodeId.trim() === "") throw new InvalidArgumentError("node_id", "must not be blank");
   const { capabilities } = input;
   if (capabilities.length === 0) throw new InvalidArgumentError("capabilities", "must name at least one capability");
   if (capabilities.length > limits.maxCapabilities) {
@@ -54,6 +62,16 @@ export function validateFilter(filter: FilterInput, limits: RegistryLimits): voi
     throw new InvalidArgumentError("filter.capabilities", `must have at most ${limits.maxCapabilities} entries, got ${filter.capabilities.length}`);
   }
   validateCapabilities(filter.capabilities, limits, "filter.capabilities", false);
+  // Every watcher matches every event against its filter: a long list would make each event cost that much.
+  if (filter.healthStatuses.length > MAX_HEALTH_STATUSES) {
+    throw new InvalidArgumentError(
+      "filter.health_statuses",
+      `must have at most ${MAX_HEALTH_STATUSES} entries (one per health status), got ${filter.healthStatuses.length}`,
+    );
+  }
+  filter.healthStatuses.forEach((health, index) => {
+    if (filter.healthStatuses.indexOf(health) < index) throw new InvalidArgumentError(`filter.health_statuses[${index}]`, `repeats ${health}`);
+  });
   validateIntegerRange("filter.min_available_capacity", filter.minAvailableCapacity, 0, limits.maxConcurrentTasksLimit);
 }
 
@@ -67,7 +85,7 @@ export function validateIntegerRange(field: string, value: number, min: number, 
 function validateCapabilities(capabilities: readonly string[], limits: RegistryLimits, field = "capabilities", unique = true): void {
   const seen = new Set<string>();
   capabilities.forEach((capability, index) => {
-    validateText(`${field}[${index}]`, capability, limits.maxCapabilityLength, WHITESPACE_OR_CONTROL, "white space or control characters");
+    validateText(`${field}[${index}]`, capability, limits.maxCapabilityLength, WHITESPACE_OR_INVISIBLE, WHITESPACE_OR_INVISIBLE_NAME);
     if (unique && seen.has(capability)) throw new InvalidArgumentError(`${field}[${index}]`, `repeats ${quote(capability)}`);
     seen.add(capability);
   });
@@ -75,13 +93,35 @@ function validateCapabilities(capabilities: readonly string[], limits: RegistryL
 
 function validateText(field: string, value: string, maxLength: number, forbidden: RegExp, forbiddenName: string): void {
   if (value.length === 0) throw new InvalidArgumentError(field, "must not be empty");
-  if (value.length > maxLength) throw new InvalidArgumentError(field, `must be at most ${maxLength} characters, got ${value.length}`);
-  if (forbidden.test(value)) throw new InvalidArgumentError(field, `must not contain ${forbiddenName}, got ${quote(value)}`);
+  // Characters, as the message says: code points, not UTF-16 units. A string has no more code points than units,
+  // so only a string longer in units than the limit needs counting.
+  const length = value.length > maxLength ? characterCount(value) : value.length;
+  if (length > maxLength) throw new InvalidArgumentError(field, `must be at most ${maxLength} characters, got ${length}`);
+  const found = forbidden.exec(value);
+  if (found) throw new InvalidArgumentError(field, `must not contain ${forbiddenName}, got ${codePointName(found[0])} in ${quote(value)}`);
 }
 
-/** JSON quoting shows control characters as escapes, so the message itself stays printable; long values are cut. */
+function characterCount(value: string): number {
+  let count = 0;
+  for (const _ of value) count++;
+  return count;
+}
+
+/** "U+202E". */
+function codePointName(character: string): string {
+  return `U+${character.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}`;
+}
+
+/**
+ * JSON quoting, with format characters and line separators escaped too, so
+ * the message itself stays printable and cannot reorder or hide text where it
+ * is shown; long values are cut.
+ */
 export function quote(value: string): string {
-  return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
+  const cut = value.length > 80 ? `${value.slice(0, 80)}…` : value;
+  // JSON's own form: one \uXXXX per UTF-16 unit (two for a character beyond U+FFFF).
+  const escape = (c: string) => Array.from({ length: c.length }, (_, i) => `\\u${c.charCodeAt(i).toString(16).padStart(4, "0")}`).join("");
+  return JSON.stringify(cut).replace(INVISIBLE_GLOBAL, escape);
 }
 
 const RESERVATION_ID = /^rsv-\d{1,16}-[a-z0-9]{1,32}$/;

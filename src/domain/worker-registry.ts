@@ -14,7 +14,7 @@ import { EvictionGuard, type EvictionStatus } from "./eviction-guard.js";
 import { healthForAge, healthTier, nextTransitionAge, type HealthStatus } from "./health.js";
 import type { Logger } from "./logger.js";
 import type { CompiledRegistryOptions } from "./registry-options.js";
-import { EventLog, type PendingEvent } from "./event-log.js";
+import { EventLog, replayAll, type EventWatch, type PendingEvent } from "./event-log.js";
 import { DuplicateWorkerIdError, type EventDraft, type RegistryStore } from "./registry-store.js";
 import { scoreWorker, type Score } from "./scoring.js";
 import {
@@ -715,15 +715,25 @@ export class WorkerRegistry {
    * order without gaps or repeats. The listener is called synchronously for
    * each event; resolves to the function that ends the watch.
    * @throws RevisionCompactedError if events from `startRevision` have been pruned;
+   *   FutureRevisionError if it is beyond the current revision + 1;
    *   InvalidArgumentError for a bad filter.
    */
   async watch(filter: FilterInput, startRevision: number, listener: WatchListener): Promise<() => void> {
+    return replayAll(this.openWatch(filter, startRevision, listener), listener);
+  }
+
+  /**
+   * Opens a watch whose replay the caller reads page by page, at its
+   * reader's pace ({@link EventWatch.nextPage}), before live events go to
+   * `listener`. See {@link watch} for the order and the errors, thrown here.
+   */
+  openWatch(filter: FilterInput, startRevision: number, listener: WatchListener): EventWatch {
     this.assertOpen();
     validateFilter(filter, this.deps.options.limits);
     if (filter.minAvailableCapacity !== 0) {
       throw new InvalidArgumentError("filter.min_available_capacity", "is not supported by WatchWorkers: it must be 0");
     }
-    return this.events.watch({ capabilities: filter.capabilities, healthStatuses: filter.healthStatuses }, startRevision, listener);
+    return this.events.openWatch({ capabilities: filter.capabilities, healthStatuses: filter.healthStatuses }, startRevision, listener);
   }
 
   /**

@@ -35,9 +35,24 @@ export class Authenticator {
   /** Whether calls must carry a token. */
   readonly enabled: boolean;
 
-  /** Swaps the role tokens (on SIGHUP); calls in flight keep the principal they had. */
+  /**
+   * Swaps the role tokens (on SIGHUP). Calls in flight keep the principal
+   * they had; streams opened with a token that is no longer {@link isCurrent}
+   * are for the transport to end.
+   */
   replaceRoleTokens(tokens: readonly RoleToken[]): void {
     this.roleTokens = tokens.map((t) => ({ role: t.role, sha256: t.sha256, digest: Buffer.from(t.sha256, "hex") }));
+  }
+
+  /**
+   * Whether a principal authenticated earlier would still be, with the role
+   * tokens loaded now: false for a role token that a reload removed or moved
+   * to another role. Worker tokens live and die with their worker, not with
+   * the file, so they stay current here.
+   */
+  isCurrent(principal: Principal): boolean {
+    if (principal.kind !== "role") return true;
+    return this.roleTokens.some((token) => token.sha256 === principal.tokenHash && token.role === principal.role);
   }
 
   /** How many role tokens are loaded. */

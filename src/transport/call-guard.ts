@@ -8,19 +8,41 @@ import type { Principal } from "../security/roles.js";
 
 /** The per-call limits the guard enforces. */
 export interface CallLimits {
-  /** Open heartbeat and watch streams on one connection. */
+  /** Open streams on one connection. */
   readonly maxStreamsPerConnection: number;
-  /** Open heartbeat and watch streams on the whole server. */
+  /** Open streams on the whole server. */
   readonly maxStreams: number;
+  /**
+   * Largest share of `maxStreams` one principal may hold, in (0, 1]: a role
+   * token, a worker's token, or the peer address of calls without a token
+   * (every call, when authentication is off). At least one stream.
+   */
+  readonly maxStreamShare: number;
   /** Open WatchWorkers streams. */
   readonly maxWatchers: number;
   /** Sustained RegisterWorker calls per second from one peer address (a token bucket that holds one second's worth). */
   readonly registrationsPerSecondPerPeer: number;
 }
 
+/**
+ * What a stream slot is for. Every long-lived call counts: the registry's
+ * heartbeat and watch streams, and the streams of the libraries it hosts
+ * (grpc.health.v1 Watch, server reflection), called introspection here.
+ */
+export type StreamKind = "heartbeat" | "watch" | "introspection";
+
+/** The message a stream gets when the token it was opened with is revoked. */
+export const REVOKED_TOKEN_DETAILS = "the token this stream was opened with was removed by a tokens reload; reconnect with a current token";
+
 interface Bucket {
   tokens: number;
   refilledAtMs: number;
+}
+
+/** A stream opened with a role token, which a reload of the tokens file may revoke. */
+interface RevocableStream {
+  readonly principal: Principal;
+  readonly revoke: (details: string) => void;
 }
 
 /**
@@ -30,6 +52,8 @@ interface Bucket {
  */
 export class CallGuard {
   private readonly streamsByConnection = new Map<string, number>();
+  private readonly streamsByHolder = new Map<string, number>();
+  private readonly revocable = new Set<RevocableStream>();
   private streams = 0;
   private watchers = 0;
   private readonly buckets = new Map<string, Bucket>();
@@ -41,7 +65,7 @@ export class CallGuard {
     private readonly limits: CallLimits,
   ) {}
 
-  /** @throws UnauthenticatedError when authentication is on and the call has no valid token. */
+  /** @throws UnauthenticatedError when authentication is on and the call has no valid token, or more than one. */
   principal(metadata: Metadata): Principal {
     return this.authenticator.authenticate(metadata.get("authorization"));
   }
@@ -73,33 +97,94 @@ export class CallGuard {
     if (this.buckets.size > 10_000) for (const [key, b] of this.buckets) if (now - b.refilledAtMs > 1000) this.buckets.delete(key);
   }
 
+  /** The most streams one principal may hold. */
+  get streamsPerPrincipal(): number {
+    return Math.max(1, Math.floor(this.limits.maxStreams * this.limits.maxStreamShare));
+  }
+
   /**
-   * Counts a new stream on its connection.
-   * @returns the function that releases it (call it exactly once).
-   * @throws LimitExceededError when the connection, the server or (for a watch) the watcher limit is reached.
+   * Counts a new stream on its connection (the grpc-js peer string), against
+   * the server and against its holder: `principal`, or the peer's address
+   * when the call carries no credential (undefined) or authentication is off.
+   * A stream opened with a role token is ended with `revoke` if a reload of
+   * the tokens file removes that token ({@link endRevokedStreams}).
+   * @returns the function that releases it (idempotent).
+   * @throws LimitExceededError naming the limit reached: the connection's, the
+   *   server's, the holder's share, or (for a watch) the watchers'.
    */
-  openStream(connection: string, kind: "heartbeat" | "watch"): () => void {
-    const onConnection = this.streamsByConnection.get(connection) ?? 0;
-    const { maxStreamsPerConnection, maxStreams, maxWatchers } = this.limits;
+  openStream(peer: string, principal: Principal | undefined, kind: StreamKind, revoke: (details: string) => void): () => void {
+    const { maxStreamsPerConnection, maxStreams, maxStreamShare, maxWatchers } = this.limits;
+    const onConnection = this.streamsByConnection.get(peer) ?? 0;
     if (onConnection >= maxStreamsPerConnection) {
-      throw new LimitExceededError(`this connection already has ${onConnection} open streams, the limit per connection; open another connection`);
+      throw new LimitExceededError(
+        `this connection already has ${onConnection} open streams, its limit (--max-streams-per-connection); open another connection`,
+      );
     }
-    if (this.streams >= maxStreams) throw new LimitExceededError(`the server has ${this.streams} open streams, its limit; retry later`);
-    if (kind === "watch" && this.watchers >= maxWatchers) throw new LimitExceededError(`the server has ${this.watchers} watchers, its limit; retry later`);
-    this.streamsByConnection.set(connection, onConnection + 1);
+    if (this.streams >= maxStreams) throw new LimitExceededError(`the server has ${this.streams} open streams, its limit (--max-streams); retry later`);
+    const holder = holderOf(principal, peer);
+    const held = this.streamsByHolder.get(holder.key) ?? 0;
+    if (held >= this.streamsPerPrincipal) {
+      throw new LimitExceededError(
+        `${holder.description} already holds ${held} open streams, its share of the server's limit ` +
+          `(--max-stream-share ${maxStreamShare} of --max-streams ${maxStreams}); close some first`,
+      );
+    }
+    if (kind === "watch" && this.watchers >= maxWatchers) {
+      throw new LimitExceededError(`the server has ${this.watchers} watchers, its limit (--max-watchers); retry later`);
+    }
+    this.streamsByConnection.set(peer, onConnection + 1);
+    this.streamsByHolder.set(holder.key, held + 1);
     this.streams++;
     if (kind === "watch") this.watchers++;
+    const revocable = principal?.kind === "role" ? { principal, revoke } : undefined;
+    if (revocable) this.revocable.add(revocable);
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      const left = (this.streamsByConnection.get(connection) ?? 1) - 1;
-      if (left === 0) this.streamsByConnection.delete(connection);
-      else this.streamsByConnection.set(connection, left);
+      decrement(this.streamsByConnection, peer);
+      decrement(this.streamsByHolder, holder.key);
       this.streams--;
       if (kind === "watch") this.watchers--;
+      if (revocable) this.revocable.delete(revocable);
     };
   }
+
+  /**
+   * Ends, with their `revoke` function, the open streams whose role token is
+   * no longer current (after a reload of the tokens file).
+   * @returns how many were ended.
+   */
+  endRevokedStreams(): number {
+    let ended = 0;
+    for (const stream of [...this.revocable]) {
+      if (this.authenticator.isCurrent(stream.principal)) continue;
+      this.revocable.delete(stream);
+      stream.revoke(REVOKED_TOKEN_DETAILS);
+      ended++;
+    }
+    return ended;
+  }
+}
+
+/** Who holds a stream, for the per-principal share, and how to name them to the caller (never the token itself). */
+function holderOf(principal: Principal | undefined, peer: string): { readonly key: string; readonly description: string } {
+  switch (principal?.kind) {
+    case "role":
+      return { key: `role ${principal.tokenHash}`, description: `this ${principal.role} token` };
+    case "worker":
+      return { key: `worker ${principal.workerId}`, description: `worker ${principal.workerId}'s token` };
+    default: {
+      const address = peerAddress(peer);
+      return { key: `address ${address}`, description: `the address ${address}` };
+    }
+  }
+}
+
+function decrement(counts: Map<string, number>, key: string): void {
+  const left = (counts.get(key) ?? 1) - 1;
+  if (left === 0) counts.delete(key);
+  else counts.set(key, left);
 }
 
 /**

@@ -24,6 +24,7 @@ import { grpcServiceDefinition } from "../../clients/typescript/src/grpc-definit
 import { CallGuard, type CallLimits } from "./call-guard.js";
 import { HeartbeatStreams } from "./heartbeat-streams.js";
 import { addReflection } from "./reflection.js";
+import { keepRepeatedAuthorization } from "./repeated-authorization.js";
 import { registryServiceHandlers } from "./registry-service.js";
 import { statusForError } from "./status.js";
 import { WatchStreams } from "./watch-streams.js";
@@ -69,6 +70,8 @@ export interface TransportSecurity {
 export interface TransportLimits extends CallLimits {
   /** Largest request message, in bytes; larger ones get RESOURCE_EXHAUSTED from grpc-js. */
   readonly maxMessageBytes: number;
+  /** How long a HeartbeatStream may stay open without its first heartbeat before it is ended with DEADLINE_EXCEEDED. */
+  readonly firstHeartbeatTimeoutMs: number;
 }
 
 /** A bound gRPC server serving the registry, grpc.health.v1 and reflection. */
@@ -79,6 +82,12 @@ export interface GrpcServer {
   readonly heartbeatStreams: HeartbeatStreams;
   /** The open watch streams. */
   readonly watchStreams: WatchStreams;
+  /**
+   * Ends, with UNAUTHENTICATED, every open stream whose role token is no
+   * longer current: call it after the authenticator's tokens are replaced.
+   * @returns how many streams were ended.
+   */
+  endRevokedStreams(): number;
   /** Marks the services NOT_SERVING and ends heartbeat and watch streams with UNAVAILABLE, then stops the server. */
   shutdown(graceMs: number): Promise<void>;
 }
@@ -103,13 +112,14 @@ export async function startGrpcServer(options: {
   readonly keepalive?: KeepaliveOptions;
 }): Promise<GrpcServer> {
   const { registry, clock, log, security, limits } = options;
+  const guard = new CallGuard(security.authenticator, registry, clock, limits);
+  let ready = false;
   const server = new Server({
     ...serverOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
     "grpc.max_receive_message_length": limits.maxMessageBytes,
-    interceptors: [introspectionAuthentication(security, log)],
+    interceptors: [callInterceptor({ security, guard, log, ready: () => ready })],
   });
-  const guard = new CallGuard(security.authenticator, registry, clock, limits);
-  const heartbeatStreams = new HeartbeatStreams(registry, guard, log);
+  const heartbeatStreams = new HeartbeatStreams(registry, guard, log, limits.firstHeartbeatTimeoutMs);
   const watchStreams = new WatchStreams(registry, guard, log, options.watchBufferEvents);
   server.addService(
     grpcServiceDefinition(WorkerRegistryService),
@@ -130,6 +140,13 @@ export async function startGrpcServer(options: {
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, serverCredentials(security), (error, boundPort) => (error ? reject(error) : resolve(boundPort)));
   });
+  try {
+    keepRepeatedAuthorization(server);
+  } catch (error) {
+    server.forceShutdown();
+    throw error;
+  }
+  ready = true;
   health.setStatus("", "SERVING");
   health.setStatus(REGISTRY_SERVICE_NAME, "SERVING");
 
@@ -137,6 +154,7 @@ export async function startGrpcServer(options: {
     port,
     heartbeatStreams,
     watchStreams,
+    endRevokedStreams: () => guard.endRevokedStreams(),
     async shutdown(graceMs: number): Promise<void> {
       health.setStatus("", "NOT_SERVING");
       health.setStatus(REGISTRY_SERVICE_NAME, "NOT_SERVING");
@@ -165,26 +183,64 @@ function serverCredentials(security: TransportSecurity): ServerCredentials {
 }
 
 /**
- * Authenticates grpc.health.v1 and reflection calls when configured to. The
- * registry's own calls are authenticated, and authorised, by its handlers.
+ * Checks, on every call, what no handler of ours sees: grpc.health.v1 and
+ * reflection are served by libraries. Their calls are authenticated when
+ * configured to, and their streams (health Watch, reflection) take stream
+ * slots like the registry's own, released however the call ends (a status
+ * sent or the call cancelled, which grpc-js reports for every ended call).
+ * The registry's own calls pass through: its handlers authenticate,
+ * authorise and count them. Until `ready()`, every call is refused with
+ * UNAVAILABLE: the server is not done starting.
  */
-function introspectionAuthentication(security: TransportSecurity, log: Logger): ServerInterceptor {
+function callInterceptor(options: {
+  readonly security: TransportSecurity;
+  readonly guard: CallGuard;
+  readonly log: Logger;
+  readonly ready: () => boolean;
+}): ServerInterceptor {
+  const { security, guard, log, ready } = options;
+  const registryPaths = `/${REGISTRY_SERVICE_NAME}/`;
   return (method, call) => {
-    const guarded =
+    if (!ready()) {
+      const refuse = new ServerListenerBuilder()
+        .withOnReceiveMetadata(() => call.sendStatus({ code: status.UNAVAILABLE, details: "registry is starting; retry shortly" }))
+        .build();
+      return new ServerInterceptingCall(call, new ResponderBuilder().withStart((next) => next(refuse)).build());
+    }
+    if (method.path.startsWith(registryPaths)) return new ServerInterceptingCall(call);
+    const authenticated =
       (security.authenticateHealth && method.path.startsWith("/grpc.health.v1.")) ||
       (security.authenticateReflection && method.path.startsWith("/grpc.reflection."));
-    if (!guarded) return new ServerInterceptingCall(call);
+    const streaming = method.requestStream || method.responseStream;
+    if (!authenticated && !streaming) return new ServerInterceptingCall(call);
+    let ended = false;
+    let releaseSlot: (() => void) | undefined;
+    const end = () => {
+      ended = true;
+      releaseSlot?.();
+    };
     const listener = new ServerListenerBuilder()
       .withOnReceiveMetadata((metadata, next) => {
+        if (ended) return;
         try {
-          security.authenticator.authenticate(metadata.get("authorization"));
+          const principal = authenticated ? guard.principal(metadata) : undefined;
+          if (streaming) {
+            releaseSlot = guard.openStream(call.getPeer(), principal, "introspection", (details) => call.sendStatus({ code: status.UNAUTHENTICATED, details }));
+          }
           next(metadata);
         } catch (error) {
-          const { code, details } = statusForError(error, log, method.path);
-          call.sendStatus({ code: code ?? status.UNAUTHENTICATED, details });
+          call.sendStatus(statusForError(error, log, method.path));
         }
       })
+      .withOnCancel(end)
       .build();
-    return new ServerInterceptingCall(call, new ResponderBuilder().withStart((next) => next(listener)).build());
+    const responder = new ResponderBuilder()
+      .withStart((next) => next(listener))
+      .withSendStatus((statusObject, next) => {
+        end();
+        next(statusObject);
+      })
+      .build();
+    return new ServerInterceptingCall(call, responder);
   };
 }

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs, type Duration } from "@bufbuild/protobuf/wkt";
 import { status, type ServerDuplexStream } from "@grpc/grpc-js";
-import { InvalidArgumentError } from "../domain/errors.js";
+import { FirstHeartbeatTimeoutError, InvalidArgumentError } from "../domain/errors.js";
 import type { Logger } from "../domain/logger.js";
 import { quote, validateWorkerId } from "../domain/validation.js";
 import type { WorkerRegistry } from "../domain/worker-registry.js";
@@ -25,24 +25,32 @@ export const CANCEL_GRACE_MS = 50;
  * shutdown can end each with UNAVAILABLE ("reconnect") rather than leave it
  * hanging. A stream is bound to the worker named in its first message.
  *
- * A stream ends in one of three ways, and each releases the call:
+ * A stream ends in one of these ways, and each releases the call:
  * - the client half-closes: the server ends the call with OK;
+ * - no first heartbeat arrives within `firstHeartbeatTimeoutMs` of opening:
+ *   DEADLINE_EXCEEDED, so an idle stream cannot hold a slot;
+ * - the role token it was opened with is removed by a reload of the tokens
+ *   file: UNAUTHENTICATED;
  * - the call is cancelled or fails (connection lost, process killed): the
  *   worker is degraded at once if this was its last stream;
- * - the server shuts down: {@link closeAll}.
+ * - the server shuts down: {@link closeAll}, which is not a failure of any
+ *   worker: it changes no health and writes no event.
  *
  * grpc-js emits `end` before `cancelled` when the client cancels or dies, so
  * an `end` is taken as a clean goodbye only if the call is still not
  * cancelled {@link CANCEL_GRACE_MS} later.
  */
 export class HeartbeatStreams {
-  private readonly open = new Set<HeartbeatCall>();
+  /** Each open call, with the function that ends it cleanly with a status. */
+  private readonly open = new Map<HeartbeatCall, (code: status, details: string) => void>();
   private interval: { readonly ms: number; readonly proto: Duration } | undefined;
 
   constructor(
     private readonly registry: WorkerRegistry,
     private readonly guard: CallGuard,
     private readonly log: Logger,
+    /** How long a stream may stay open without its first heartbeat. */
+    private readonly firstHeartbeatTimeoutMs: number,
   ) {}
 
   /** The number of open heartbeat streams. */
@@ -58,18 +66,25 @@ export class HeartbeatStreams {
       principal = this.guard.principal(call.metadata);
       // A caller that may heartbeat no worker at all must not hold a stream slot waiting for its first message.
       this.guard.authorizeAny(principal, "heartbeat");
-      releaseSlot = this.guard.openStream(call.getPeer(), "heartbeat");
+      releaseSlot = this.guard.openStream(call.getPeer(), principal, "heartbeat", (details) => finish(status.UNAUTHENTICATED, details));
     } catch (error) {
       call.emit("error", statusForError(error, this.log, "HeartbeatStream"));
       return;
     }
-    this.open.add(call);
     let workerId: string | undefined;
     let finished = false;
     let released = false;
+    const firstHeartbeatDue = setTimeout(() => {
+      if (workerId !== undefined) return;
+      const { code, details } = statusForError(new FirstHeartbeatTimeoutError(this.firstHeartbeatTimeoutMs), this.log, "HeartbeatStream");
+      finish(code, details);
+    }, this.firstHeartbeatTimeoutMs);
+    // The stream's own socket keeps the process alive while it matters; this timer must never delay an exit.
+    firstHeartbeatDue.unref();
     const release = (failed: boolean) => {
       if (released) return;
       released = true;
+      clearTimeout(firstHeartbeatDue);
       this.open.delete(call);
       releaseSlot();
       if (workerId !== undefined) this.registry.streamEnded(workerId, failed);
@@ -81,6 +96,7 @@ export class HeartbeatStreams {
       if (code === status.OK) call.end();
       else call.emit("error", { code, details });
     };
+    this.open.set(call, finish);
 
     call.on("data", (request: HeartbeatStreamRequest) => {
       if (finished) return;
@@ -90,6 +106,7 @@ export class HeartbeatStreams {
           this.guard.authorize(principal, "heartbeat", request.workerId);
           const ack = this.registry.heartbeatAck(request.workerId);
           workerId = request.workerId;
+          clearTimeout(firstHeartbeatDue);
           this.registry.streamBound(workerId);
           this.reply(call, workerId, request.sequence, ack);
           return;
@@ -116,10 +133,9 @@ export class HeartbeatStreams {
 
   /** Ends every open stream with UNAVAILABLE, telling workers to reconnect. Not a failure of any worker. */
   closeAll(): void {
-    for (const call of [...this.open]) {
-      this.open.delete(call);
-      call.emit("error", { code: status.UNAVAILABLE, details: "registry is shutting down; reconnect" });
-    }
+    // finish() releases the stream as a clean end before the error status goes out, so the stream's own
+    // error handler, which takes the failure path, finds it already released.
+    for (const finish of [...this.open.values()]) finish(status.UNAVAILABLE, "registry is shutting down; reconnect");
   }
 
   private reply(call: HeartbeatCall, workerId: string, sequence: number, ack: ReturnType<WorkerRegistry["heartbeatAck"]>): void {

@@ -1,5 +1,7 @@
 import { status, type StatusObject } from "@grpc/grpc-js";
 import {
+  FirstHeartbeatTimeoutError,
+  FutureRevisionError,
   InvalidArgumentError,
   LimitExceededError,
   NoWorkerAvailableError,
@@ -29,7 +31,9 @@ const STATUS_BY_ERROR: ReadonlyArray<readonly [ErrorClass, status]> = [
   [NoWorkerAvailableError, status.RESOURCE_EXHAUSTED],
   [WatcherTooSlowError, status.RESOURCE_EXHAUSTED],
   [RevisionCompactedError, status.OUT_OF_RANGE],
+  [FutureRevisionError, status.OUT_OF_RANGE],
   [LimitExceededError, status.RESOURCE_EXHAUSTED],
+  [FirstHeartbeatTimeoutError, status.DEADLINE_EXCEEDED],
   [UnauthenticatedError, status.UNAUTHENTICATED],
   [PermissionDeniedError, status.PERMISSION_DENIED],
   [StoreUnavailableError, status.UNAVAILABLE],

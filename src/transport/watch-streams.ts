@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { status, type ServerWritableStream } from "@grpc/grpc-js";
 import { WatcherTooSlowError } from "../domain/errors.js";
 import type { Logger } from "../domain/logger.js";
+import type { EventWatch } from "../domain/event-log.js";
 import type { WorkerEvent } from "../domain/worker-events.js";
 import type { WorkerRegistry } from "../domain/worker-registry.js";
 import {
@@ -15,12 +16,21 @@ import { statusForError } from "./status.js";
 
 type WatchCall = ServerWritableStream<WatchWorkersRequest, WatchWorkersResponse>;
 
+/** Log entries read per page of a replay: what one watcher may hold in memory while its reader catches up. */
+export const REPLAY_PAGE_EVENTS = 256;
+
 /**
- * Serves WatchWorkers calls. Each watcher writes as fast as its connection
- * takes (grpc-js's `write()` returning false means wait for `drain`); events
- * that arrive meanwhile wait in a queue of at most `bufferEvents`. A watcher
- * whose queue fills is ended with RESOURCE_EXHAUSTED, naming the revision to
- * resume from, so a slow reader can never grow the server's memory.
+ * Serves WatchWorkers calls. A watch that resumes from an earlier revision
+ * first replays the log page by page, reading the next page only once the
+ * connection has taken the last one (grpc-js's `write()` returning false
+ * means wait for `drain`), so a reader that keeps up always catches up,
+ * however far back it starts. Then it goes live: each new event is written
+ * as fast as the connection takes it, and events that arrive meanwhile wait
+ * in a queue of at most `bufferEvents`. A live watcher whose queue fills is
+ * ended with RESOURCE_EXHAUSTED, naming the revision to resume from, so a
+ * slow reader can never grow the server's memory. A watch opened with a role
+ * token that a reload of the tokens file removes is ended with
+ * UNAUTHENTICATED.
  */
 export class WatchStreams {
   private readonly open = new Map<WatchCall, () => void>();
@@ -41,8 +51,9 @@ export class WatchStreams {
   readonly handle = (call: WatchCall): void => {
     let releaseSlot: () => void;
     try {
-      this.guard.authorize(this.guard.principal(call.metadata), "read-fleet");
-      releaseSlot = this.guard.openStream(call.getPeer(), "watch");
+      const principal = this.guard.principal(call.metadata);
+      this.guard.authorize(principal, "read-fleet");
+      releaseSlot = this.guard.openStream(call.getPeer(), principal, "watch", (details) => finish(status.UNAUTHENTICATED, details));
     } catch (error) {
       call.emit("error", statusForError(error, this.log, "WatchWorkers"));
       return;
@@ -51,12 +62,15 @@ export class WatchStreams {
     let writable = true;
     let finished = false;
     let lastSent = 0;
-    let unsubscribe: (() => void) | undefined;
+    let watch: EventWatch | undefined;
+    /** Resolves the replay's wait for the connection to take what was written. */
+    let onRoom: (() => void) | undefined;
     const release = () => {
       finished = true;
       this.open.delete(call);
       releaseSlot();
-      unsubscribe?.();
+      watch?.close();
+      onRoom?.();
     };
     const finish = (code: status, details: string) => {
       if (finished) return;
@@ -69,7 +83,18 @@ export class WatchStreams {
         lastSent = event.revision;
         writable = call.write(create(WatchWorkersResponseSchema, { event: eventToProto(event) }));
       }
+      if (writable && queue.length === 0) onRoom?.();
     };
+    /** Resolves once everything queued has been handed to the connection and it takes more (or the watch ended). */
+    const room = () =>
+      new Promise<void>((resolve) => {
+        if (finished || (writable && queue.length === 0)) resolve();
+        else
+          onRoom = () => {
+            onRoom = undefined;
+            resolve();
+          };
+      });
     this.open.set(call, () => finish(status.UNAVAILABLE, "registry is shutting down; resume the watch from your last revision"));
     call.on("drain", () => {
       writable = true;
@@ -78,6 +103,7 @@ export class WatchStreams {
     call.on("cancelled", release);
     call.on("error", release);
 
+    // Only live events come here: the replay is read, not queued.
     const listener = (event: WorkerEvent) => {
       if (finished) return;
       if (queue.length >= this.bufferEvents) {
@@ -88,16 +114,26 @@ export class WatchStreams {
       queue.push(event);
       pump();
     };
-    new Promise<() => void>((resolve) => resolve(this.registry.watch(filterFromProto(call.request.filter), Number(call.request.startRevision), listener))).then(
-      (stop) => {
-        if (finished) stop();
-        else unsubscribe = stop;
-      },
-      (error: unknown) => {
-        const { code, details } = statusForError(error, this.log, "WatchWorkers");
-        finish(code, details);
-      },
-    );
+    const fail = (error: unknown) => {
+      // A page read still in flight when the watch ended (the store closing at shutdown) is nobody's concern.
+      if (finished) return;
+      const { code, details } = statusForError(error, this.log, "WatchWorkers");
+      finish(code, details);
+    };
+    try {
+      watch = this.registry.openWatch(filterFromProto(call.request.filter), Number(call.request.startRevision), listener);
+    } catch (error) {
+      fail(error);
+      return;
+    }
+    const opened = watch;
+    void (async () => {
+      for (let page = await opened.nextPage(REPLAY_PAGE_EVENTS); page !== undefined && !finished; page = await opened.nextPage(REPLAY_PAGE_EVENTS)) {
+        queue.push(...page);
+        pump();
+        await room();
+      }
+    })().catch(fail);
   };
 
   /** Ends every watch with UNAVAILABLE; watchers resume from their last revision elsewhere or later. */

@@ -2,9 +2,12 @@ import { status, type ClientDuplexStream, type StatusObject } from "@grpc/grpc-j
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startRegistryServer, type RegistryServer } from "../../src/app.js";
+import type { WorkerEvent } from "../../src/domain/worker-events.js";
+import { createLogger } from "../../src/log.js";
 import { HealthStatus } from "../../clients/typescript/src/gen/sentinel/registry/v1/worker_pb.js";
 import { RawRegistryClient } from "../support/grpc-test-client.js";
 import { tempDirs } from "../support/temp-dir.js";
+import { LogCapture } from "../security/support.js";
 
 const coder = { nodeId: "coder-1", capabilities: ["coder", "tester"], maxConcurrentTasks: 5 };
 
@@ -135,7 +138,11 @@ describe("registry server over gRPC", () => {
     const badRegistrations: Array<[string, object, RegExp]> = [
       ["empty node_id", { ...coder, nodeId: "" }, /^node_id must not be empty$/],
       ["oversized node_id", { ...coder, nodeId: "n".repeat(300) }, /^node_id must be at most 253 characters, got 300$/],
-      ["control characters", { ...coder, nodeId: "evil\u001b[31m" }, /^node_id must not contain control characters/],
+      ["control characters", { ...coder, nodeId: "evil\u001b[31m" }, /^node_id must not contain control, format or line-separator characters, got U\+001B in "evil\\u001b\[31m"$/],
+      ["a bidi override in node_id", { ...coder, nodeId: "node-\u202egpj.exe" }, /^node_id must not contain control, format or line-separator characters, got U\+202E in "node-\\u202egpj\.exe"$/],
+      ["a zero-width space in a capability", { ...coder, capabilities: ["coder\u200b"] }, /^capabilities\[0\] must not contain white space, control, format or line-separator characters, got U\+200B/],
+      ["an all-space node_id", { ...coder, nodeId: "   " }, /^node_id must not be blank$/],
+      ["254 characters of node_id written in 508 UTF-16 units", { ...coder, nodeId: "💥".repeat(254) }, /^node_id must be at most 253 characters, got 254$/],
       ["no capabilities", { ...coder, capabilities: [] }, /^capabilities must name at least one capability$/],
       ["too many capabilities", { ...coder, capabilities: Array.from({ length: 100 }, (_, i) => `c${i}`) }, /^capabilities must have at most 64 entries, got 100$/],
       ["empty capability", { ...coder, capabilities: [""] }, /^capabilities\[0\] must not be empty$/],
@@ -174,6 +181,15 @@ describe("registry server over gRPC", () => {
         details: "filter.health_statuses[0] must be HEALTH_STATUS_HEALTHY, HEALTH_STATUS_DEGRADED or HEALTH_STATUS_UNHEALTHY, got 0",
       });
       expect((await client.fail("discoverWorkers", { filter: { healthStatuses: [42] } })).code).toBe(status.INVALID_ARGUMENT);
+      const many = Array.from({ length: 250_000 }, () => HealthStatus.HEALTHY);
+      expect(await client.fail("discoverWorkers", { filter: { healthStatuses: many } })).toEqual({
+        code: status.INVALID_ARGUMENT,
+        details: "filter.health_statuses must have at most 3 entries (one per health status), got 250000",
+      });
+      expect(await client.fail("acquireWorker", { filter: { healthStatuses: [HealthStatus.HEALTHY, HealthStatus.HEALTHY] } })).toEqual({
+        code: status.INVALID_ARGUMENT,
+        details: "filter.health_statuses[1] repeats healthy",
+      });
       expect((await client.fail("getWorkersForLoadBalancing", { filter: { minAvailableCapacity: -2 } })).details).toMatch(
         /^filter\.min_available_capacity must be between 0 and 10000, got -2$/,
       );
@@ -237,5 +253,41 @@ describe("restart persistence", () => {
     expect(final.details).toContain("reconnect");
     expect(replies).toHaveLength(1);
     client.close();
+  });
+
+  it("graceful shutdown leaves streaming workers healthy and writes no health event", async () => {
+    const dbPath = join(dirs.make(), "registry.db");
+    const logs = new LogCapture();
+    const server = await startRegistryServer({ host: "127.0.0.1", port: 0, dbPath, logger: createLogger("info", logs) });
+    const client = new RawRegistryClient(`127.0.0.1:${server.port}`);
+    const workers = [(await client.call("registerWorker", coder)).worker, (await client.call("registerWorker", { ...coder, nodeId: "coder-2" })).worker];
+    const streams = workers.map((worker) => {
+      const stream = client.grpc.heartbeatStream();
+      const collected = collect(stream);
+      stream.write({ workerId: worker.id, sequence: 1 });
+      return collected;
+    });
+    for (const stream of streams) await expect.poll(() => stream.replies.length).toBe(1);
+    const revisionBefore = Number((await client.call("getRegistryStats")).revision);
+    const events: WorkerEvent[] = [];
+    await server.registry.watch({ capabilities: [], healthStatuses: [], minAvailableCapacity: 0 }, 0, (event) => events.push(event));
+
+    await server.close();
+    for (const stream of streams) expect((await stream.done).code).toBe(status.UNAVAILABLE);
+    client.close();
+    // A shutdown is not a failure of any worker: no health change, no event, no "stream lost".
+    expect(events.map((e) => `${e.revision} ${e.type} ${e.worker.id} ${e.worker.healthStatus}`)).toEqual([]);
+    expect(logs.lines().filter((l) => l.msg === "worker heartbeat stream lost" || l.msg === "worker health changed")).toEqual([]);
+
+    const again = await startRegistryServer({ host: "127.0.0.1", port: 0, dbPath, logLevel: "silent" });
+    const reader = new RawRegistryClient(`127.0.0.1:${again.port}`);
+    try {
+      // Nothing was written to the durable log either: watchers resuming after the deploy see no degradation.
+      expect(Number((await reader.call("getRegistryStats")).revision)).toBe(revisionBefore);
+      for (const worker of workers) expect((await reader.call("getWorker", { workerId: worker.id })).worker.healthStatus).toBe(HealthStatus.HEALTHY);
+    } finally {
+      reader.close();
+      await again.close();
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { status } from "@grpc/grpc-js";
+import { status, type StatusObject } from "@grpc/grpc-js";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRegistryServer, type RegistryServer, type ServeOptions } from "../../src/app.js";
@@ -250,6 +250,32 @@ describe("WatchWorkers against the retention window", () => {
   });
 });
 
+describe("WatchWorkers from the future", () => {
+  it("a start_revision beyond the current revision + 1 answers OUT_OF_RANGE naming the current revision, instead of waiting silently", async () => {
+    const server = await startServer();
+    const client = new RawRegistryClient(`127.0.0.1:${server.port}`);
+    try {
+      await client.call("registerWorker", { nodeId: "future", capabilities: ["watch-future"], maxConcurrentTasks: 1 });
+      const current = Number((await client.call("getRegistryStats")).revision);
+      const far = openWatch(client, { startRevision: BigInt(current + 1000) });
+      const outcome = await Promise.race([far.done, sleep(2000).then(() => undefined)]);
+      expect(outcome === undefined ? "still open after 2 s, silent" : `${status[outcome.code]}: ${outcome.details}`).toBe(
+        `OUT_OF_RANGE: start_revision ${current + 1000} is beyond the current revision ${current}: ` +
+          `watch from at most ${current + 1} (the next event), or from 0 for new events only`,
+      );
+      far.cancel();
+      // current + 1 is where a watch resumes after a listing: accepted.
+      const next = openWatch(client, { startRevision: BigInt(current + 1) });
+      await client.call("registerWorker", { nodeId: "future-2", capabilities: ["watch-future"], maxConcurrentTasks: 1 });
+      expect(Number((await next.waitFor("the next event", () => true)).revision)).toBe(current + 1);
+      next.cancel();
+    } finally {
+      client.close();
+      await server.close();
+    }
+  });
+});
+
 describe("a watcher that never reads", () => {
   it("is ended with RESOURCE_EXHAUSTED once its buffer of watchBufferEvents fills, and the server keeps serving", async () => {
     const server = await startServer({ watchBufferEvents: 50 });
@@ -307,6 +333,52 @@ describe("a watcher that never reads", () => {
     } finally {
       slowClient.close();
       readerClient.close();
+      client.close();
+      await server.close();
+    }
+  });
+});
+
+describe("a watcher resuming far back", () => {
+  it("a watcher resuming more than watchBufferEvents back catches up at its reader's pace, then follows live events", async () => {
+    const server = await startServer({ watchBufferEvents: 16 });
+    const client = new RawRegistryClient(`127.0.0.1:${server.port}`);
+    const watchClient = new RawRegistryClient(`127.0.0.1:${server.port}`, { "grpc.channel_id": 91 });
+    const pausedClient = new RawRegistryClient(`127.0.0.1:${server.port}`, { "grpc.channel_id": 92 });
+    try {
+      const worker = (await client.call("registerWorker", { nodeId: "far-back", capabilities: ["watch-far"], maxConcurrentTasks: 10 })).worker;
+      const start = Number((await client.call("getRegistryStats")).revision);
+      const write = (i: number) => client.call("updateTaskCount", { workerId: worker.id, delta: i % 2 === 0 ? 1 : -1 });
+      for (let i = 0; i < 1500; i++) await write(i);
+      // 1501 events back, nearly a hundred times the buffer; writes go on while it replays.
+      const watch = openWatch(watchClient, { startRevision: BigInt(start) });
+      // A reader that pauses: it takes nothing until told, and is not dropped for it while it replays.
+      const paused = openWatch(pausedClient, { startRevision: BigInt(start) }, { read: false });
+      let ended: StatusObject | undefined;
+      let pausedEnded: StatusObject | undefined;
+      void watch.done.then((s) => (ended = s));
+      void paused.done.then((s) => (pausedEnded = s));
+      for (let i = 0; i < 300; i++) await write(i);
+      const last = Number((await client.call("getRegistryStats")).revision);
+      await waitUntil("the replay to reach the current revision", () => ended !== undefined || watch.events.length >= last - start + 1, 10_000);
+      expect(ended).toBeUndefined();
+      // Then it is live: a new event arrives on its own.
+      await write(0);
+      await watch.waitFor("the next live event", (e) => Number(e.revision) === last + 1);
+      const expected = Array.from({ length: last - start + 2 }, (_, i) => start + i);
+      expect(revisions(watch.events)).toEqual(expected);
+      expect(ended).toBeUndefined();
+      watch.cancel();
+
+      expect(pausedEnded).toBeUndefined();
+      paused.startReading();
+      await waitUntil("the paused reader to catch up", () => pausedEnded !== undefined || paused.events.length >= expected.length, 10_000);
+      expect(pausedEnded).toBeUndefined();
+      expect(revisions(paused.events)).toEqual(expected);
+      paused.cancel();
+    } finally {
+      pausedClient.close();
+      watchClient.close();
       client.close();
       await server.close();
     }

@@ -25,10 +25,12 @@ import {
   LogCapture,
   reflectionList,
   REGISTRATION,
+  RepeatedAuthorizationProxy,
   RPCS,
   SecClient,
   statusWithin,
   watchOutcome,
+  type HeldStream,
   type Outcome,
 } from "./support.js";
 
@@ -133,8 +135,8 @@ describe("role tokens", () => {
   };
 
   /** Calls `rpc` with `token` on `target` (for the calls that name a worker); the status name. */
-  async function probe(rpc: string, token: string | undefined, target: Target): Promise<string> {
-    const unary = async (method: string, request: object) => codeName((await client.outcome(method, request, token)).code);
+  async function probe(rpc: string, token: string | undefined, target: Target, via: SecClient = client): Promise<string> {
+    const unary = async (method: string, request: object) => codeName((await via.outcome(method, request, token)).code);
     switch (rpc) {
       case "RegisterWorker":
         return unary("registerWorker", { ...REGISTRATION, capabilities: ["matrix"] });
@@ -143,7 +145,7 @@ describe("role tokens", () => {
       case "Heartbeat":
         return unary("heartbeat", { workerId: target.id });
       case "HeartbeatStream":
-        return codeName((await heartbeatStreamOutcome(client, target.id, token)).code);
+        return codeName((await heartbeatStreamOutcome(via, target.id, token)).code);
       case "UpdateTaskCount":
         return unary("updateTaskCount", { workerId: target.id, delta: 1 });
       case "RecordTaskCompletion":
@@ -163,7 +165,7 @@ describe("role tokens", () => {
         return unary("releaseWorker", { reservationId: acquired.reservationId, success: true, durationMs: 5 });
       }
       case "WatchWorkers":
-        return codeName((await watchOutcome(client, token, () => client.outcome("registerWorker", REGISTRATION, T.admin))).code);
+        return codeName((await watchOutcome(via, token, () => client.outcome("registerWorker", REGISTRATION, T.admin))).code);
       case "ResumeEviction":
         return unary("resumeEviction", {});
       default:
@@ -172,11 +174,11 @@ describe("role tokens", () => {
   }
 
   /** Runs every RPC once, each on a fresh target, and returns the status name per RPC. */
-  async function row(makeTarget: () => Promise<Target>, tokenFor: (target: Target) => Promise<string | undefined> | string | undefined) {
+  async function row(makeTarget: () => Promise<Target>, tokenFor: (target: Target) => Promise<string | undefined> | string | undefined, via: SecClient = client) {
     const result: Record<string, string> = {};
     for (const rpc of ALL) {
       const target = await makeTarget();
-      result[rpc] = await probe(rpc, await tokenFor(target), target);
+      result[rpc] = await probe(rpc, await tokenFor(target), target, via);
     }
     return result;
   }
@@ -242,6 +244,26 @@ describe("role tokens", () => {
       theHashItself: "UNAUTHENTICATED",
       control: "OK",
     });
+  });
+
+  // Regression: Node's HTTP/2 layer kept the first of two authorization values, so the first won although the
+  // docs promise a rejection.
+  it("a call with two authorization values gets UNAUTHENTICATED, on every RPC, even when the first is valid", async () => {
+    const port = Number(s.address.split(":").pop());
+    const control = await RepeatedAuthorizationProxy.start(port, undefined);
+    const second = await RepeatedAuthorizationProxy.start(port, `Bearer ${secret(newToken("second"))}`);
+    const twice = await RepeatedAuthorizationProxy.start(port, `Bearer ${T.admin}`);
+    const [viaControl, viaSecond, viaTwice] = [control, second, twice].map((p) => new SecClient(p.address));
+    try {
+      // The proxy alone changes nothing: one admin token, every RPC allowed.
+      expect(await row(() => newWorker(T.worker), () => T.admin, viaControl!)).toEqual(expected(ALL));
+      expect(await row(() => newWorker(T.worker), () => T.admin, viaSecond!)).toEqual(expected([], "UNAUTHENTICATED"));
+      const refused = await viaTwice!.outcome("getRegistryStats", {}, T.admin);
+      expect(`${codeName(refused.code)}: ${refused.details}`).toBe("UNAUTHENTICATED: more than one authorization value");
+    } finally {
+      for (const c of [viaControl, viaSecond, viaTwice]) c!.close();
+      for (const p of [control, second, twice]) await p.close();
+    }
   });
 
   it("a sha256: entry accepts its plain token (lower- and uppercase hex)", async () => {
@@ -460,6 +482,29 @@ describe("health and reflection with authentication", () => {
   });
 });
 
+describe("two authorization values and authenticated introspection", () => {
+  it("authenticated health and reflection refuse a call with two authorization values, even when the first is valid", async () => {
+    const s = await serve({ authenticateHealth: true, authenticateReflection: true });
+    allLogs.push(s.logs);
+    const port = s.server.port;
+    const control = await RepeatedAuthorizationProxy.start(port, undefined);
+    const second = await RepeatedAuthorizationProxy.start(port, `Bearer ${secret(newToken("second"))}`);
+    try {
+      const outcomes = async (address: string) => ({
+        health: codeName((await healthCheck(address, T.admin)).code),
+        reflection: codeName((await reflectionList(address, "v1", T.admin)).code),
+      });
+      expect(await outcomes(control.address)).toEqual({ health: "OK", reflection: "OK" });
+      expect(await outcomes(second.address)).toEqual({ health: "UNAUTHENTICATED", reflection: "UNAUTHENTICATED" });
+    } finally {
+      await control.close();
+      await second.close();
+      s.client.close();
+      await s.server.close();
+    }
+  });
+});
+
 describe("a made-up worker token and authenticated introspection", () => {
   // Regression: the introspection check let a made-up worker token through.
   it("authenticateHealth and authenticateReflection refuse a made-up worker token", async () => {
@@ -572,6 +617,51 @@ describe("reloading the tokens file", () => {
       expect(() => s.server.reloadTokens()).toThrow(/cannot read tokens file/);
       expect(await code(next.admin)).toBe("OK");
     } finally {
+      s.client.close();
+      await s.server.close();
+    }
+  });
+
+  // Regression: streams opened with a token that a reload removed kept working for ever.
+  it("streams opened with a role token that a reload removed end with UNAUTHENTICATED at the reload; the others keep going", async () => {
+    const s = await serve();
+    allLogs.push(s.logs);
+    const opened: HeldStream[] = [];
+    try {
+      const a = await s.client.call("registerWorker", REGISTRATION, T.worker);
+      const b = await s.client.call("registerWorker", REGISTRATION, T.worker2);
+      secret(a.workerToken);
+      const bToken = secret(b.workerToken as string);
+      /** A heartbeat stream bound to its worker by a first heartbeat that was answered. */
+      const boundStream = async (workerId: string, token: string) => {
+        const call = s.client.heartbeatStream(token);
+        const replied = new Promise<void>((resolve) => call.once("data", () => resolve()));
+        const held = hold(call);
+        opened.push(held);
+        call.write({ workerId, sequence: 1 });
+        await replied;
+        return held;
+      };
+      const byRoleToken = await boundStream(a.worker.id, T.worker);
+      const byWorkerToken = await boundStream(b.worker.id, bToken);
+      const orchestratorWatch = hold(s.client.watch({}, T.orchestrator));
+      const adminWatch = hold(s.client.watch({}, T.admin));
+      opened.push(orchestratorWatch, adminWatch);
+      expect(await Promise.all(opened.map((h) => statusWithin(h, 300)))).toEqual([undefined, undefined, undefined, undefined]);
+
+      // The worker-role and orchestrator tokens leave the file; admin and worker2 stay.
+      writeFileSync(s.tokensFile, [`admin ${T.admin}`, `worker ${T.worker2}`].join("\n"));
+      s.server.reloadTokens();
+      const revoked = "UNAUTHENTICATED: the token this stream was opened with was removed by a tokens reload; reconnect with a current token";
+      const ended = async (h: HeldStream) => {
+        const status = await statusWithin(h, 2000);
+        return status === undefined ? "OPEN" : `${codeName(status.code)}: ${status.details}`;
+      };
+      expect({ byRoleToken: await ended(byRoleToken), orchestratorWatch: await ended(orchestratorWatch) }).toEqual({ byRoleToken: revoked, orchestratorWatch: revoked });
+      expect({ byWorkerToken: await ended(byWorkerToken), adminWatch: await ended(adminWatch) }).toEqual({ byWorkerToken: "OPEN", adminWatch: "OPEN" });
+      expect(s.logs.lines().find((l) => l.msg === "tokens reloaded")).toMatchObject({ roleTokens: 2, streamsEnded: 2 });
+    } finally {
+      for (const h of opened) h.call.cancel();
       s.client.close();
       await s.server.close();
     }

@@ -3,21 +3,25 @@
  * input limits) while the server stays up: after each refusal a normal call
  * still works, and freed slots can be used again.
  */
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type * as grpc from "@grpc/grpc-js";
+import * as grpc from "@grpc/grpc-js";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { DEFAULT_TRANSPORT_LIMITS, startRegistryServer, type RegistryServer, type ServeOptions } from "../../src/app.js";
 import { parseServeArgs } from "../../src/cli/serve-command.js";
 import { DEFAULT_LIMITS } from "../../src/domain/registry-options.js";
 import { FakeClock } from "../support/fake-clock.js";
 import { tempDirs } from "../support/temp-dir.js";
-import { codeName, hold, REGISTRATION, SecClient, statusWithin, type HeldStream } from "./support.js";
+import { codeName, hold, holdHealthWatch, holdReflectionStream, REGISTRATION, SecClient, statusWithin, type HeldStream } from "./support.js";
 
 const dirs = tempDirs();
 const servers: RegistryServer[] = [];
-const clients: SecClient[] = [];
+const clients: Array<SecClient | grpc.Client> = [];
+/** Long-lived streams a test opened: cancelled after it, so the server's shutdown need not wait out its grace. */
+const streams: HeldStream[] = [];
 
 afterEach(async () => {
+  for (const stream of streams.splice(0)) stream.call.cancel();
   for (const client of clients.splice(0)) client.close();
   for (const server of servers.splice(0)) await server.close();
 });
@@ -128,7 +132,8 @@ describe("maxStreamsPerConnection", () => {
 describe("maxStreams", () => {
   it("refuses a stream beyond the server-wide limit, across connections; a freed slot is reusable", async () => {
     expect(DEFAULT_TRANSPORT_LIMITS.maxStreams).toBeGreaterThan(10_000);
-    const { address } = await serve({ limits: { maxStreams: 4 } });
+    // Every stream here comes from one address: a share of 1 lets it hold them all, so the server-wide limit answers.
+    const { address } = await serve({ limits: { maxStreams: 4, maxStreamShare: 1 } });
     const setup = connect(address);
     const ids = await Promise.all(Array.from({ length: 6 }, () => register(setup)));
     const open = [];
@@ -166,6 +171,144 @@ describe("maxWatchers", () => {
       return next.code;
     }, { timeout: 3000, interval: 50 }).toBe("OPEN");
     second.stream.call.cancel();
+  });
+});
+
+/** "OPEN" if the stream is still open after `ms`, else its status name and details. */
+async function outcomeWithin(stream: HeldStream, ms = 300): Promise<string> {
+  const status = await statusWithin(stream, ms);
+  return status === undefined ? "OPEN" : `${codeName(status.code)}: ${status.details}`;
+}
+
+/** Opens a health Watch or a reflection stream on a connection of its own (or on `client`); the client is closed after the test. */
+function introspection(kind: "health" | "reflection", address: string, token?: string, client?: grpc.Client): HeldStream {
+  const opened = kind === "health" ? holdHealthWatch(address, token, client) : holdReflectionStream(address, token, client);
+  clients.push(opened.client);
+  streams.push(opened.stream);
+  return opened.stream;
+}
+
+describe("health and reflection streams", () => {
+  // Regression: grpc.health.v1 Watch and reflection streams, served by libraries and not by our handlers, bypassed
+  // every stream limit; 30,000 opened without a token took 300 MB.
+  it("unauthenticated health and reflection streams count against --max-streams; the excess is refused and closed ones give their slots back", async () => {
+    const { address } = await serve({ limits: { maxStreams: 4, maxStreamShare: 1 } });
+    const held = [introspection("health", address), introspection("health", address), introspection("reflection", address), introspection("reflection", address)];
+    expect(await Promise.all(held.map((h) => outcomeWithin(h)))).toEqual(["OPEN", "OPEN", "OPEN", "OPEN"]);
+    const full = "RESOURCE_EXHAUSTED: the server has 4 open streams, its limit (--max-streams); retry later";
+    expect(await outcomeWithin(introspection("health", address), 2000)).toBe(full);
+    expect(await outcomeWithin(introspection("reflection", address), 2000)).toBe(full);
+    // They hold the same slots as the registry's own streams.
+    expect((await watch(connect(address))).code).toBe("RESOURCE_EXHAUSTED");
+    // A health check is a unary call: not a stream, never refused for streams.
+    expect(codeName((await (await import("./support.js")).healthCheck(address)).code)).toBe("OK");
+
+    // A cancelled health watch gives its slot back...
+    held[0]!.call.cancel();
+    await held[0]!.ended;
+    await expect.poll(async () => {
+      const next = introspection("health", address);
+      return outcomeWithin(next);
+    }, { timeout: 3000, interval: 50 }).toBe("OPEN");
+    // ...and so does a reflection stream that ends with a status (its client half-closed).
+    (held[2]!.call as grpc.ClientDuplexStream<object, any>).end();
+    expect(codeName((await held[2]!.ended).code)).toBe("OK");
+    await expect.poll(async () => outcomeWithin(introspection("reflection", address)), { timeout: 3000, interval: 50 }).toBe("OPEN");
+  });
+
+  it("they count against --max-streams-per-connection too", async () => {
+    const { address } = await serve({ limits: { maxStreamsPerConnection: 2, maxStreamShare: 1 } });
+    const shared = new grpc.Client(address, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 });
+    clients.push(shared);
+    const held = [introspection("health", address, undefined, shared), introspection("reflection", address, undefined, shared)];
+    expect(await Promise.all(held.map((h) => outcomeWithin(h)))).toEqual(["OPEN", "OPEN"]);
+    expect(await outcomeWithin(introspection("health", address, undefined, shared), 2000)).toBe(
+      "RESOURCE_EXHAUSTED: this connection already has 2 open streams, its limit (--max-streams-per-connection); open another connection",
+    );
+    expect(await outcomeWithin(introspection("health", address))).toBe("OPEN");
+  });
+
+  it("with a tokens file they count alike, open or authenticated; a refused token takes no slot", async () => {
+    const dir = dirs.make("registry-limits-tokens-");
+    const admin = "admin-token-for-limits-0123456789";
+    writeFileSync(join(dir, "tokens.txt"), `admin ${admin}\n`);
+    const { address } = await serve({ limits: { maxStreams: 3, maxStreamShare: 1 }, security: { tokensFile: join(dir, "tokens.txt"), authenticateReflection: true } });
+    const held = [introspection("health", address), introspection("health", address), introspection("reflection", address, admin)];
+    expect(await Promise.all(held.map((h) => outcomeWithin(h)))).toEqual(["OPEN", "OPEN", "OPEN"]);
+    expect(await outcomeWithin(introspection("health", address), 2000)).toMatch(/^RESOURCE_EXHAUSTED: .*\(--max-streams\)/);
+    expect(await outcomeWithin(introspection("reflection", address, admin), 2000)).toMatch(/^RESOURCE_EXHAUSTED: .*\(--max-streams\)/);
+    held[2]!.call.cancel();
+    await held[2]!.ended;
+    expect(await outcomeWithin(introspection("reflection", address), 2000)).toMatch(/^UNAUTHENTICATED: /);
+    await expect.poll(async () => outcomeWithin(introspection("reflection", address, admin)), { timeout: 3000, interval: 50 }).toBe("OPEN");
+  });
+});
+
+describe("maxStreamShare", () => {
+  // Regression: one worker token could open idle heartbeat streams up to --max-streams; then every other
+  // worker's stream and every orchestrator's watch was refused.
+  it("one principal can take no more than its share of the stream slots: one worker token stops at its share, others still get theirs", async () => {
+    const dir = dirs.make("registry-limits-share-");
+    const tokens = { worker: "worker-token-for-share-0123456789", orchestrator: "orchestrator-token-for-share-0123456789" };
+    writeFileSync(join(dir, "tokens.txt"), `worker ${tokens.worker}\norchestrator ${tokens.orchestrator}\n`);
+    const { address } = await serve({ limits: { maxStreams: 8, maxStreamShare: 0.25 }, security: { tokensFile: join(dir, "tokens.txt") } });
+    const setup = connect(address);
+    const a = await setup.call("registerWorker", REGISTRATION, tokens.worker);
+    const b = await setup.call("registerWorker", REGISTRATION, tokens.worker);
+    // Idle streams (no first heartbeat), each on its own connection: the connection limit plays no part.
+    const idle = Array.from({ length: 5 }, () => hold(connect(address).heartbeatStream(a.workerToken)));
+    const outcomes = await Promise.all(idle.map((h) => outcomeWithin(h, 500)));
+    expect(outcomes).toEqual([
+      "OPEN",
+      "OPEN",
+      ...Array.from({ length: 3 }, () => `RESOURCE_EXHAUSTED: worker ${a.worker.id}'s token already holds 2 open streams, its share of the server's limit (--max-stream-share 0.25 of --max-streams 8); close some first`),
+    ]);
+    // Another worker, and an orchestrator, still get slots.
+    const other = connect(address);
+    const call = other.heartbeatStream(b.workerToken);
+    const replied = new Promise<string>((resolve) => call.once("data", () => resolve("OK")));
+    const held = hold(call);
+    call.write({ workerId: b.worker.id, sequence: 1 });
+    expect(await Promise.race([replied, held.ended.then((s) => codeName(s.code))])).toBe("OK");
+    expect(await outcomeWithin(hold(connect(address).watch({}, tokens.orchestrator)))).toBe("OPEN");
+  });
+
+  it("without tokens the principal is the peer address: one address holds at most its share, health and reflection streams included", async () => {
+    const { address } = await serve({ limits: { maxStreams: 8, maxStreamShare: 0.25 } });
+    const client = connect(address);
+    const id = await register(client);
+    expect((await beat(connect(address), id)).code).toBe("OK");
+    expect(await outcomeWithin(introspection("health", address))).toBe("OPEN");
+    const refused = "RESOURCE_EXHAUSTED: the address 127.0.0.1 already holds 2 open streams, its share of the server's limit (--max-stream-share 0.25 of --max-streams 8); close some first";
+    expect(await outcomeWithin(introspection("reflection", address), 2000)).toBe(refused);
+    expect((await watch(connect(address))).code).toBe("RESOURCE_EXHAUSTED");
+  });
+
+  it("the default share lets one load-generator host hold 10,000 heartbeat streams under the default --max-streams", () => {
+    const perPrincipal = Math.floor(DEFAULT_TRANSPORT_LIMITS.maxStreams * DEFAULT_TRANSPORT_LIMITS.maxStreamShare);
+    expect(perPrincipal).toBeGreaterThanOrEqual(10_000);
+    expect(perPrincipal).toBeLessThan(DEFAULT_TRANSPORT_LIMITS.maxStreams);
+  });
+});
+
+describe("firstHeartbeatTimeoutMs", () => {
+  // Regression: a heartbeat stream that never sent its first message held its slot for ever.
+  it("a heartbeat stream that sends no first heartbeat within the timeout is ended with DEADLINE_EXCEEDED and gives its slot back", async () => {
+    const { address } = await serve({ limits: { firstHeartbeatTimeoutMs: 300, maxStreams: 1 } });
+    const client = connect(address);
+    const id = await register(client);
+    const idle = hold(client.heartbeatStream());
+    expect(await outcomeWithin(idle, 3000)).toBe(
+      "DEADLINE_EXCEEDED: no first heartbeat within 300 ms of opening the stream: send a heartbeat naming the worker as soon as the stream opens",
+    );
+    // The slot is free again; a stream that heartbeats at once is served, and outlives the timeout.
+    const { stream, code } = await beat(client, id);
+    expect(code).toBe("OK");
+    expect(await outcomeWithin(stream, 700)).toBe("OPEN");
+  });
+
+  it("defaults to 10 s", () => {
+    expect(DEFAULT_TRANSPORT_LIMITS.firstHeartbeatTimeoutMs).toBe(10_000);
   });
 });
 
@@ -286,10 +429,20 @@ describe("configuration", () => {
         "--max-capabilities", "17",
         "--max-capability-length", "18",
         "--max-node-id-length", "19",
+        "--max-stream-share", "0.5",
+        "--first-heartbeat-timeout", "5s",
       ],
       {},
     );
-    expect(options.limits).toEqual({ maxStreamsPerConnection: 12, maxStreams: 13, maxWatchers: 14, registrationsPerSecondPerPeer: 15, maxMessageBytes: 16000 });
+    expect(options.limits).toEqual({
+      maxStreamsPerConnection: 12,
+      maxStreams: 13,
+      maxWatchers: 14,
+      registrationsPerSecondPerPeer: 15,
+      maxMessageBytes: 16000,
+      maxStreamShare: 0.5,
+      firstHeartbeatTimeoutMs: 5000,
+    });
     expect(options.registry?.limits).toEqual({ maxWorkers: 11, maxCapabilities: 17, maxCapabilityLength: 18, maxNodeIdLength: 19 });
   });
 });

@@ -6,6 +6,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
+import net from "node:net";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -257,6 +258,34 @@ export function healthCheck(address: string, token?: string, credentials = grpc.
   });
 }
 
+/**
+ * Opens grpc.health.v1.Health/Watch and holds it, on `client` or else on a
+ * connection of its own (returned, to be closed).
+ */
+export function holdHealthWatch(address: string, token?: string, client = new grpc.Client(address, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 })): { client: grpc.Client; stream: HeldStream } {
+  const call = client.makeServerStreamRequest(
+    "/grpc.health.v1.Health/Watch",
+    (m: object) => Buffer.from(toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema, m))),
+    (b: Buffer) => fromBinary(HealthCheckResponseSchema, b),
+    { service: "" },
+    bearer(token),
+    {},
+  );
+  return { client, stream: hold(call as unknown as grpc.ClientReadableStream<any>) };
+}
+
+/** Opens a server reflection (v1) stream and holds it open without sending a request, on `client` or a connection of its own. */
+export function holdReflectionStream(address: string, token?: string, client = new grpc.Client(address, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 })): { client: grpc.Client; stream: HeldStream } {
+  const call = client.makeBidiStreamRequest(
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    (m: object) => Buffer.from(toBinary(ReflectionV1RequestSchema, create(ReflectionV1RequestSchema, m))),
+    (b: Buffer) => fromBinary(ReflectionV1ResponseSchema, b),
+    bearer(token),
+    {},
+  );
+  return { client, stream: hold(call as unknown as grpc.ClientDuplexStream<object, any>) };
+}
+
 /** Asks server reflection (v1 or v1alpha) to list services; resolves with the outcome and, when OK, the service names. */
 export function reflectionList(address: string, version: "v1" | "v1alpha", token?: string): Promise<Outcome<string[]>> {
   const client = new grpc.Client(address, grpc.credentials.createInsecure());
@@ -282,6 +311,90 @@ export function reflectionList(address: string, version: "v1" | "v1alpha", token
     call.write({ messageRequest: { case: "listServices", value: "" } });
     call.end();
   });
+}
+
+// ---------------------------------------------------------------- repeated authorization
+
+/** An HPACK integer with an N-bit prefix (RFC 7541, 5.1), the prefix's other bits zero. */
+function hpackInteger(value: number, prefixBits: number): number[] {
+  const max = (1 << prefixBits) - 1;
+  if (value < max) return [value];
+  const bytes = [max];
+  for (value -= max; value >= 128; value = Math.floor(value / 128)) bytes.push((value % 128) + 128);
+  bytes.push(value);
+  return bytes;
+}
+
+/** A "literal header field without indexing, new name" (RFC 7541, 6.2.2), without Huffman coding. */
+function hpackLiteral(name: string, value: string): Buffer {
+  const n = Buffer.from(name, "latin1");
+  const v = Buffer.from(value, "latin1");
+  return Buffer.concat([Buffer.from([0x00, ...hpackInteger(n.length, 7)]), n, Buffer.from(hpackInteger(v.length, 7)), v]);
+}
+
+/**
+ * A TCP proxy in front of a plaintext gRPC server that adds one more
+ * `authorization` header, after the client's own, to every request the
+ * client sends (each HTTP/2 HEADERS frame that opens a stream): the way a
+ * call with two `authorization` values reaches the server. grpc-js clients,
+ * and Node's HTTP/2 client, refuse to send one themselves.
+ * With `extra` undefined it forwards unchanged (a control).
+ */
+export class RepeatedAuthorizationProxy {
+  private readonly sockets = new Set<net.Socket>();
+
+  private constructor(
+    private readonly server: net.Server,
+    /** host:port for clients. */
+    readonly address: string,
+  ) {}
+
+  static async start(targetPort: number, extra: string | undefined): Promise<RepeatedAuthorizationProxy> {
+    let proxy: RepeatedAuthorizationProxy | undefined;
+    const server = net.createServer((client) => {
+      const upstream = net.connect(targetPort, "127.0.0.1");
+      proxy!.sockets.add(client).add(upstream);
+      upstream.pipe(client);
+      client.on("error", () => upstream.destroy());
+      upstream.on("error", () => client.destroy());
+      client.on("close", () => upstream.destroy());
+      let pending = Buffer.alloc(0);
+      let prefaceSent = false;
+      client.on("data", (chunk: Buffer) => {
+        pending = Buffer.concat([pending, chunk]);
+        if (!prefaceSent) {
+          if (pending.length < 24) return;
+          upstream.write(pending.subarray(0, 24));
+          pending = pending.subarray(24);
+          prefaceSent = true;
+        }
+        while (pending.length >= 9) {
+          const length = pending.readUIntBE(0, 3);
+          if (pending.length < 9 + length) break;
+          let frame = pending.subarray(0, 9 + length);
+          pending = pending.subarray(9 + length);
+          const [type, flags] = [frame[3]!, frame[4]!];
+          if (type === 0x1 && extra !== undefined) {
+            // Appending to the header block is valid only when it is whole (END_HEADERS) and unpadded.
+            if ((flags & 0x4) === 0 || (flags & 0x8) !== 0) throw new Error(`cannot extend a HEADERS frame with flags ${flags}`);
+            const payload = Buffer.concat([frame.subarray(9), hpackLiteral("authorization", extra)]);
+            const header = Buffer.from(frame.subarray(0, 9));
+            header.writeUIntBE(payload.length, 0, 3);
+            frame = Buffer.concat([header, payload]);
+          }
+          upstream.write(frame);
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+    proxy = new RepeatedAuthorizationProxy(server, `127.0.0.1:${(server.address() as net.AddressInfo).port}`);
+    return proxy;
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
 }
 
 // ---------------------------------------------------------------- certificates

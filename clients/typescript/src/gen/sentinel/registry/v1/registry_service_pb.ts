@@ -21,15 +21,18 @@ export const file_sentinel_registry_v1_registry_service: GenFile = /*@__PURE__*/
  */
 export type RegisterWorkerRequest = Message<"sentinel.registry.v1.RegisterWorkerRequest"> & {
   /**
-   * 1 to 253 characters, no control characters.
+   * 1 to 253 characters (code points), not blank, with no control, format
+   * (such as bidi overrides and zero-width spaces) or line and paragraph
+   * separator characters. It names one live worker: registering it again
+   * replaces that worker.
    *
    * @generated from field: string node_id = 1;
    */
   nodeId: string;
 
   /**
-   * 1 to 64 distinct capabilities, each 1 to 64 characters with no white space
-   * or control characters.
+   * 1 to 64 distinct capabilities, each 1 to 64 characters with no white
+   * space, control, format or separator characters.
    *
    * @generated from field: repeated string capabilities = 2;
    */

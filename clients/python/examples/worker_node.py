@@ -1,0 +1,61 @@
+"""The usage guide's Worker Node Implementation, in Python, against a registry server.
+
+The guide writes its WorkerNode by hand: register, a heartbeat timer,
+count a task up, record its completion, unregister on stop. The client's
+WorkerNode does all of that, and what the guide leaves out: it holds the
+heartbeat stream at the interval the registry asks for, reconnects after a
+registry restart, registers again if its record was removed, and always
+counts a task back down. The usage section is the guide's: start, process
+tasks until the process is asked to stop (SIGTERM or SIGINT), stop.
+
+Run: PYTHONPATH=clients/python/src /usr/bin/python3 clients/python/examples/worker_node.py
+"""
+
+import logging
+import os
+import signal
+import threading
+import time
+
+from sentinel_registry import WorkerNode
+
+
+def perform_task(task):
+    # Task execution logic here
+    print("Executing task:", task, flush=True)
+
+
+def execute_task(worker, task):
+    start_time = time.monotonic()
+    try:
+        # Counted up, run, recorded with its duration, counted down.
+        worker.run_task(perform_task, task)
+        print(f"Task completed in {(time.monotonic() - start_time) * 1000:.0f}ms", flush=True)
+    except Exception as error:
+        print(f"Task failed after {(time.monotonic() - start_time) * 1000:.0f}ms: {error}", flush=True)
+        raise
+
+
+def main():
+    # Reconnects and re-registrations are logged as warnings.
+    logging.basicConfig(level=logging.WARNING)
+
+    # Usage
+    worker = WorkerNode(os.environ.get("REGISTRY_ADDRESS", "localhost:50051"), "coder-node-1", ["coder", "tester"], 5)
+    worker.start()
+    print(f"Worker {worker.worker_id} started", flush=True)
+
+    # Worker processes tasks... until the process is asked to stop.
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    execute_task(worker, {"kind": "example"})
+    while not stopping.wait(1):
+        pass
+
+    worker.stop()
+    print(f"Worker {worker.worker_id} stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()

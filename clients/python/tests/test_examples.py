@@ -1,0 +1,121 @@
+"""The usage guide's three examples, in Python, run as a user runs them against a real registry.
+
+Each runs in Debian's Python with only clients/python/src on PYTHONPATH. The
+printed lines are checked against what the guide shows.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import threading
+
+import pytest
+
+from registry_server import DEBIAN_PYTHON, EXAMPLES, REPO_ROOT, debian_python_env, run_debian_python, wait_until
+from sentinel_registry import RegistryError, WorkerRegistryClient
+
+WORKER_ID = r"worker-\d+-[a-z0-9]+"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    """A fresh registry: the dashboard reads what the complete example left behind."""
+    from registry_server import RegistryServer
+
+    server = RegistryServer(tmp_path_factory.mktemp("examples") / "registry.db").start()
+    yield server
+    server.stop()
+
+
+def run_example(name: str, fleet, **env: str) -> subprocess.CompletedProcess:
+    return run_debian_python([str(EXAMPLES / name)], REGISTRY_ADDRESS=fleet.address, **env)
+
+
+def worker_block(stdout: str, node_id: str) -> str:
+    for block in re.split(r"\n(?=Worker: )", stdout):
+        if f"  Node: {node_id}\n" in block:
+            return block
+    raise AssertionError(f"no block for {node_id} in:\n{stdout}")
+
+
+def test_complete_example_registers_two_workers_runs_a_task_on_the_best_coder_and_prints_every_worker(fleet):
+    run = run_example("complete_example.py", fleet, EXAMPLE_TASK_MS="50")
+    assert (run.returncode, run.stderr) == (0, "")
+    lines = run.stdout.split("\n")
+    assert lines[0] == "Assigning tasks..."
+    assert re.fullmatch(f"Selected worker: {WORKER_ID}", lines[1])
+    assert lines[2] == "Task completed successfully"
+    selected = lines[1][len("Selected worker: ") :]
+
+    coder = worker_block(run.stdout, "coder-1")
+    assert f"Worker: {selected}\n" in coder
+    for line in ["  Capabilities: coder, tester", "  Health: healthy", "  Tasks: 1/5", "  Completed: 1", "  Failed: 0", "  Avg Duration: 50ms"]:
+        assert line + "\n" in coder  # the guide assigns the task and records it, but never counts it down
+
+    reviewer = worker_block(run.stdout, "reviewer-1")
+    assert re.match(f"Worker: {WORKER_ID}\n", reviewer)
+    for line in ["  Capabilities: reviewer", "  Health: healthy", "  Tasks: 0/3", "  Completed: 0", "  Avg Duration: 0ms"]:
+        assert line + "\n" in reviewer
+
+
+def test_monitoring_dashboard_prints_counts_capacity_success_rate_and_top_performers(fleet):
+    run = run_example("monitoring_dashboard.py", fleet)
+    assert (run.returncode, run.stderr) == (0, "")
+    # coder-1: 0.5 x 4/5 + 0.3 x 1 + 0.2 x min(1, 1000/50); reviewer-1: 0.5 x 1 + priors 0.3 x 0.5 + 0.2 x 0.5.
+    assert run.stdout == "\n".join(
+        [
+            "",
+            "=== Worker Dashboard ===",
+            "",
+            "Healthy: 2",
+            "Degraded: 0",
+            "Unhealthy: 0",
+            "",
+            "Capacity: 1/8 (7 available)",
+            "",
+            "Tasks: 1 completed, 0 failed",
+            "Success Rate: 100.0%",
+            "",
+            "Top Performers:",
+            "  1. coder-1 (priority: 0.900)",
+            "  2. reviewer-1 (priority: 0.750)",
+            "",
+        ]
+    )
+
+
+def test_worker_node_starts_runs_a_task_stays_registered_and_unregisters_on_sigterm(fleet):
+    child = subprocess.Popen(
+        [DEBIAN_PYTHON, "-s", str(EXAMPLES / "worker_node.py")],
+        env=debian_python_env(REGISTRY_ADDRESS=fleet.address),
+        cwd=str(REPO_ROOT),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(child.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: any(line.startswith("Task completed in ") for line in lines), timeout_s=30, message="the example's first task")
+        match = re.fullmatch(f"Worker ({WORKER_ID}) started\n", lines[0])
+        assert match, lines
+        worker_id = match.group(1)
+        assert lines[1] == "Executing task: {'kind': 'example'}\n"
+        with WorkerRegistryClient(fleet.address) as client:
+            worker = client.get_worker(worker_id)
+            assert (worker.node_id, worker.current_tasks, worker.metrics.tasks_completed) == ("coder-node-1", 0, 1)
+            child.send_signal(signal.SIGTERM)
+            assert child.wait(30) == 0
+            reader.join(10)
+            assert lines[-1] == f"Worker {worker_id} stopped\n"
+            with pytest.raises(RegistryError) as gone:
+                client.get_worker(worker_id)
+            assert gone.value.code_name == "NOT_FOUND"
+        assert child.stderr.read() == ""
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
