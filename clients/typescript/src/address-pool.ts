@@ -13,9 +13,9 @@ export type AddressOrder = "shuffled" | "as-given";
  * The addresses of one registry's replicas, and which of them calls go to.
  *
  * Calls stick to one address (the current one) for as long as it works: a
- * client keeps reading its own writes from the replica that took them, and a
- * replica that comes back after a failure gets its clients back one failover
- * at a time rather than in one wave. When the current address fails, the
+ * client's reads come from one replica's view, not alternately from replicas
+ * a moment apart, and a replica that comes back after a failure gets its
+ * clients back one failover at a time rather than in one wave. When the current address fails, the
  * next calls go to the address that has gone longest without failing (one
  * that never failed first, in this pool's order after the failed one); the
  * failed one is chosen again only when every other address failed after it.
