@@ -2,6 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import {
+  parseAddressList,
   RegistryClientError,
   WorkerRegistryClient,
   type RankedWorkerInfo,
@@ -19,31 +20,36 @@ export interface FleetCommandIo {
   stdout?: (text: string) => void;
   /** Receives error messages and usage. Default: process.stderr. */
   stderr?: (text: string) => void;
-  /** Environment to read REGISTRY_ADDRESS from. Default: process.env. */
+  /** Environment to read REGISTRY_ADDRESS (one address or a comma-separated list), REGISTRY_TLS_CA and REGISTRY_TOKEN from. Default: process.env. */
   env?: NodeJS.ProcessEnv;
 }
 
 const DEFAULT_ADDRESS = "localhost:50051";
 const TOP_PERFORMERS = 5;
 
-const WORKERS_USAGE = `usage: worker-registry workers [--json] [--address host:port]
+/** The help lines of the flags every fleet command takes. */
+const CONNECTION_FLAGS = `  --address ADDR     registry to ask: host:port or a gRPC target; repeat it (or separate
+                     addresses with commas) for several replicas, asked in that order, the
+                     next one when one cannot be reached (default: $REGISTRY_ADDRESS, one
+                     address or a comma-separated list, or ${DEFAULT_ADDRESS})
+  --tls-ca FILE      use TLS, trusting this PEM CA (default: $REGISTRY_TLS_CA, else plaintext)`;
+
+const WORKERS_USAGE = `usage: worker-registry workers [--json] [--address host:port]...
 
 Prints the fleet dashboard: workers by health, capacity, success rate and the
-top ${TOP_PERFORMERS} workers by load-balancing priority.
+top ${TOP_PERFORMERS} workers by load-balancing priority, from the replica that answered.
 
   --json             print JSON instead of a table
-  --address ADDR     registry to ask (default: $REGISTRY_ADDRESS or ${DEFAULT_ADDRESS})
-  --tls-ca FILE      use TLS, trusting this PEM CA (default: $REGISTRY_TLS_CA, else plaintext)
+${CONNECTION_FLAGS}
   (the token, if the registry needs one, is read from $REGISTRY_TOKEN: never pass it as an argument)
 `;
 
-const WORKER_USAGE = `usage: worker-registry worker <id> [--json] [--address host:port]
+const WORKER_USAGE = `usage: worker-registry worker <id> [--json] [--address host:port]...
 
 Prints one worker.
 
   --json             print JSON instead of a table
-  --address ADDR     registry to ask (default: $REGISTRY_ADDRESS or ${DEFAULT_ADDRESS})
-  --tls-ca FILE      use TLS, trusting this PEM CA (default: $REGISTRY_TLS_CA, else plaintext)
+${CONNECTION_FLAGS}
   (the token, if the registry needs one, is read from $REGISTRY_TOKEN: never pass it as an argument)
 `;
 
@@ -55,7 +61,7 @@ Prints one worker.
  * available, the overall success rate ("n/a" before any completion) and a
  * table of the top 5 workers by priority (healthy before degraded, as the
  * registry ranks them). `--json` prints `{ address, stats, topPerformers }`
- * with dates as ISO strings.
+ * with dates as ISO strings; `address` is the one that answered.
  *
  * @returns 0 on success, 1 if the registry cannot be asked (the reason goes to
  *   stderr), 2 for a usage error. Never throws.
@@ -74,13 +80,13 @@ export async function workersCommand(argv: string[], io: FleetCommandIo = {}): P
     ]);
     const topPerformers = ranked.slice(0, TOP_PERFORMERS);
     if (parsed.json) {
-      out.stdout(JSON.stringify({ address: parsed.address, stats, topPerformers }, null, 2));
+      out.stdout(JSON.stringify({ address: client.address, stats, topPerformers }, null, 2));
     } else {
-      out.stdout(renderDashboard(parsed.address, stats, topPerformers));
+      out.stdout(renderDashboard(client.address, stats, topPerformers));
     }
     return 0;
   } catch (error) {
-    return reportFailure(error, parsed.address, out);
+    return reportFailure(error, parsed.addresses, out);
   } finally {
     client.close();
   }
@@ -107,21 +113,20 @@ export async function workerCommand(argv: string[], io: FleetCommandIo = {}): Pr
     out.stdout(parsed.json ? JSON.stringify(worker, null, 2) : renderWorker(worker));
     return 0;
   } catch (error) {
-    return reportFailure(error, parsed.address, out);
+    return reportFailure(error, parsed.addresses, out);
   } finally {
     client.close();
   }
 }
 
-const RESUME_EVICTION_USAGE = `usage: worker-registry resume-eviction [--json] [--address host:port]
+const RESUME_EVICTION_USAGE = `usage: worker-registry resume-eviction [--json] [--address host:port]...
 
 Ends a pause of eviction now, so that cleanup removes expired workers again (at
 most its per-pass share of the fleet). Use it when the whole fleet really went
 away, rather than waiting for --eviction-max-pause. Needs an admin token.
 
   --json             print JSON instead of text
-  --address ADDR     registry to ask (default: $REGISTRY_ADDRESS or ${DEFAULT_ADDRESS})
-  --tls-ca FILE      use TLS, trusting this PEM CA (default: $REGISTRY_TLS_CA, else plaintext)
+${CONNECTION_FLAGS}
   (the token is read from $REGISTRY_TOKEN: never pass it as an argument)
 `;
 
@@ -141,13 +146,13 @@ export async function resumeEvictionCommand(argv: string[], io: FleetCommandIo =
   try {
     const { wasPaused, eviction } = await client.resumeEviction();
     if (parsed.json) {
-      out.stdout(JSON.stringify({ address: parsed.address, wasPaused, eviction }, null, 2));
+      out.stdout(JSON.stringify({ address: client.address, wasPaused, eviction }, null, 2));
     } else {
       out.stdout(wasPaused ? "eviction resumed: cleanup removes expired workers again" : "eviction was not paused; nothing changed");
     }
     return 0;
   } catch (error) {
-    return reportFailure(error, parsed.address, out);
+    return reportFailure(error, parsed.addresses, out);
   } finally {
     client.close();
   }
@@ -155,7 +160,8 @@ export async function resumeEvictionCommand(argv: string[], io: FleetCommandIo =
 
 interface FleetArgs {
   json: boolean;
-  address: string;
+  /** The registry's addresses, in the order to ask them. */
+  addresses: string[];
   positionals: string[];
   clientOptions: WorkerRegistryClientOptions;
 }
@@ -174,14 +180,14 @@ function outputOf(io: FleetCommandIo): Output {
 
 /** The parsed flags, or the exit code when there is nothing to run (help: 0, misuse: 2). */
 function parseFleetArgs(argv: string[], positionalCount: number, usage: string, out: Output, env: NodeJS.ProcessEnv): FleetArgs | number {
-  let values: { json?: boolean; address?: string; "tls-ca"?: string; help?: boolean };
+  let values: { json?: boolean; address?: string[]; "tls-ca"?: string; help?: boolean };
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({
       args: argv,
       options: {
         json: { type: "boolean" },
-        address: { type: "string" },
+        address: { type: "string", multiple: true },
         "tls-ca": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -200,11 +206,17 @@ function parseFleetArgs(argv: string[], positionalCount: number, usage: string, 
     out.stderr(`expected ${positionalCount} argument${positionalCount === 1 ? "" : "s"}, got ${positionals.length}\n\n${usage}`);
     return 2;
   }
-  const address = values.address ?? (env.REGISTRY_ADDRESS || DEFAULT_ADDRESS);
-  if (address === "") {
+  if (values.address?.some((value) => parseAddressList(value).length === 0)) {
     out.stderr(`--address must not be empty\n\n${usage}`);
     return 2;
   }
+  const listed = values.address?.flatMap(parseAddressList) ?? parseAddressList(env.REGISTRY_ADDRESS || DEFAULT_ADDRESS);
+  if (listed.length === 0) {
+    out.stderr(`REGISTRY_ADDRESS names no registry: ${JSON.stringify(env.REGISTRY_ADDRESS)}\n\n${usage}`);
+    return 2;
+  }
+  // A replica named twice would only be asked twice.
+  const addresses = [...new Set(listed)];
   const caFile = values["tls-ca"] ?? (env.REGISTRY_TLS_CA || undefined);
   let credentials: grpc.ChannelCredentials | undefined;
   if (caFile !== undefined) {
@@ -218,15 +230,21 @@ function parseFleetArgs(argv: string[], positionalCount: number, usage: string, 
   const token = env.REGISTRY_TOKEN || undefined;
   return {
     json: values.json === true,
-    address,
+    addresses,
     positionals,
-    clientOptions: { address, ...(credentials === undefined ? {} : { credentials }), ...(token === undefined ? {} : { token }) },
+    clientOptions: {
+      // In the order given: an operator lists the nearest replica first, and the output says which one answered.
+      addresses,
+      addressOrder: "as-given",
+      ...(credentials === undefined ? {} : { credentials }),
+      ...(token === undefined ? {} : { token }),
+    },
   };
 }
 
-function reportFailure(error: unknown, address: string, out: Output): number {
+function reportFailure(error: unknown, addresses: readonly string[], out: Output): number {
   if (error instanceof RegistryClientError && error.codeName === "UNAVAILABLE") {
-    out.stderr(`worker-registry: cannot reach the registry at ${address}: ${error.message}`);
+    out.stderr(`worker-registry: cannot reach the registry at ${addresses.join(", ")}: ${error.message}`);
   } else if (error instanceof RegistryClientError) {
     out.stderr(`worker-registry: ${error.message}`);
   } else {

@@ -6,11 +6,13 @@ const USAGE = `usage: worker-registry <command> [flags]
 
 commands:
   serve            run the registry server (worker-registry serve --help)
-  workers          print the fleet dashboard [--json] [--address host:port]
-  worker <id>      print one worker [--json] [--address host:port]
+  workers          print the fleet dashboard [--json] [--address host:port]...
+  worker <id>      print one worker [--json] [--address host:port]...
   resume-eviction  end a pause of eviction now (admin token)
 
---address defaults to $REGISTRY_ADDRESS, else localhost:50051.
+--address defaults to $REGISTRY_ADDRESS, else localhost:50051. Give it several
+times (or a comma-separated $REGISTRY_ADDRESS) to list the replicas of one
+registry: they are asked in order, the next one when one cannot be reached.
 `;
 
 /** The worker-registry command line. Resolves to the process exit code. */

@@ -102,6 +102,46 @@ describe("worker-registry workers", () => {
   });
 });
 
+describe("several addresses", () => {
+  // Nothing listens on port 1: a replica that is down.
+  const down = "127.0.0.1:1";
+
+  it("asks the next --address when the first cannot be reached, and names the one that answered", async () => {
+    const { io, stdout, stderr } = capture();
+    expect(await workersCommand(["--address", down, "--address", registry.address], io)).toBe(0);
+    expect(stderr()).toBe("");
+    expect(stdout()).toContain(`Registry      ${registry.address} (server time`);
+    expect(stdout()).toContain("Workers       2");
+  });
+
+  it("reads a comma-separated list from REGISTRY_ADDRESS", async () => {
+    const { io, stdout } = capture({ REGISTRY_ADDRESS: `${down}, ${registry.address}` });
+    expect(await workerCommand([coderId, "--json"], io)).toBe(0);
+    expect(JSON.parse(stdout())).toMatchObject({ id: coderId });
+  });
+
+  it("resumes eviction through the next address too", async () => {
+    const { io, stdout } = capture();
+    expect(await resumeEvictionCommand(["--json", `--address=${down},${registry.address}`], io)).toBe(0);
+    expect(JSON.parse(stdout())).toMatchObject({ address: registry.address, wasPaused: false });
+  });
+
+  it("exits 1 naming every address when none can be reached", async () => {
+    const { io, stderr } = capture();
+    expect(await workersCommand(["--address", down, "--address", "127.0.0.1:2"], io)).toBe(1);
+    expect(stderr()).toMatch(/^worker-registry: cannot reach the registry at 127\.0\.0\.1:1, 127\.0\.0\.1:2: /);
+  });
+
+  it("exits 2 for an empty --address or a REGISTRY_ADDRESS that names no registry", async () => {
+    const empty = capture();
+    expect(await workersCommand(["--address", registry.address, "--address", ""], empty.io)).toBe(2);
+    expect(empty.stderr()).toMatch(/^--address must not be empty/);
+    const blank = capture({ REGISTRY_ADDRESS: " , " });
+    expect(await workersCommand([], blank.io)).toBe(2);
+    expect(blank.stderr()).toMatch(/^REGISTRY_ADDRESS names no registry: " , "/);
+  });
+});
+
 describe("worker-registry worker <id>", () => {
   it("prints one worker", async () => {
     const { io, stdout, stderr } = capture();

@@ -44,12 +44,16 @@ export class TestRegistry {
     return this.current;
   }
 
-  /** Starts the server: on an ephemeral port the first time, on the same port afterwards. */
-  async start(): Promise<void> {
+  /**
+   * Starts the server: on an ephemeral port the first time, on the same port
+   * afterwards, or on `port` (the same database moved elsewhere, as a replica
+   * of a shared database would serve it).
+   */
+  async start(port = this.boundPort): Promise<void> {
     if (this.current !== null) throw new Error("test registry already running");
     this.current = await startRegistryServer({
       host: "127.0.0.1",
-      port: this.boundPort,
+      port,
       dbPath: this.dbPath,
       logLevel: "silent",
       registry: this.registryOptions,

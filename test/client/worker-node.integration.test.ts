@@ -52,7 +52,8 @@ describe("WorkerNode heartbeats", () => {
     const worker = await node.start();
     expect(node.workerId).toBe(worker.id);
     expect(node.state).toBe("running");
-    expect(await connected).toEqual({ workerId: worker.id, reconnects: 0 });
+    expect(await connected).toEqual({ workerId: worker.id, reconnects: 0, address: registry.address });
+    expect(node.address).toBe(registry.address);
     await healthy;
     expect(await firstBeat).toEqual({ workerId: worker.id, sequence: 1, healthStatus: "healthy", nextHeartbeatMs: 200 });
     const secondBeat = await nextEvent(node, "heartbeat");
@@ -89,7 +90,7 @@ describe("WorkerNode recovery", () => {
     const back = nextEvent(node, "connected", (event) => event.reconnects === 1);
     const healthyAgain = nextEvent(node, "healthy");
     await registry.start();
-    expect(await back).toEqual({ workerId: worker.id, reconnects: 1 });
+    expect(await back).toEqual({ workerId: worker.id, reconnects: 1, address: registry.address });
     await healthyAgain;
     // Heartbeats keep flowing on the new stream.
     await nextEvent(node, "heartbeat");

@@ -39,18 +39,20 @@ async function silentAddress(): Promise<string> {
 function recordingClient(options: WorkerRegistryClientOptions) {
   const sleeps: number[] = [];
   const calls: string[] = [];
+  const addresses: string[] = [];
   const client = new WorkerRegistryClient({
     ...options,
     retry: options.retry === false ? false : { sleep: async (ms) => void sleeps.push(ms), random: () => 0.5, ...options.retry },
-    callMetadata: ({ method }) => {
+    callMetadata: ({ method, address }) => {
       calls.push(method);
+      addresses.push(address);
       const metadata = new grpc.Metadata();
       metadata.set("authorization", "Bearer test");
       return metadata;
     },
   });
   clients.push(client);
-  return { client, sleeps, calls };
+  return { client, sleeps, calls, addresses };
 }
 
 async function failure(promise: Promise<unknown>): Promise<RegistryClientError> {
@@ -119,6 +121,80 @@ describe("retries", () => {
     expect(error.code).toBe(grpc.status.DEADLINE_EXCEEDED);
     expect(performance.now() - startedAt).toBeGreaterThanOrEqual(140);
     expect(sleeps).toEqual([]);
+  });
+});
+
+describe("several addresses", () => {
+  it("retries an idempotent read on the next address each time, round the list", async () => {
+    const [a, b, c] = [await refusedAddress(), await refusedAddress(), await refusedAddress()];
+    const { client, addresses, sleeps } = recordingClient({
+      addresses: [a, b, c],
+      addressOrder: "as-given",
+      retry: { maxAttempts: 4, baseMs: 100, maxMs: 300 },
+    });
+    const error = await failure(client.getRegistryStats());
+    expect(error.code).toBe(grpc.status.UNAVAILABLE);
+    expect(addresses).toEqual([a, b, c, a]);
+    // The same jittered waits as with one address.
+    expect(sleeps).toEqual([50, 100, 150]);
+  });
+
+  it("tries every address when there are more than the default four attempts", async () => {
+    const five = [await refusedAddress(), await refusedAddress(), await refusedAddress(), await refusedAddress(), await refusedAddress()];
+    const { client, addresses } = recordingClient({ addresses: five, addressOrder: "as-given" });
+    await failure(client.getWorker("worker-1-abc"));
+    expect(addresses).toEqual(five);
+  });
+
+  it("fails a write once, and sends the next call to another address", async () => {
+    const [a, b] = [await refusedAddress(), await refusedAddress()];
+    const { client, addresses, calls } = recordingClient({ addresses: [a, b], addressOrder: "as-given", retry: { maxAttempts: 5 } });
+    expect((await failure(client.updateTaskCount("worker-1-abc", 1))).code).toBe(grpc.status.UNAVAILABLE);
+    expect(client.address).toBe(b);
+    expect((await failure(client.recordTaskCompletion("worker-1-abc", true, 5))).code).toBe(grpc.status.UNAVAILABLE);
+    expect(calls).toEqual(["updateTaskCount", "recordTaskCompletion"]);
+    expect(addresses).toEqual([a, b]);
+  });
+
+  it("leaves a replica that takes calls and never answers: the next call goes elsewhere", async () => {
+    const [hung, other] = [await silentAddress(), await refusedAddress()];
+    const { client, addresses, sleeps } = recordingClient({ addresses: [hung, other], addressOrder: "as-given", deadlineMs: 150 });
+    // A deadline is not retried (the replica may still be working on it)...
+    expect((await failure(client.getWorker("worker-1-abc"))).code).toBe(grpc.status.DEADLINE_EXCEEDED);
+    expect(sleeps).toEqual([]);
+    // ...but the replica is left behind.
+    expect(client.address).toBe(other);
+    await failure(client.getWorker("worker-1-abc"));
+    expect(addresses.slice(0, 2)).toEqual([hung, other]);
+  });
+
+  it("does not move for an answer about the request itself", async () => {
+    const [a, b] = [await refusedAddress(), await refusedAddress()];
+    const client = new WorkerRegistryClient({
+      addresses: [a, b],
+      addressOrder: "as-given",
+      callMetadata: () => Promise.reject(new Error("token expired")),
+    });
+    clients.push(client);
+    expect((await failure(client.getWorker("worker-1-abc"))).code).toBe(grpc.status.INTERNAL);
+    expect(client.address).toBe(a);
+  });
+
+  it("shuffles the addresses with the random source it is given, and lists them all", () => {
+    const client = new WorkerRegistryClient({ addresses: ["a:1", "b:1", "c:1"], random: () => 0 });
+    clients.push(client);
+    // Fisher–Yates from the end with draws of 0: [a, b, c] -> [c, b, a] -> [b, c, a].
+    expect(client.addresses).toEqual(["b:1", "c:1", "a:1"]);
+    expect(client.address).toBe("b:1");
+  });
+
+  it("refuses addresses it cannot use, before any call", () => {
+    expect(() => new WorkerRegistryClient({ addresses: [] })).toThrow(/addresses must list at least one registry/);
+    expect(() => new WorkerRegistryClient({ address: "a:1,b:1" })).toThrow(/use addresses/);
+    expect(() => new WorkerRegistryClient({ address: "a:1", addresses: ["b:1"] })).toThrow(/not both/);
+    expect(() => new WorkerRegistryClient({ addresses: ["a:1"], addressOrder: "nearest" as never })).toThrow(
+      `addressOrder must be 'shuffled' or 'as-given', got "nearest"`,
+    );
   });
 });
 

@@ -1,4 +1,5 @@
 import type * as grpc from "@grpc/grpc-js";
+import type { AddressOrder } from "./address-pool.js";
 import type { RandomSource } from "./backoff.js";
 import type { RegistryClientError } from "./registry-client-error.js";
 import type { WorkerAcquisition } from "./worker-info.js";
@@ -9,18 +10,25 @@ export interface CallContext {
   method: string;
   /** The full gRPC path, e.g. `/sentinel.registry.v1.WorkerRegistryService/RegisterWorker`. */
   path: string;
+  /** The address (one of the client's `addresses`, or its `address`) this call or attempt goes to. */
+  address: string;
 }
 
 /**
  * Retries of idempotent calls (the reads getWorker, discoverWorkers,
- * getWorkersForLoadBalancing and getRegistryStats, and releaseWorker, which
- * the registry makes idempotent) that fail with UNAVAILABLE. Other writes are
- * never retried: a registration or an acquisition whose reply was lost may
- * have happened, and repeating it would create a second worker or take a
- * second slot.
+ * getWorkersForLoadBalancing and getRegistryStats, and releaseWorker and
+ * resumeEviction, which the registry makes idempotent) that fail with
+ * UNAVAILABLE; with several addresses, each retry goes to the address the
+ * client has moved on to. Other writes are never retried: a registration or
+ * an acquisition whose reply was lost may have happened, and repeating it
+ * would create a second worker or take a second slot.
  */
 export interface RetryOptions {
-  /** Attempts in all, the first included. Default 4. 1 disables retries. */
+  /**
+   * Attempts in all, the first included. Default 4, or the number of
+   * `addresses` when there are more, so that a retried call tries every
+   * replica. 1 disables retries.
+   */
   maxAttempts?: number;
   /** Ceiling of the first backoff, in milliseconds. Default 100. */
   baseMs?: number;
@@ -34,8 +42,31 @@ export interface RetryOptions {
 
 /** How to reach the registry. Every field is optional. */
 export interface WorkerRegistryClientOptions {
-  /** `host:port` of the registry. Default `'localhost:50051'`. */
+  /**
+   * The registry: `host:port`, or any gRPC target, passed to grpc-js as it is.
+   * A target that names several replicas (`dns:///registry.internal:50051`,
+   * `ipv4:10.0.0.1:50051,10.0.0.2:50051`) is one channel on which grpc-js's
+   * `pick_first` fails over among the resolved addresses. Default
+   * `'localhost:50051'`. Not together with `addresses`.
+   */
   address?: string;
+  /**
+   * Several replicas of one registry, each a `host:port` or gRPC target: one
+   * channel each, and calls stick to one of them while it works. A call that
+   * fails with UNAVAILABLE or DEADLINE_EXCEEDED moves later calls to another
+   * address; idempotent calls are retried there (see `retry`), other writes
+   * fail as they would with one address. Streams reopen on the address the
+   * client has moved to. Default: `[address]`. Not together with `address`.
+   *
+   * @throws RangeError (from the constructor) for an empty list, an empty or
+   *   repeated entry, or an entry that is itself a comma-separated list (see
+   *   `parseAddressList` for text such as `REGISTRY_ADDRESS`).
+   */
+  addresses?: string[];
+  /** Which of `addresses` to use first, and in what order to fail over: see {@link AddressOrder}. Default `'shuffled'`. */
+  addressOrder?: AddressOrder;
+  /** Uniform source in [0, 1) for the `'shuffled'` address order. Default `Math.random`. */
+  random?: RandomSource;
   /**
    * Channel credentials. Default `grpc.credentials.createInsecure()`. For TLS:
    * `grpc.credentials.createSsl(caPem)`, and for mutual TLS
@@ -95,14 +126,14 @@ export interface CompiledRetryOptions {
 }
 
 /**
- * Fills in and checks the retry policy once.
+ * Fills in and checks the retry policy once, for a client of `addressCount` addresses.
  *
  * @throws RangeError for maxAttempts below 1 or baseMs/maxMs out of order.
  */
-export function compileRetry(retry: RetryOptions | false | undefined): CompiledRetryOptions {
+export function compileRetry(retry: RetryOptions | false | undefined, addressCount = 1): CompiledRetryOptions {
   const options = retry === false ? { maxAttempts: 1 } : (retry ?? {});
   const compiled: CompiledRetryOptions = {
-    maxAttempts: options.maxAttempts ?? 4,
+    maxAttempts: options.maxAttempts ?? Math.max(4, addressCount),
     baseMs: options.baseMs ?? 100,
     maxMs: options.maxMs ?? 2000,
     random: options.random ?? Math.random,

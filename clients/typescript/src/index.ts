@@ -4,9 +4,11 @@
  * and result shapes of the Worker Registry usage guide; slot acquisition
  * (`acquireWorker`, `releaseWorker`, `withWorker`); a resuming `watchWorkers`;
  * and a `WorkerNode` that keeps a worker registered and heartbeating across
- * server restarts.
+ * server restarts; with several registry addresses, all of it fails over
+ * between the replicas.
  */
 export { WorkerRegistryClient } from "./worker-registry-client.js";
+export { parseAddressList, type AddressOrder } from "./address-pool.js";
 export {
   type CallContext,
   type LoadBalancingOptions,

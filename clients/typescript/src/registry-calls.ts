@@ -1,5 +1,6 @@
 import { create, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
+import { AddressPool, compileAddresses } from "./address-pool.js";
 import { fullJitterDelayMs } from "./backoff.js";
 import { compileRetry, type CompiledRetryOptions, type WorkerRegistryClientOptions } from "./client-options.js";
 import {
@@ -35,50 +36,81 @@ const RETRIED: ReadonlySet<MethodName> = new Set([
   "getWorkersForLoadBalancing",
   "getRegistryStats",
   "releaseWorker",
+  "resumeEviction",
 ]);
+
+/**
+ * Codes that speak of the replica or the way to it rather than of the
+ * request: the connection failed or was lost, the replica is shutting down or
+ * cannot write (UNAVAILABLE), or it did not answer in time
+ * (DEADLINE_EXCEEDED: a hung process, a half-open connection). After one of
+ * them, calls move to another address. Streams never carry a deadline, so
+ * for them only UNAVAILABLE counts; WorkerNode reports its own reply timeout.
+ */
+const REPLICA_FAILURES: ReadonlySet<grpc.status> = new Set([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED]);
 
 const definition = grpcServiceDefinition(WorkerRegistryService);
 
 const ServiceClient = grpc.makeGenericClientConstructor(definition, "WorkerRegistryService");
 
+/** A stream, and the address it was opened on. */
+export interface OpenedStream<T> {
+  readonly stream: T;
+  readonly address: string;
+}
+
 /**
- * The wire under `WorkerRegistryClient`: one grpc-js channel, and every call
- * made on it with the caller's metadata and the right token. Unary calls get
- * a deadline per attempt, and the idempotent ones are retried on UNAVAILABLE
- * with full-jitter backoff; the two streams get no deadline. Knows nothing of
- * result shapes: it speaks protobuf messages.
+ * The wire under `WorkerRegistryClient`: a grpc-js channel per address, made
+ * on first use, and every call made on the current one (see
+ * {@link AddressPool}) with the caller's metadata and the right token. Unary
+ * calls get a deadline per attempt, and the idempotent ones are retried on
+ * UNAVAILABLE with full-jitter backoff; a failure of the replica moves later
+ * calls, retries and streams to another address. The two streams get no
+ * deadline. Knows nothing of result shapes: it speaks protobuf messages.
  */
 export class RegistryCalls {
-  /** The `host:port` of the registry. */
-  readonly address: string;
-  private readonly client: grpc.Client;
+  private readonly pool: AddressPool;
+  private readonly channels = new Map<string, grpc.Client>();
+  private readonly credentials: grpc.ChannelCredentials;
+  private readonly channelOptions: grpc.ChannelOptions;
   private readonly deadlineMs: number;
   private readonly retry: CompiledRetryOptions;
   private readonly callMetadata: WorkerRegistryClientOptions["callMetadata"];
   private readonly token: string | undefined;
-  /** The tokens of the workers registered through this channel, by worker id. */
+  /** The tokens of the workers registered through this client, by worker id: every replica accepts them. */
   private readonly workerTokens = new Map<string, string>();
   private isClosed = false;
 
   /**
-   * Creates the channel; it connects lazily, on the first call.
+   * Checks the options; channels connect lazily, on their first call.
    *
-   * @throws RangeError if `deadlineMs` or a retry field is out of range.
+   * @throws RangeError if `deadlineMs`, a retry field or the addresses break their rules.
    */
   constructor(options: WorkerRegistryClientOptions) {
-    this.address = options.address ?? "localhost:50051";
     this.deadlineMs = options.deadlineMs ?? 5000;
     this.callMetadata = options.callMetadata;
     this.token = options.token;
-    this.retry = compileRetry(options.retry);
     if (!(this.deadlineMs > 0)) {
       throw new RangeError(`deadlineMs must be > 0, got ${this.deadlineMs}`);
     }
-    this.client = new ServiceClient(
-      this.address,
-      options.credentials ?? grpc.credentials.createInsecure(),
-      options.channelOptions ?? {},
-    );
+    const order = options.addressOrder ?? "shuffled";
+    if (order !== "shuffled" && order !== "as-given") {
+      throw new RangeError(`addressOrder must be 'shuffled' or 'as-given', got ${JSON.stringify(order)}`);
+    }
+    this.pool = new AddressPool(compileAddresses(options), order, options.random ?? Math.random);
+    this.retry = compileRetry(options.retry, this.pool.addresses.length);
+    this.credentials = options.credentials ?? grpc.credentials.createInsecure();
+    this.channelOptions = options.channelOptions ?? {};
+  }
+
+  /** The address calls go to now. */
+  get address(): string {
+    return this.pool.current;
+  }
+
+  /** Every address, in the order the client fails over between them. */
+  get addresses(): readonly string[] {
+    return this.pool.addresses;
   }
 
   /** Whether `close()` was called. */
@@ -102,9 +134,11 @@ export class RegistryCalls {
   }
 
   /**
-   * One unary call; a request that names a `workerId` carries that worker's
-   * token when it is known. Retried on UNAVAILABLE for the calls in
-   * {@link RETRIED}, never after close().
+   * One unary call to the current address; a request that names a `workerId`
+   * carries that worker's token when it is known. A replica failure
+   * (UNAVAILABLE, DEADLINE_EXCEEDED) moves later calls to another address.
+   * Retried on UNAVAILABLE for the calls in {@link RETRIED}, each retry on the
+   * address of the moment, never after close().
    *
    * @throws RegistryClientError with the final status.
    */
@@ -114,10 +148,12 @@ export class RegistryCalls {
     const request = create(schema, init as MessageInitShape<DescMessage>);
     const maxAttempts = RETRIED.has(name) ? this.retry.maxAttempts : 1;
     for (let attempt = 0; ; attempt += 1) {
+      const address = this.pool.current;
       try {
-        return (await this.attempt(name, method, request, (init as { workerId?: string }).workerId)) as OutputOf<K>;
+        return (await this.attempt(name, method, request, address, (init as { workerId?: string }).workerId)) as OutputOf<K>;
       } catch (error) {
         const failure = RegistryClientError.from(name, error);
+        this.reportFailure(address, failure.code);
         if (failure.code !== grpc.status.UNAVAILABLE || attempt + 1 >= maxAttempts || this.isClosed) {
           throw failure;
         }
@@ -129,17 +165,20 @@ export class RegistryCalls {
   }
 
   /**
-   * Opens a HeartbeatStream with no deadline, carrying `workerId`'s token
-   * when it is known.
+   * Opens a HeartbeatStream on the current address, with no deadline,
+   * carrying `workerId`'s token when it is known. If the stream ends with
+   * UNAVAILABLE, later calls move to another address.
    *
    * @throws RegistryClientError CANCELLED after close(), or the `callMetadata` hook's failure.
    */
-  async openHeartbeatStream(workerId?: string): Promise<HeartbeatStream> {
+  async openHeartbeatStream(workerId?: string): Promise<OpenedStream<HeartbeatStream>> {
     const method = this.method("heartbeatStream");
-    const metadata = await this.metadataFor("heartbeatStream", method.path, workerId);
+    const address = this.pool.current;
+    const metadata = await this.metadataFor("heartbeatStream", method.path, address, workerId);
     this.assertOpen("heartbeatStream");
+    let stream: HeartbeatStream;
     try {
-      return this.client.makeBidiStreamRequest<HeartbeatStreamRequest, HeartbeatStreamResponse>(
+      stream = this.channel(address).makeBidiStreamRequest<HeartbeatStreamRequest, HeartbeatStreamResponse>(
         method.path,
         method.requestSerialize as (value: HeartbeatStreamRequest) => Buffer,
         method.responseDeserialize as (bytes: Buffer) => HeartbeatStreamResponse,
@@ -149,20 +188,26 @@ export class RegistryCalls {
     } catch (error) {
       throw RegistryClientError.from("heartbeatStream", error);
     }
+    stream.on("status", (finalStatus: grpc.StatusObject) => this.reportFailure(address, finalStatus.code));
+    return { stream, address };
   }
 
   /**
-   * Opens one WatchWorkers call from `startRevision`, with no deadline.
+   * Opens one WatchWorkers call from `startRevision` on the current address,
+   * with no deadline. If it ends with UNAVAILABLE, later calls move to
+   * another address: every replica serves the same revisions, so the watch
+   * resumes there.
    *
    * @throws RegistryClientError CANCELLED after close(), or the `callMetadata` hook's failure.
    */
   async openWatch(filter: FilterInit, startRevision: number): Promise<WatchCall> {
     const method = this.method("watchWorkers");
-    const metadata = await this.metadataFor("watchWorkers", method.path);
+    const address = this.pool.current;
+    const metadata = await this.metadataFor("watchWorkers", method.path, address);
     this.assertOpen("watchWorkers");
     let call: grpc.ClientReadableStream<WatchWorkersResponse>;
     try {
-      call = this.client.makeServerStreamRequest<WatchWorkersRequest, WatchWorkersResponse>(
+      call = this.channel(address).makeServerStreamRequest<WatchWorkersRequest, WatchWorkersResponse>(
         method.path,
         method.requestSerialize as (value: WatchWorkersRequest) => Buffer,
         method.responseDeserialize as (bytes: Buffer) => WatchWorkersResponse,
@@ -177,15 +222,61 @@ export class RegistryCalls {
     // keeps a status that arrives after the reader stopped (the cancel of a
     // loop the consumer left) from becoming an unhandled 'error' event.
     call.on("error", () => {});
+    call.on("status", (finalStatus: grpc.StatusObject) => this.reportFailure(address, finalStatus.code));
     return { events: watchEventsOf(call), cancel: () => call.cancel() };
   }
 
-  /** Closes the channel. Calls already running finish; later calls reject with CANCELLED. Idempotent. */
+  /**
+   * Takes note that a call to `address` ended with `code`. A replica failure
+   * (UNAVAILABLE, DEADLINE_EXCEEDED) moves later calls to another address, if
+   * `address` is still the current one; other codes change nothing. Used by
+   * WorkerNode for the heartbeat replies it stopped waiting for.
+   */
+  reportFailure(address: string, code: grpc.status): void {
+    if (this.isClosed || !REPLICA_FAILURES.has(code)) {
+      return;
+    }
+    const next = this.pool.reportFailure(address);
+    if (next !== undefined) {
+      this.refreshIfFailing(next);
+    }
+  }
+
+  /** Closes every channel. Calls already running finish; later calls reject with CANCELLED. Idempotent. */
   close(): void {
     if (!this.isClosed) {
       this.isClosed = true;
-      this.client.close();
+      for (const client of this.channels.values()) client.close();
     }
+  }
+
+  private channel(address: string): grpc.Client {
+    let client = this.channels.get(address);
+    if (client === undefined) {
+      client = new ServiceClient(address, this.credentials, this.channelOptions);
+      this.channels.set(address, client);
+    }
+    return client;
+  }
+
+  /**
+   * A channel that failed before waits out grpc-js's reconnect backoff (up to
+   * 120 s) and fails every call at once meanwhile, even when its replica is
+   * back. The client turns to an address only once the one it used failed,
+   * so that address gets a fresh channel (with its own subchannels: the
+   * process-wide pool would hand back the one in backoff) and is tried now.
+   * A channel in TRANSIENT_FAILURE carries no call, so nothing is cut off.
+   */
+  private refreshIfFailing(address: string): void {
+    const client = this.channels.get(address);
+    if (client === undefined || client.getChannel().getConnectivityState(false) !== grpc.connectivityState.TRANSIENT_FAILURE) {
+      return;
+    }
+    client.close();
+    this.channels.set(
+      address,
+      new ServiceClient(address, this.credentials, { ...this.channelOptions, "grpc.use_local_subchannel_pool": 1 }),
+    );
   }
 
   private method(name: MethodName): grpc.MethodDefinition<unknown, unknown> {
@@ -200,12 +291,13 @@ export class RegistryCalls {
     name: string,
     method: grpc.MethodDefinition<unknown, unknown>,
     request: unknown,
+    address: string,
     workerId: string | undefined,
   ): Promise<unknown> {
-    const metadata = await this.metadataFor(name, method.path, workerId);
+    const metadata = await this.metadataFor(name, method.path, address, workerId);
     this.assertOpen(name);
     return new Promise((resolve, reject) => {
-      this.client.makeUnaryRequest(
+      this.channel(address).makeUnaryRequest(
         method.path,
         method.requestSerialize,
         method.responseDeserialize,
@@ -217,11 +309,11 @@ export class RegistryCalls {
     });
   }
 
-  private async metadataFor(method: string, path: string, workerId?: string): Promise<grpc.Metadata> {
+  private async metadataFor(method: string, path: string, address: string, workerId?: string): Promise<grpc.Metadata> {
     let metadata: grpc.Metadata;
     try {
       // Cloned because grpc-js may add headers to the object it is given.
-      metadata = (await this.callMetadata?.({ method, path }))?.clone() ?? new grpc.Metadata();
+      metadata = (await this.callMetadata?.({ method, path, address }))?.clone() ?? new grpc.Metadata();
     } catch (error) {
       throw RegistryClientError.from(method, error);
     }

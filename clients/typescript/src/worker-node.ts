@@ -10,7 +10,7 @@ import { RegistryClientError } from "./registry-client-error.js";
 import { durationMsOf, healthName, type WorkerHealth, type WorkerInfo, type WorkerRegistration } from "./worker-info.js";
 import type { WorkerRegistryClientOptions } from "./client-options.js";
 import type { HeartbeatStream } from "./registry-calls.js";
-import { WorkerRegistryClient } from "./worker-registry-client.js";
+import { registryCalls, WorkerRegistryClient } from "./worker-registry-client.js";
 
 /** Where a WorkerNode is in its life. It runs once: a stopped node cannot start again. */
 export type WorkerNodeState = "idle" | "starting" | "running" | "stopping" | "stopped";
@@ -77,8 +77,12 @@ export interface WorkerNodeEvents {
    * `workerId` is the new id.
    */
   reregistered: [event: { previousId: string; workerId: string; worker: WorkerInfo }];
-  /** The first reply arrived on a newly opened stream; `reconnects` is 0 for the stream opened by `start()`. */
-  connected: [event: { workerId: string; reconnects: number }];
+  /**
+   * The first reply arrived on a newly opened stream; `reconnects` is 0 for
+   * the stream opened by `start()`, `address` the registry address (replica)
+   * the stream runs on.
+   */
+  connected: [event: { workerId: string; reconnects: number; address: string }];
   /** A heartbeat was answered. */
   heartbeat: [event: HeartbeatEvent];
   /**
@@ -99,6 +103,8 @@ export interface WorkerNodeEvents {
 
 interface Session {
   readonly stream: HeartbeatStream;
+  /** The registry address the stream was opened on. */
+  readonly address: string;
   /** A reply has arrived on this stream. */
   confirmed: boolean;
   /** The final status has arrived. */
@@ -116,8 +122,10 @@ const DEFAULT_HEARTBEAT_INTERVAL_MS = 5 * 60 * 1000;
  * keeps one `HeartbeatStream` open, sending the next heartbeat when the server
  * says to. When the stream breaks (server restart, network) it reopens it
  * after an exponential backoff with full jitter, so a fleet does not return in
- * one burst; when the registry has lost the record it registers again and
- * reports the new id. `runTask()` keeps the task count and metrics right even
+ * one burst; with several registry addresses it reopens it on another replica,
+ * with the same worker id and token (the replicas share one database). Only
+ * when the registry has lost the record does it register again and report
+ * the new id. `runTask()` keeps the task count and metrics right even
  * when the task throws. `stop()` unregisters and releases everything, so the
  * process can exit on its own.
  *
@@ -209,6 +217,14 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
   /** Where the node is in its life. */
   get state(): WorkerNodeState {
     return this.currentState;
+  }
+
+  /**
+   * The registry address (replica) whose stream carries the heartbeats;
+   * undefined while no stream is confirmed.
+   */
+  get address(): string | undefined {
+    return this.session?.confirmed === true ? this.session.address : undefined;
   }
 
   /** Health in the last heartbeat reply on the open stream; undefined while no stream is confirmed. */
@@ -395,13 +411,14 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
 
   private async openStream(): Promise<void> {
     let stream: HeartbeatStream;
+    let address: string;
     try {
-      stream = await this.client.openHeartbeatStream(this.id ?? undefined);
+      ({ stream, address } = await this.client[registryCalls].openHeartbeatStream(this.id ?? undefined));
     } catch (error) {
       this.scheduleReconnect(RegistryClientError.from("heartbeatStream", error));
       return;
     }
-    const session: Session = { stream, confirmed: false, ended: false, awaiting: null, health: undefined };
+    const session: Session = { stream, address, confirmed: false, ended: false, awaiting: null, health: undefined };
     // The outcome is read from 'status', which grpc-js emits once for every
     // ending; this listener only keeps an error status from being thrown.
     stream.on("error", () => undefined);
@@ -450,7 +467,7 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
     if (!session.confirmed) {
       session.confirmed = true;
       this.failures = 0;
-      this.emit("connected", { workerId, reconnects: this.streamsConfirmed });
+      this.emit("connected", { workerId, reconnects: this.streamsConfirmed, address: session.address });
       this.streamsConfirmed += 1;
     }
     const health = healthName(reply.healthStatus);
@@ -489,7 +506,12 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
     this.scheduleReconnect(RegistryClientError.fromStatus("heartbeatStream", finalStatus));
   }
 
-  /** Gives up on a stream that stopped answering and reconnects. */
+  /**
+   * Gives up on a stream that stopped answering and reconnects, on another
+   * address if the client has several: a replica that takes a heartbeat and
+   * never answers (hung, or cut off behind a half-open connection) would
+   * otherwise get every new stream too.
+   */
   private abandon(session: Session, error: RegistryClientError): void {
     if (this.session !== session) {
       return;
@@ -498,6 +520,7 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
     session.ended = true;
     this.clearTimer("heartbeatTimer");
     session.stream.cancel();
+    this.client[registryCalls].reportFailure(session.address, error.code);
     this.scheduleReconnect(error);
   }
 

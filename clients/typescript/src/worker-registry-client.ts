@@ -25,6 +25,13 @@ import {
 import { compileWatchOptions, watchWorkerEvents, type WatchWorkersOptions, type WorkerWatchQuery } from "./worker-watch.js";
 
 /**
+ * The key of a client's wire. `WorkerNode` needs it to learn on which
+ * address its stream runs and to report a replica that stopped answering;
+ * `index.ts` does not export it, so it stays inside the package.
+ */
+export const registryCalls: unique symbol = Symbol("registryCalls");
+
+/**
  * A client of `sentinel.registry.v1.WorkerRegistryService` with the method
  * names and result shapes of the usage guide's `WorkerRegistry`, so code
  * written against the guide runs against a remote registry by changing its
@@ -35,12 +42,16 @@ import { compileWatchOptions, watchWorkerEvents, type WatchWorkersOptions, type 
  * unknown id, the field and rule for INVALID_ARGUMENT, the range for a task
  * count that would leave 0..maxConcurrentTasks as FAILED_PRECONDITION).
  *
- * One instance is one channel (one HTTP/2 connection); share it. Call
- * `close()` when done so the process can exit.
+ * Given several `addresses` (replicas of one registry), it sends every call
+ * to one of them while it works, and moves on to another when a call fails
+ * with UNAVAILABLE or DEADLINE_EXCEEDED: idempotent calls are retried there,
+ * other writes fail as they would with one address, and the next call goes
+ * to the replica moved to.
+ *
+ * One instance is one channel per address (one HTTP/2 connection each, made
+ * on first use); share it. Call `close()` when done so the process can exit.
  */
 export class WorkerRegistryClient {
-  /** The `host:port` this client talks to. */
-  readonly address: string;
   private readonly calls: RegistryCalls;
   private readonly discoverPageSize: number;
   private readonly clock: () => number;
@@ -48,9 +59,10 @@ export class WorkerRegistryClient {
   private readonly watches = new Set<AbortController>();
 
   /**
-   * Creates the channel; it connects lazily, on the first call.
+   * Checks the options; channels connect lazily, on their first call.
    *
-   * @throws RangeError if `deadlineMs`, `discoverPageSize` or a retry field is out of range.
+   * @throws RangeError if `deadlineMs`, `discoverPageSize`, a retry field or
+   *   the addresses break their rules (see `addresses`).
    */
   constructor(options: WorkerRegistryClientOptions = {}) {
     this.discoverPageSize = options.discoverPageSize ?? 1000;
@@ -59,7 +71,24 @@ export class WorkerRegistryClient {
       throw new RangeError(`discoverPageSize must be an integer from 1 to 10000, got ${this.discoverPageSize}`);
     }
     this.calls = new RegistryCalls(options);
-    this.address = this.calls.address;
+  }
+
+  /** The wire under this client, for `WorkerNode` in this package (see {@link registryCalls}). */
+  get [registryCalls](): RegistryCalls {
+    return this.calls;
+  }
+
+  /**
+   * The address calls go to now: `address` as given, or, with `addresses`,
+   * the replica in use (it changes when that one fails).
+   */
+  get address(): string {
+    return this.calls.address;
+  }
+
+  /** Every address, in the order this client fails over between them (`addresses` shuffled, unless `addressOrder` is `'as-given'`). */
+  get addresses(): readonly string[] {
+    return this.calls.addresses;
   }
 
   /**
@@ -336,7 +365,9 @@ export class WorkerRegistryClient {
   /**
    * Ends a pause of eviction now (needs an admin token): cleanup removes
    * expired workers again at its per-pass limit. Resolves to whether eviction
-   * was paused, and the status after the call.
+   * was paused, and the status after the call. Idempotent, and so retried on
+   * UNAVAILABLE: a repeat changes nothing (a retry after a lost reply
+   * answers `wasPaused: false`).
    */
   async resumeEviction(): Promise<{ wasPaused: boolean; eviction: EvictionInfo }> {
     const response = await this.calls.unary("resumeEviction", {});
@@ -344,7 +375,9 @@ export class WorkerRegistryClient {
   }
 
   /**
-   * Opens a `HeartbeatStream` with this client's metadata and no deadline.
+   * Opens a `HeartbeatStream` on the current address with this client's
+   * metadata and no deadline; if it ends with UNAVAILABLE, later calls move
+   * to another address.
    * Low level: `WorkerNode` drives it (one reply per heartbeat, reconnects,
    * re-registration). The caller must attach an `'error'` listener, as for
    * any grpc-js stream, and end or cancel the stream.
@@ -355,8 +388,8 @@ export class WorkerRegistryClient {
    * @throws RegistryClientError CANCELLED if the client is closed, or the
    *   `callMetadata` hook's failure.
    */
-  openHeartbeatStream(workerId?: string): Promise<HeartbeatStream> {
-    return this.calls.openHeartbeatStream(workerId);
+  async openHeartbeatStream(workerId?: string): Promise<HeartbeatStream> {
+    return (await this.calls.openHeartbeatStream(workerId)).stream;
   }
 
   /**
