@@ -80,6 +80,13 @@ export class Fleet {
 
   constructor(
     private readonly options: CompiledRegistryOptions,
+    /**
+     * Whether this process hears every heartbeat (it holds its store alone),
+     * so that a read may judge health by heartbeat age itself. A replica hears
+     * other replicas' heartbeats only through the store, late or (while it is
+     * unreachable) not at all: it shows the health the leader announced.
+     */
+    private readonly hearsEveryHeartbeat: boolean,
     /** Called whenever a worker's health changes here, by an event or at once (a heal, the leader's schedule). */
     private readonly onHealthChange: (worker: LiveWorker, from: HealthStatus, to: HealthStatus) => void = () => {},
   ) {}
@@ -211,12 +218,13 @@ export class Fleet {
   }
 
   /**
-   * The health a caller sees now: the announced one, or worse if the last
-   * heartbeat known here is older than the announced one allows (the
-   * schedule has not caught up yet); held where recovery left it during a grace.
+   * The health a caller sees now: the announced one, or, where this process
+   * hears every heartbeat, worse if the last heartbeat is older than the
+   * announced one allows (the schedule has not caught up yet); held where
+   * recovery left it during a grace.
    */
   healthOf(worker: LiveWorker, nowMono: number): HealthStatus {
-    if (nowMono < worker.holdUntilMono) return worker.health;
+    if (!this.hearsEveryHeartbeat || nowMono < worker.holdUntilMono) return worker.health;
     const byAge = healthForAge(nowMono - worker.lastSeenMono, this.options);
     return healthTier(byAge) > healthTier(worker.health) ? byAge : worker.health;
   }

@@ -89,6 +89,7 @@ export class WorkerRegistry {
   private readonly queries: FleetQueries;
   private readonly loop: BackgroundLoop;
   private readonly loadedAtMono: number;
+  private readonly timing: LoopTiming;
   /** Whether the store takes writes now: the transport reports NOT_SERVING while it does not. */
   readonly availability: StoreAvailability;
   private cold = false;
@@ -101,7 +102,7 @@ export class WorkerRegistry {
     this.deps = { ...given, store: watched.store };
     this.availability = watched.availability;
     const { store, clock, log, options } = this.deps;
-    this.fleet = new Fleet(options, (worker, from, to) => log.info({ workerId: worker.id, from, to }, "worker health changed"));
+    this.fleet = new Fleet(options, !store.shared, (worker, from, to) => log.info({ workerId: worker.id, from, to }, "worker health changed"));
     this.feed = new ChangeFeed(store, (event) => this.applyEvent(event), () => this.reload(), log, () => clock.now(), snapshot.revision);
     this.watches = new Watches(store, this.feed, snapshot.compactedRevision);
     this.schedule = new HealthSchedule(this.fleet, options);
@@ -115,6 +116,7 @@ export class WorkerRegistry {
       maxPauseMs: options.evictionMaxPauseMs,
     });
     const timing: LoopTiming = { leaseTtlMs: 5000, replicaPollMs: 1000, ...given.timing };
+    this.timing = timing;
     this.leadership = new Leadership(store, given.replicaId, timing.leaseTtlMs, clock, log, (leading) => this.leadershipChanged(leading));
     const parts = { store, fleet: this.fleet, feed: this.feed, clock, log, options };
     this.liveness = new Liveness({ ...parts, schedule: this.schedule, guard: this.guard });
@@ -391,10 +393,11 @@ export class WorkerRegistry {
 
   private leadershipChanged(leading: boolean): void {
     if (!leading || !this.deps.store.shared) return;
-    // Taking over from another process: its last heartbeats may not have reached the store, and its
-    // workers are reconnecting elsewhere. No worker is judged for one heartbeat interval (Nomad's failover TTL).
+    // Taking over from another process, or leading again after the store was out of reach: heartbeats other
+    // processes still hold have to reach the store and this process, and the workers of a dead replica are
+    // reconnecting elsewhere. No worker is judged before that (Nomad's failover TTL).
     const { clock, options } = this.deps;
-    const holdUntilMono = clock.monotonic() + options.heartbeatIntervalMs;
+    const holdUntilMono = clock.monotonic() + options.heartbeatIntervalMs + options.heartbeatFlushIntervalMs + this.timing.replicaPollMs;
     for (const worker of this.fleet.values()) worker.holdUntilMono = Math.max(worker.holdUntilMono, holdUntilMono);
     this.schedule.trackAll(clock.monotonic());
   }
