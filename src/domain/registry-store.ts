@@ -184,9 +184,11 @@ export interface RegistryStore {
 
   /**
    * Writes a batch of heartbeat timestamps (worker id to wall-clock ms) in one
-   * transaction, never moving one backwards and ignoring ids that no longer
-   * exist, and records `aliveAtMs` as the moment a registry was last known to
-   * be running. Heartbeats are soft state: no event.
+   * transaction, ignoring ids that no longer exist, and records `aliveAtMs` as
+   * the moment a registry was last known to be running. The last write wins,
+   * even with an earlier time: after a wall-clock step backwards, the time the
+   * heartbeat was received is still the one a later removal must compare with.
+   * Heartbeats are soft state: no event.
    */
   writeHeartbeats(heartbeats: ReadonlyMap<string, number>, aliveAtMs: number): Promise<void>;
 

@@ -262,13 +262,13 @@ export const postgresOperations = {
 
 /** Statements that run alone, outside an explicit transaction. */
 export const postgresStatements = {
-  /** Heartbeats never move backwards: batches from several replicas may arrive out of order. One statement. */
+  /** The batch and the last-alive time in one statement. */
   writeHeartbeats: `WITH beats AS (
       UPDATE workers w SET last_heartbeat_at_ms = v.at
       FROM unnest($1::text[], $2::bigint[]) AS v(id, at)
-      WHERE w.id = v.id AND w.last_heartbeat_at_ms < v.at)
+      WHERE w.id = v.id)
     INSERT INTO registry_meta (key, value) VALUES ('last_alive_at_ms', $3)
-    ON CONFLICT (key) DO UPDATE SET value = greatest(registry_meta.value, excluded.value)`,
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
   heartbeatsSince: `SELECT id AS "workerId", last_heartbeat_at_ms AS "lastHeartbeatAtMs" FROM workers WHERE last_heartbeat_at_ms > $1`,
   readEvents: `SELECT revision, type, occurred_at_ms AS "occurredAtMs", payload FROM events WHERE revision >= $1 ORDER BY revision LIMIT $2`,
   headRevision: "SELECT value FROM registry_meta WHERE key = 'revision'",

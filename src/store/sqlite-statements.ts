@@ -42,8 +42,7 @@ export const storeSql = {
     WHERE id = @id AND health <> @to AND (@from IS NULL OR health = @from)
       AND (@heardUntilMs IS NULL OR last_heartbeat_at_ms <= @heardUntilMs)
     RETURNING ${workerColumns}`,
-  // A heartbeat never moves backwards: batches from several processes may arrive out of order.
-  writeHeartbeat: `UPDATE workers SET last_heartbeat_at_ms = ? WHERE id = ? AND last_heartbeat_at_ms < ?`,
+  writeHeartbeat: `UPDATE workers SET last_heartbeat_at_ms = ? WHERE id = ?`,
   heartbeatsSince: `SELECT id AS workerId, last_heartbeat_at_ms AS lastHeartbeatAtMs FROM workers WHERE last_heartbeat_at_ms > ?`,
   allWorkers: `SELECT ${workerColumns} FROM workers ORDER BY last_heartbeat_at_ms, id`,
   readMeta: `SELECT value FROM registry_meta WHERE key = ?`,
@@ -96,7 +95,7 @@ export function prepareStatements(db: Database.Database) {
     workerExists: db.prepare<[string], { found: number }>(storeSql.workerExists),
     healthOf: db.prepare<[string], { health: HealthStatus }>(storeSql.healthOf),
     setHealth: db.prepare<{ id: string; to: HealthStatus; from: HealthStatus | null; heardUntilMs: number | null }, WorkerRow>(storeSql.setHealth),
-    writeHeartbeat: db.prepare<[number, string, number]>(storeSql.writeHeartbeat),
+    writeHeartbeat: db.prepare<[number, string]>(storeSql.writeHeartbeat),
     heartbeatsSince: db.prepare<[number], { workerId: string; lastHeartbeatAtMs: number }>(storeSql.heartbeatsSince),
     allWorkers: db.prepare<[], WorkerRow>(storeSql.allWorkers),
     readMeta: db.prepare<[string], { value: number }>(storeSql.readMeta),
