@@ -10,8 +10,10 @@ import { compileRegistryOptions, type RegistryOptions } from "./domain/registry-
 import { createReservationIdGenerator, createWorkerIdGenerator, type RandomBytes } from "./domain/worker-id.js";
 import { WorkerRegistry } from "./domain/worker-registry.js";
 import { createLogger } from "./log.js";
+import type { RegistryStore } from "./domain/registry-store.js";
 import { lockDatabase } from "./store/database-lock.js";
-import { openSqliteStore, type SqliteStore } from "./store/sqlite-store.js";
+import { openPostgresStore, redact } from "./store/postgres-store.js";
+import { openSqliteStore } from "./store/sqlite-store.js";
 import { createDashboardRoutes, DASHBOARD_PATH } from "./dashboard/dashboard-routes.js";
 import { startMetricsServer, type MetricsServer } from "./metrics/metrics-server.js";
 import { createRegistryMetrics } from "./metrics/registry-metrics.js";
@@ -27,9 +29,11 @@ export interface ServeOptions {
   /** Port to bind; 0 picks a free one. Default 50051. */
   port?: number;
   /**
-   * SQLite database file; its directory is created. Default "data/registry.db".
-   * The server holds it alone: a second server on the file is refused while
-   * this one runs (see `docs/operations.md`, "One server per database").
+   * Where the registry keeps its state: a SQLite database file (its
+   * directory is created), which this server holds alone (a second server on
+   * the file is refused while it runs), or a PostgreSQL URL
+   * (`postgres://USER@HOST:PORT/DB`, also `postgresql://`) that any number of
+   * replicas share. Default "data/registry.db".
    */
   dbPath?: string;
   /**
@@ -64,6 +68,13 @@ export interface ServeOptions {
   security?: SecurityOptions;
   /** Limits on calls and messages. */
   limits?: Partial<TransportLimits>;
+  /** How this process works among replicas of one PostgreSQL store. */
+  replication?: {
+    /** This process's name among the replicas. Default `<hostname>:<pid>`. */
+    replicaId?: string;
+    /** How long a leader's lease lasts unless renewed: a dead leader is replaced within about this. Default 5 s. */
+    leaseTtlMs?: number;
+  };
   /** Server keepalive pings, which detect half-open connections. Default every 30 s, 10 s to answer. */
   keepalive?: Partial<KeepaliveOptions>;
 }
@@ -160,16 +171,19 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
   const limits = { ...DEFAULT_TRANSPORT_LIMITS, ...options.limits };
   const dbPath = options.dbPath ?? "data/registry.db";
   const port = options.port ?? 50051;
-  // Before the store: a second server must not even migrate or recover a database that another one serves.
-  const lock = dbPath === ":memory:" ? undefined : lockDatabase(dbPath, { pid: process.pid, host: hostname(), sinceMs: clock.now() });
+  const shared = isPostgresUrl(dbPath);
+  // Before the store: a second server must not even migrate or recover a SQLite file that another one serves.
+  const lock = shared || dbPath === ":memory:" ? undefined : lockDatabase(dbPath, { pid: process.pid, host: hostname(), sinceMs: clock.now() });
   if (lock !== undefined && !lock.held) {
     log.warn({ lockFile: lock.file }, "database lock not taken: its file cannot be written (read-only file system?); it is taken once it can");
   }
-  let store: SqliteStore;
+  let store: RegistryStore;
   try {
     // Before recovering the store, which can take a while on a large fleet, only to fail on a port that is taken.
     await assertPortFree(host, port);
-    store = openSqliteStore({ path: dbPath, synchronous: options.synchronous ?? "normal", ...(lock === undefined ? {} : { lock }) });
+    store = shared
+      ? await openPostgresStore({ url: dbPath, log })
+      : openSqliteStore({ path: dbPath, synchronous: options.synchronous ?? "normal", ...(lock === undefined ? {} : { lock }) });
   } catch (error) {
     lock?.release();
     throw error;
@@ -197,6 +211,8 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
       newReservationId: createReservationIdGenerator(clock, options.randomBytes ?? cryptoRandomBytes),
       newWorkerSecret: () => Buffer.from((options.randomBytes ?? cryptoRandomBytes)(32)).toString("base64url"),
       random: options.random ?? Math.random,
+      replicaId: options.replication?.replicaId ?? `${hostname()}:${process.pid}`,
+      timing: { leaseTtlMs: options.replication?.leaseTtlMs ?? 5000 },
     });
     const live = registry;
     authenticator = new Authenticator(roleTokens, (workerId) => live.workerTokenHash(workerId));
@@ -265,7 +281,8 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
   log.info(
     {
       address,
-      dbPath,
+      store: store.kind,
+      db: isPostgresUrl(dbPath) ? redact(dbPath) : dbPath,
       synchronous: options.synchronous ?? "normal",
       tls: tls === undefined ? "off" : tls.clientCa === undefined ? "on" : "mutual",
       authentication: authenticator.enabled ? `${authenticator.roleTokenCount} role tokens` : "off",
@@ -356,4 +373,9 @@ function isLoopback(host: string): boolean {
   if (bare === "localhost") return true;
   if (isIP(bare) === 4) return bare.startsWith("127.");
   return bare === "::1";
+}
+
+/** Whether `--db` names a PostgreSQL database rather than a SQLite file. */
+function isPostgresUrl(db: string): boolean {
+  return /^postgres(ql)?:\/\//.test(db);
 }

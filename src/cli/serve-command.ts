@@ -22,6 +22,7 @@ const registryLimits = (options: ServeOptions) => (registry(options).limits ??= 
 const security = (options: ServeOptions) => (options.security ??= {});
 const limits = (options: ServeOptions) => (options.limits ??= {}) as Mutable<NonNullable<ServeOptions["limits"]>>;
 const keepalive = (options: ServeOptions) => (options.keepalive ??= {}) as Mutable<NonNullable<ServeOptions["keepalive"]>>;
+const replication = (options: ServeOptions) => (options.replication ??= {});
 
 /** Every `serve` setting. The environment variable is REGISTRY_ + the flag in upper snake case. */
 export const SERVE_SETTINGS: readonly Setting[] = [
@@ -33,7 +34,12 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     defaultText: "none: no endpoint",
     apply: (o, v) => (o.metricsPort = parsePort(v)),
   },
-  { flag: "db", description: "SQLite database file", defaultText: "data/registry.db", apply: (o, v) => (o.dbPath = v) },
+  {
+    flag: "db",
+    description: "SQLite database file, or postgres://USER@HOST:PORT/DB shared by replicas",
+    defaultText: "data/registry.db",
+    apply: (o, v) => (o.dbPath = v),
+  },
   {
     flag: "sync",
     description: "durability: normal (survives kill -9) or full (survives power loss)",
@@ -106,6 +112,18 @@ export const SERVE_SETTINGS: readonly Setting[] = [
     description: "longest a pause of eviction lasts: silence that outlasts it is believed and eviction resumes",
     defaultText: "3 worker TTLs",
     apply: (o, v) => (registry(o).evictionMaxPauseMs = parseDuration(v)),
+  },
+  {
+    flag: "replica-id",
+    description: "this process's name among the replicas of a PostgreSQL store",
+    defaultText: "hostname:pid",
+    apply: (o, v) => (replication(o).replicaId = v),
+  },
+  {
+    flag: "lease-ttl",
+    description: "how long the leader's lease lasts unless renewed: a dead leader is replaced within about this",
+    defaultText: "5s",
+    apply: (o, v) => (replication(o).leaseTtlMs = parseDuration(v)),
   },
   {
     flag: "keepalive-time",

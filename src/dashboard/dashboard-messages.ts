@@ -1,5 +1,5 @@
 import type { HealthStatus } from "../domain/health.js";
-import type { WorkerEventType } from "../domain/registry-store.js";
+import type { WorkerEventType } from "../domain/worker-events.js";
 import { scoreWorker, type ScoringOptions } from "../domain/scoring.js";
 import type { WorkerEvent } from "../domain/worker-events.js";
 import type { WorkerView } from "../domain/worker-view.js";

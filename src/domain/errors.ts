@@ -127,3 +127,14 @@ export class PermissionDeniedError extends RegistryError {}
 
 /** A configured limit (workers, streams, watchers, registration rate) is reached; retry later or raise the limit. */
 export class LimitExceededError extends RegistryError {}
+
+/**
+ * A write made on the strength of a lease was refused: another registry
+ * process holds the lease now. The schedules stop on this process; callers
+ * never see it.
+ */
+export class LeaseLostError extends RegistryError {
+  constructor() {
+    super("this registry process no longer holds the lease that runs the fleet-wide schedules");
+  }
+}

@@ -1,11 +1,42 @@
 import type { HealthStatus } from "./health.js";
-import type { StoredEvent, WorkerEventType } from "./registry-store.js";
+import type { ReservationRecord, WorkerRecord } from "./worker-record.js";
 import type { WorkerView } from "./worker-view.js";
+
+/** What happened to a worker; the type of a revisioned event. */
+export type WorkerEventType = "registered" | "updated" | "health_changed" | "unregistered" | "removed";
 
 /** Why a worker left the registry: UnregisterWorker, cleanup past its TTL, or a new registration of its node_id. */
 export type RemovalReason = "unregistered" | "expired" | "replaced";
 
-/** One change to a worker, numbered by the registry-wide revision. */
+/** A reservation that a change granted or ended, carried by its event so every replica's read model follows. */
+export type ReservationChange = { readonly granted: ReservationRecord } | { readonly ended: string };
+
+/**
+ * One committed change, as the store wrote it: numbered by the registry-wide
+ * revision, with the worker's record right after the change (for a removal,
+ * as it was when removed). Every replica's read model is the fold of these,
+ * in revision order.
+ */
+export interface CommittedEvent {
+  /** Strictly increasing across the whole registry, without gaps, in commit order. */
+  readonly revision: number;
+  readonly type: WorkerEventType;
+  /** Wall-clock ms. */
+  readonly occurredAtMs: number;
+  readonly worker: WorkerRecord;
+  /** For health_changed: the health before. */
+  readonly previousHealth?: HealthStatus;
+  /**
+   * For a downgrade: the last heartbeat it was judged by (wall-clock ms). A
+   * process that knows a later one heals the worker again.
+   */
+  readonly heardUntilMs?: number;
+  /** For unregistered and removed: why the worker left. */
+  readonly reason?: RemovalReason;
+  readonly reservation?: ReservationChange;
+}
+
+/** An event as watchers receive it: the worker as callers see it. */
 export interface WorkerEvent {
   readonly revision: number;
   readonly type: WorkerEventType;
@@ -41,46 +72,56 @@ export function eventMatches(filter: WatchFilter, event: WorkerEvent): boolean {
   );
 }
 
-/** The payload the log stores for an event. */
-export function encodeEventPayload(worker: WorkerView, previousHealth: HealthStatus | undefined, reason?: RemovalReason): string {
-  return JSON.stringify({ worker, ...(previousHealth === undefined ? {} : { previousHealth }), ...(reason === undefined ? {} : { reason }) });
+/** Receives the events of one watcher. */
+export type WatchListener = (event: WorkerEvent) => void;
+
+/** The parts of an event a store keeps in its payload column; the rest are columns of their own. */
+type Payload = Pick<CommittedEvent, "worker" | "previousHealth" | "heardUntilMs" | "reason" | "reservation">;
+
+/** The payload a store keeps for an event: JSON, version 2 (the record, not a view). */
+export function encodeEventPayload(event: Payload): string {
+  return JSON.stringify({
+    v: 2,
+    worker: event.worker,
+    ...(event.previousHealth === undefined ? {} : { previousHealth: event.previousHealth }),
+    ...(event.heardUntilMs === undefined ? {} : { heardUntilMs: event.heardUntilMs }),
+    ...(event.reason === undefined ? {} : { reason: event.reason }),
+    ...(event.reservation === undefined ? {} : { reservation: event.reservation }),
+  });
 }
 
-/** An event read back from the log. */
-export function decodeStoredEvent(stored: StoredEvent): WorkerEvent {
-  const { worker, previousHealth, reason } = JSON.parse(stored.payload) as { worker: WorkerView; previousHealth?: HealthStatus; reason?: RemovalReason };
+/**
+ * Reads a stored payload back. Payloads written before version 2 held the
+ * worker's view; they are read into a record (no token: such events are only
+ * ever replayed to watchers, never applied to a read model).
+ */
+export function decodeEventPayload(payload: string): Payload {
+  const parsed = JSON.parse(payload) as Omit<Partial<Payload>, "worker"> & { v?: number; worker: unknown };
+  const worker = parsed.v === 2 ? (parsed.worker as WorkerRecord) : recordOfV1View(parsed.worker as WorkerView);
   return {
-    revision: stored.revision,
-    type: stored.type,
     worker,
-    occurredAtMs: stored.occurredAtMs,
-    ...(previousHealth === undefined ? {} : { previousHealth }),
-    ...(reason === undefined ? {} : { reason }),
+    ...(parsed.previousHealth === undefined ? {} : { previousHealth: parsed.previousHealth }),
+    ...(parsed.heardUntilMs === undefined ? {} : { heardUntilMs: parsed.heardUntilMs }),
+    ...(parsed.reason === undefined ? {} : { reason: parsed.reason }),
+    ...(parsed.reservation === undefined ? {} : { reservation: parsed.reservation }),
   };
 }
 
-/** Receives the live events of one watcher. */
-export type WatchListener = (event: WorkerEvent) => void;
-
-/** Fans live events out to watchers. Each listener decides what to do when its watcher falls behind. */
-export class WatchHub {
-  private readonly watchers = new Map<WatchListener, WatchFilter>();
-
-  /** The number of watchers. */
-  get size(): number {
-    return this.watchers.size;
-  }
-
-  /** Adds a watcher; the returned function removes it. */
-  subscribe(filter: WatchFilter, listener: WatchListener): () => void {
-    this.watchers.set(listener, filter);
-    return () => {
-      this.watchers.delete(listener);
-    };
-  }
-
-  /** Delivers an event to every watcher whose filter matches it. */
-  publish(event: WorkerEvent): void {
-    for (const [listener, filter] of this.watchers) if (eventMatches(filter, event)) listener(event);
-  }
+function recordOfV1View(view: WorkerView): WorkerRecord {
+  const completions = view.metrics.tasksCompleted + view.metrics.tasksFailedCount;
+  return {
+    id: view.id,
+    nodeId: view.nodeId,
+    capabilities: view.capabilities,
+    maxConcurrentTasks: view.maxConcurrentTasks,
+    currentTasks: view.currentTasks,
+    tasksCompleted: view.metrics.tasksCompleted,
+    tasksFailed: view.metrics.tasksFailedCount,
+    totalTaskDurationMs: view.metrics.averageTaskDurationMs * completions,
+    registeredAtMs: view.registeredAtMs,
+    lastHeartbeatAtMs: view.lastHeartbeatAtMs,
+    health: view.healthStatus,
+    tokenHash: "",
+    registeredBy: null,
+  };
 }

@@ -1,6 +1,9 @@
+import type { HealthStatus } from "./health.js";
+
 /**
- * A worker as the store keeps it: everything durable about one registration.
- * Health is not here: it is a function of heartbeat age, computed when asked.
+ * A worker as the store keeps it and as every event carries it: everything
+ * durable about one registration, as of one revision. Immutable: the read
+ * model keeps its own live copy.
  */
 export interface WorkerRecord {
   readonly id: string;
@@ -9,26 +12,35 @@ export interface WorkerRecord {
   readonly capabilities: readonly string[];
   readonly maxConcurrentTasks: number;
   /** Always within 0..maxConcurrentTasks. */
-  currentTasks: number;
+  readonly currentTasks: number;
   /** Successful completions. */
-  tasksCompleted: number;
+  readonly tasksCompleted: number;
   /** Failed completions. */
-  tasksFailed: number;
+  readonly tasksFailed: number;
   /** Sum of the durations of every recorded completion, successful or not. */
-  totalTaskDurationMs: number;
+  readonly totalTaskDurationMs: number;
   /** Wall-clock ms. */
   readonly registeredAtMs: number;
-  /** Wall-clock ms of the last heartbeat received (registration counts as one). */
-  lastHeartbeatAtMs: number;
+  /**
+   * Wall-clock ms of the last heartbeat written to the store (registration
+   * counts as one). Heartbeats are written behind, so a replica that holds
+   * the worker's stream may know a later one.
+   */
+  readonly lastHeartbeatAtMs: number;
+  /** The health last announced (by a health_changed event); reads may show a worse one from heartbeat age. */
+  readonly health: HealthStatus;
   /** Lowercase hex SHA-256 of the worker's token secret; "" for workers registered before tokens existed. */
   readonly tokenHash: string;
   /** SHA-256 of the role token that registered the worker; null when authentication was off. */
   readonly registeredBy: string | null;
 }
 
-/** The completion counters of a worker, as a store returns them after an update. */
-export interface CompletionCounters {
-  tasksCompleted: number;
-  tasksFailed: number;
-  totalTaskDurationMs: number;
+/** A slot taken by AcquireWorker and not yet released or expired. */
+export interface ReservationRecord {
+  readonly id: string;
+  readonly workerId: string;
+  /** Wall-clock ms. */
+  readonly createdAtMs: number;
+  /** Wall-clock ms. */
+  readonly expiresAtMs: number;
 }

@@ -101,6 +101,21 @@ export const migrations: readonly Migration[] = [
         DROP TABLE worker_capabilities;
       `),
   },
+  {
+    version: 6,
+    description: "announced health is stored, so every process that loads the store starts from it; the lease row",
+    up: (db) =>
+      db.exec(`
+        ALTER TABLE workers ADD COLUMN health TEXT NOT NULL DEFAULT 'healthy' CHECK (health IN ('healthy', 'degraded', 'unhealthy'));
+        -- Who runs the fleet-wide schedules; with SQLite one process holds the file, so it is always that one.
+        CREATE TABLE registry_lease (
+          id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+          owner TEXT NOT NULL,
+          epoch INTEGER NOT NULL,
+          expires_at_ms INTEGER NOT NULL
+        ) STRICT;
+      `),
+  },
 ];
 
 /** The schema version this build writes: the last migration's. */

@@ -2,20 +2,22 @@ import fs from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { ConfigError, StoreUnavailableError } from "../domain/errors.js";
-import {
-  DuplicateWorkerIdError,
-  type AcquireSlotResult,
-  type AdjustTaskCountResult,
-  type EventDraft,
-  type RecoveredState,
-  type RegistryStore,
-  type ReleaseReservationResult,
-  type ReservationRecord,
-  type StoredEvent,
+import type {
+  AdjustTaskCountResult,
+  Committed,
+  HealthChange,
+  Lease,
+  RegistryStore,
+  ReleaseReservationResult,
+  Snapshot,
+  TaskOutcome,
 } from "../domain/registry-store.js";
-import type { CompletionCounters, WorkerRecord } from "../domain/worker-record.js";
+import { decodeEventPayload, type CommittedEvent } from "../domain/worker-events.js";
+import type { ReservationRecord, WorkerRecord } from "../domain/worker-record.js";
 import type { DatabaseLock } from "./database-lock.js";
 import { migrate } from "./migrations.js";
+import { prepareOperations, type Operations } from "./sqlite-operations.js";
+import { prepareStatements, storeSql, type Statements } from "./sqlite-statements.js";
 import { startWalCheckpointer, type WalCheckpointer } from "./wal-checkpointer.js";
 
 /** The serving connection's own automatic checkpoint threshold, when a background thread does the work. */
@@ -56,74 +58,8 @@ export interface SqliteStoreOptions {
   readonly lock?: Pick<DatabaseLock, "held" | "retake">;
 }
 
-const workerColumns = `id, node_id AS nodeId, capabilities, max_concurrent_tasks AS maxConcurrentTasks,
-  current_tasks AS currentTasks, tasks_completed AS tasksCompleted, tasks_failed AS tasksFailed,
-  total_task_duration_ms AS totalTaskDurationMs, registered_at_ms AS registeredAtMs,
-  last_heartbeat_at_ms AS lastHeartbeatAtMs, token_hash AS tokenHash, registered_by AS registeredBy`;
-
-/** The SQL of the store's statements, exported so tests can EXPLAIN exactly what runs. */
-export const storeSql = {
-  insertWorker: `INSERT INTO workers (id, node_id, capabilities, max_concurrent_tasks, current_tasks,
-      tasks_completed, tasks_failed, total_task_duration_ms, registered_at_ms, last_heartbeat_at_ms, token_hash, registered_by)
-    VALUES (@id, @nodeId, @capabilities, @maxConcurrentTasks, @currentTasks,
-      @tasksCompleted, @tasksFailed, @totalTaskDurationMs, @registeredAtMs, @lastHeartbeatAtMs, @tokenHash, @registeredBy)
-    ON CONFLICT (id) DO NOTHING`,
-  deleteWorker: `DELETE FROM workers WHERE id = ?`,
-  // Slots held by active reservations are not the caller's to give back: ReleaseWorker frees them.
-  adjustTaskCount: `UPDATE workers SET current_tasks = current_tasks + @delta
-    WHERE id = @id AND current_tasks + @delta BETWEEN
-      (SELECT count(*) FROM reservations WHERE worker_id = @id AND state = 'active') AND max_concurrent_tasks
-    RETURNING current_tasks AS currentTasks`,
-  taskCount: `SELECT current_tasks AS currentTasks, max_concurrent_tasks AS maxConcurrentTasks,
-      (SELECT count(*) FROM reservations WHERE worker_id = workers.id AND state = 'active') AS reservedTasks
-    FROM workers WHERE id = ?`,
-  recordCompletion: `UPDATE workers SET tasks_completed = tasks_completed + @succeeded,
-      tasks_failed = tasks_failed + @failed, total_task_duration_ms = total_task_duration_ms + @durationMs
-    WHERE id = @id
-    RETURNING tasks_completed AS tasksCompleted, tasks_failed AS tasksFailed,
-      total_task_duration_ms AS totalTaskDurationMs`,
-  writeHeartbeat: `UPDATE workers SET last_heartbeat_at_ms = ? WHERE id = ?`,
-  readMeta: `SELECT value FROM registry_meta WHERE key = ?`,
-  writeMeta: `INSERT INTO registry_meta (key, value) VALUES (?, ?)
-    ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
-  listExpiredWorkers: `SELECT ${workerColumns} FROM workers WHERE last_heartbeat_at_ms < ? ORDER BY last_heartbeat_at_ms, id`,
-  listLiveWorkers: `SELECT ${workerColumns} FROM workers WHERE last_heartbeat_at_ms >= ? ORDER BY last_heartbeat_at_ms, id`,
-  insertEvent: `INSERT INTO events (revision, type, worker_id, occurred_at_ms, payload)
-    VALUES (@revision, @type, @workerId, @occurredAtMs, @payload)`,
-  readEvents: `SELECT revision, type, worker_id AS workerId, occurred_at_ms AS occurredAtMs, payload
-    FROM events WHERE revision >= ? ORDER BY revision LIMIT ?`,
-  // The oldest events, in revision order: pruning stops at the first one young enough to keep, so that
-  // "every event up to the compacted revision is gone" holds even if the wall clock stepped back.
-  oldestEvents: `SELECT revision, occurred_at_ms AS occurredAtMs FROM events ORDER BY revision LIMIT ?`,
-  pruneEventsThrough: `DELETE FROM events WHERE revision <= ?`,
-  // The revision is the log's last one; the meta row keeps it only for when pruning has emptied the log,
-  // so that an append costs no extra write.
-  currentRevision: `SELECT max(coalesce((SELECT value FROM registry_meta WHERE key = 'revision'), 0),
-      coalesce((SELECT max(revision) FROM events), 0)) AS value`,
-  pruneReservations: `DELETE FROM reservations WHERE ended_at_ms < ?`,
-  takeSlot: `UPDATE workers SET current_tasks = current_tasks + 1
-    WHERE id = ? AND current_tasks < max_concurrent_tasks RETURNING current_tasks AS currentTasks`,
-  workerExists: `SELECT 1 AS found FROM workers WHERE id = ?`,
-  insertReservation: `INSERT INTO reservations (id, worker_id, created_at_ms, expires_at_ms, state)
-    VALUES (@id, @workerId, @createdAtMs, @expiresAtMs, 'active')`,
-  endReservation: `UPDATE reservations SET state = @state, ended_at_ms = @atMs
-    WHERE id = @id AND state = 'active' RETURNING worker_id AS workerId`,
-  reservationState: `SELECT worker_id AS workerId, state FROM reservations WHERE id = ?`,
-  markExpiredReleased: `UPDATE reservations SET state = 'released' WHERE id = ? AND state = 'expired'`,
-  freeSlot: `UPDATE workers SET current_tasks = current_tasks - 1
-    WHERE id = ? AND current_tasks > 0 RETURNING current_tasks AS currentTasks`,
-  listReservations: `SELECT id, worker_id AS workerId, created_at_ms AS createdAtMs, expires_at_ms AS expiresAtMs
-    FROM reservations WHERE state = 'active' ORDER BY expires_at_ms`,
-} as const;
-
-const lastAliveKey = "last_alive_at_ms";
-const revisionKey = "revision";
-const compactedKey = "compacted_revision";
-
 /** Error codes (primary, or extended via the suffix) that describe the storage, not the data or the SQL. */
 const storageFaultCode = /^SQLITE_(READONLY|FULL|BUSY|LOCKED|IOERR|CANTOPEN)(_|$)/;
-
-type WorkerRow = Omit<WorkerRecord, "capabilities"> & { capabilities: string };
 
 /**
  * The {@link RegistryStore} on one SQLite file, for a single registry process.
@@ -142,13 +78,17 @@ type WorkerRow = Omit<WorkerRecord, "capabilities"> & { capabilities: string };
  * again needs no restart.
  */
 export class SqliteStore implements RegistryStore {
+  readonly kind = "sqlite";
+  readonly shared = false;
   private closed = false;
   private pendingWrites: PendingWrite[] = [];
   private checkpointer: WalCheckpointer | undefined;
   /** The file a background thread checkpoints, once the connection can write (see {@link checkpointInBackground}). */
   private checkpointFile: string | undefined;
   private statements!: Statements;
-  private transactions!: Transactions;
+  private operations!: Operations;
+  /** Each write's own transaction becomes a savepoint inside this one (better-sqlite3 nests them so). */
+  private group!: Database.Transaction<(writes: readonly PendingWrite[]) => Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>>;
   private readonly synchronous: "normal" | "full";
   private readonly busyTimeoutMs: number;
   private readonly lock: SqliteStoreOptions["lock"];
@@ -172,6 +112,7 @@ export class SqliteStore implements RegistryStore {
   constructor(
     private db: Database.Database,
     options: Omit<SqliteStoreOptions, "path"> = {},
+    private readonly clock: { now(): number } = Date,
   ) {
     const { synchronous = "normal", busyTimeoutMs = 50 } = options;
     if (synchronous !== "normal" && synchronous !== "full") {
@@ -203,81 +144,68 @@ export class SqliteStore implements RegistryStore {
     db.pragma("foreign_keys = ON");
     migrate(db);
 
-    const statements = prepareStatements(db);
-    this.transactions = prepareTransactions(db, statements);
-    this.statements = statements;
+    this.statements = prepareStatements(db);
+    this.operations = prepareOperations(db, this.statements);
+    this.group = db.transaction((writes: readonly PendingWrite[]) =>
+      writes.map((write): { ok: true; value: unknown } | { ok: false; error: unknown } => {
+        try {
+          return { ok: true, value: write.body() };
+        } catch (error) {
+          // A fault of the storage (SQLite may even have rolled the whole transaction back) fails the group:
+          // nothing of it is committed, so no write of it may be acknowledged.
+          if (isStorageFault(error) || !db.inTransaction) throw error;
+          return { ok: false, error };
+        }
+      }),
+    );
     this.db = db;
   }
 
-  /** See {@link RegistryStore.recover}. */
-  recover(options: { readonly workerTtlMs: number }): Promise<RecoveredState> {
-    return this.run("recover the registry", () => this.transactions.recover.immediate(options.workerTtlMs));
-  }
-
-  /** See {@link RegistryStore.insertWorker}. */
-  insertWorker(
-    worker: WorkerRecord,
-    events: readonly EventDraft[],
-    replacing: ReadonlyArray<{ readonly id: string; readonly event: EventDraft }> = [],
-  ): Promise<{ replaced: string[]; revision: number }> {
-    return this.write("register a worker", () => this.transactions.insertWorker.immediate(worker, events, replacing));
-  }
-
-  /** See {@link RegistryStore.deleteWorkers}. */
-  deleteWorkers(
-    deletions: ReadonlyArray<{ readonly id: string; readonly event: EventDraft }>,
-    events: readonly EventDraft[],
-  ): Promise<{ deleted: string[]; revision: number }> {
-    return this.write("delete workers", () => this.transactions.deleteWorkers.immediate(deletions, events));
-  }
-
-  /** See {@link RegistryStore.adjustTaskCount}. */
-  adjustTaskCount(id: string, delta: number, events: readonly EventDraft[]): Promise<AdjustTaskCountResult & { revision: number }> {
-    return this.write("update a task count", () => this.transactions.adjustTaskCount.immediate(id, delta, events));
-  }
-
-  /** See {@link RegistryStore.recordCompletion}. */
-  recordCompletion(
-    id: string,
-    success: boolean,
-    durationMs: number,
-    events: readonly EventDraft[],
-  ): Promise<{ counters: CompletionCounters | undefined; revision: number }> {
-    return this.write("record a task completion", () => this.transactions.recordCompletion.immediate(id, success, durationMs, events));
-  }
-
-  /** See {@link RegistryStore.acquireSlot}. */
-  acquireSlot(reservation: ReservationRecord, events: readonly EventDraft[]): Promise<AcquireSlotResult & { revision: number }> {
-    return this.write("reserve a slot", () => this.transactions.acquireSlot.immediate(reservation, events));
-  }
-
-  /** See {@link RegistryStore.releaseReservation}. */
-  releaseReservation(
-    reservationId: string,
-    outcome: { readonly success: boolean; readonly durationMs: number; readonly atMs: number },
-    events: readonly EventDraft[],
-  ): Promise<ReleaseReservationResult & { revision: number }> {
-    return this.write("release a reservation", () => this.transactions.releaseReservation.immediate(reservationId, outcome, events));
-  }
-
-  /** See {@link RegistryStore.expireReservations}. */
-  expireReservations(ids: readonly string[], atMs: number, events: readonly EventDraft[]): Promise<{ expired: string[]; revision: number }> {
-    return this.write("expire reservations", () => this.transactions.expireReservations.immediate(ids, atMs, events));
-  }
-
-  /** See {@link RegistryStore.appendEvents}. */
-  appendEvents(events: readonly EventDraft[]): Promise<number> {
-    return this.write("append events", () => this.transactions.appendEvents.immediate(events));
+  /** See {@link RegistryStore.load}. */
+  load(): Promise<Snapshot> {
+    return this.run("load the registry", () => this.operations.load.deferred());
   }
 
   /** See {@link RegistryStore.readEvents}. */
-  readEvents(fromRevision: number, limit: number): Promise<StoredEvent[]> {
-    return this.run("read events", () => this.statements.readEvents.all(fromRevision, limit));
+  readEvents(fromRevision: number, limit: number): Promise<CommittedEvent[]> {
+    return this.run("read events", () =>
+      this.statements.readEvents.all(fromRevision, limit).map((row) => ({ revision: row.revision, type: row.type, occurredAtMs: row.occurredAtMs, ...decodeEventPayload(row.payload) })),
+    );
   }
 
-  /** See {@link RegistryStore.prune}. */
-  prune(eventsBeforeMs: number, reservationsEndedBeforeMs: number, limit: number): Promise<number> {
-    return this.write("prune the event log", () => this.transactions.prune.immediate(eventsBeforeMs, reservationsEndedBeforeMs, limit));
+  /** See {@link RegistryStore.headRevision}. */
+  headRevision(): Promise<number> {
+    return this.run("read the revision", () => this.statements.currentRevision.get()!.value);
+  }
+
+  /** See {@link RegistryStore.registerWorker}. */
+  registerWorker(worker: WorkerRecord, atMs: number): Promise<Committed> {
+    return this.write("register a worker", () => this.operations.registerWorker.immediate(worker, atMs));
+  }
+
+  /** See {@link RegistryStore.unregisterWorker}. */
+  unregisterWorker(workerId: string, atMs: number): Promise<Committed> {
+    return this.write("unregister a worker", () => this.operations.unregisterWorker.immediate(workerId, atMs));
+  }
+
+  /** See {@link RegistryStore.adjustTaskCount}. */
+  adjustTaskCount(workerId: string, delta: number, atMs: number): Promise<Committed & { result: AdjustTaskCountResult }> {
+    return this.write("update a task count", () => this.operations.adjustTaskCount.immediate(workerId, delta, atMs));
+  }
+
+  /** See {@link RegistryStore.recordCompletion}. */
+  recordCompletion(workerId: string, outcome: TaskOutcome, atMs: number): Promise<Committed> {
+    return this.write("record a task completion", () => this.operations.recordCompletion.immediate(workerId, outcome, atMs));
+  }
+
+  /** See {@link RegistryStore.acquireSlot}. */
+  acquireSlot(reservation: ReservationRecord, atMs: number): Promise<Committed & { status: "ok" | "full" | "not-found" }> {
+    return this.write("reserve a slot", () => this.operations.acquireSlot.immediate(reservation, atMs));
+  }
+
+  /** See {@link RegistryStore.releaseReservation}. */
+  releaseReservation(reservationId: string, outcome: TaskOutcome, atMs: number): Promise<Committed & { result: ReleaseReservationResult }> {
+    return this.write("release a reservation", () => this.operations.releaseReservation.immediate(reservationId, outcome, atMs));
   }
 
   /** See {@link RegistryStore.findReservation}. */
@@ -285,9 +213,44 @@ export class SqliteStore implements RegistryStore {
     return this.run("read a reservation", () => this.statements.reservationState.get(id));
   }
 
+  /** See {@link RegistryStore.changeHealth}. */
+  changeHealth(changes: readonly HealthChange[], atMs: number, lease?: Lease): Promise<Committed> {
+    return this.write("change worker health", () => this.operations.changeHealth.immediate(changes, atMs, lease));
+  }
+
+  /** See {@link RegistryStore.removeExpired}. */
+  removeExpired(candidates: ReadonlyArray<{ readonly workerId: string; readonly heardUntilMs: number }>, atMs: number, lease: Lease): Promise<Committed> {
+    return this.write("remove expired workers", () => this.operations.removeExpired.immediate(candidates, atMs, lease));
+  }
+
+  /** See {@link RegistryStore.expireReservations}. */
+  expireReservations(reservationIds: readonly string[], atMs: number, lease: Lease): Promise<Committed> {
+    return this.write("expire reservations", () => this.operations.expireReservations.immediate(reservationIds, atMs, lease));
+  }
+
   /** See {@link RegistryStore.writeHeartbeats}. */
   writeHeartbeats(heartbeats: ReadonlyMap<string, number>, aliveAtMs: number): Promise<void> {
-    return this.write("write heartbeats", () => this.transactions.writeHeartbeats.immediate(heartbeats, aliveAtMs));
+    return this.write("write heartbeats", () => this.operations.writeHeartbeats.immediate(heartbeats, aliveAtMs));
+  }
+
+  /** See {@link RegistryStore.readHeartbeatsSince}. */
+  readHeartbeatsSince(sinceMs: number): Promise<Array<{ workerId: string; lastHeartbeatAtMs: number }>> {
+    return this.run("read heartbeats", () => this.statements.heartbeatsSince.all(sinceMs));
+  }
+
+  /** See {@link RegistryStore.prune}. */
+  prune(eventsBeforeMs: number, reservationsEndedBeforeMs: number, limit: number, lease: Lease): Promise<number> {
+    return this.write("prune the event log", () => this.operations.prune.immediate(eventsBeforeMs, reservationsEndedBeforeMs, limit, lease));
+  }
+
+  /** See {@link RegistryStore.lead}: a database this process holds alone, so the lease is granted at once. */
+  lead(owner: string, ttlMs: number): Promise<Lease> {
+    return this.write("take the lease", () => this.operations.lead.immediate(owner, ttlMs, this.clock.now()));
+  }
+
+  /** See {@link RegistryStore.resign}. */
+  resign(owner: string): Promise<void> {
+    return this.write("give the lease up", () => void this.statements.resign.run(owner));
   }
 
   /**
@@ -407,11 +370,11 @@ export class SqliteStore implements RegistryStore {
     }
     let outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>;
     try {
-      outcomes = this.transactions.group.immediate(group);
+      outcomes = this.group.immediate(group);
     } catch (error) {
       try {
-        // The bodies read this.transactions when they run: a retry runs on the new connection.
-        if (isReadOnlyFault(error) && this.reopen()) outcomes = this.transactions.group.immediate(group);
+        // The bodies read this.operations when they run: a retry runs on the new connection.
+        if (isReadOnlyFault(error) && this.reopen()) outcomes = this.group.immediate(group);
         else throw error;
       } catch (failure) {
         for (const write of group) write.reject(asStoreError(write.operation, failure));
@@ -455,180 +418,6 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
   }
 }
 
-type Statements = ReturnType<typeof prepareStatements>;
-type Transactions = ReturnType<typeof prepareTransactions>;
-
-function prepareStatements(db: Database.Database) {
-  return {
-    insertWorker: db.prepare<WorkerRow>(storeSql.insertWorker),
-    deleteWorker: db.prepare<[string]>(storeSql.deleteWorker),
-    adjustTaskCount: db.prepare<{ id: string; delta: number }, { currentTasks: number }>(storeSql.adjustTaskCount),
-    taskCount: db.prepare<[string], { currentTasks: number; maxConcurrentTasks: number; reservedTasks: number }>(storeSql.taskCount),
-    recordCompletion: db.prepare<
-      { id: string; succeeded: number; failed: number; durationMs: number },
-      CompletionCounters
-    >(storeSql.recordCompletion),
-    writeHeartbeat: db.prepare<[number, string]>(storeSql.writeHeartbeat),
-    readMeta: db.prepare<[string], { value: number }>(storeSql.readMeta),
-    writeMeta: db.prepare<[string, number]>(storeSql.writeMeta),
-    listExpiredWorkers: db.prepare<[number], WorkerRow>(storeSql.listExpiredWorkers),
-    listLiveWorkers: db.prepare<[number], WorkerRow>(storeSql.listLiveWorkers),
-    insertEvent: db.prepare<StoredEvent>(storeSql.insertEvent),
-    readEvents: db.prepare<[number, number], StoredEvent>(storeSql.readEvents),
-    oldestEvents: db.prepare<[number], { revision: number; occurredAtMs: number }>(storeSql.oldestEvents),
-    pruneEventsThrough: db.prepare<[number]>(storeSql.pruneEventsThrough),
-    currentRevision: db.prepare<[], { value: number }>(storeSql.currentRevision),
-    pruneReservations: db.prepare<[number]>(storeSql.pruneReservations),
-    takeSlot: db.prepare<[string], { currentTasks: number }>(storeSql.takeSlot),
-    workerExists: db.prepare<[string], { found: number }>(storeSql.workerExists),
-    insertReservation: db.prepare<ReservationRecord>(storeSql.insertReservation),
-    endReservation: db.prepare<{ id: string; state: "released" | "expired"; atMs: number }, { workerId: string }>(storeSql.endReservation),
-    reservationState: db.prepare<[string], { workerId: string; state: "active" | "released" | "expired" }>(storeSql.reservationState),
-    markExpiredReleased: db.prepare<[string]>(storeSql.markExpiredReleased),
-    freeSlot: db.prepare<[string], { currentTasks: number }>(storeSql.freeSlot),
-    listReservations: db.prepare<[], ReservationRecord>(storeSql.listReservations),
-  };
-}
-
-function prepareTransactions(db: Database.Database, s: Statements) {
-  /** Numbers and appends events inside the caller's transaction; returns the last revision. */
-  const writeEvents = (events: readonly EventDraft[]): number => {
-    let revision = s.currentRevision.get()!.value;
-    for (const event of events) s.insertEvent.run({ ...event, revision: ++revision });
-    return revision;
-  };
-  const record = (id: string, success: boolean, durationMs: number) =>
-    s.recordCompletion.get({ id, succeeded: success ? 1 : 0, failed: success ? 0 : 1, durationMs });
-
-  return {
-    // Each write's own transaction becomes a savepoint inside this one (better-sqlite3 nests them so).
-    group: db.transaction((writes: readonly PendingWrite[]) =>
-      writes.map((write): { ok: true; value: unknown } | { ok: false; error: unknown } => {
-        try {
-          return { ok: true, value: write.body() };
-        } catch (error) {
-          // A fault of the storage (SQLite may even have rolled the whole transaction back) fails the group:
-          // nothing of it is committed, so no write of it may be acknowledged.
-          if (isStorageFault(error) || !db.inTransaction) throw error;
-          return { ok: false, error };
-        }
-      }),
-    ),
-    insertWorker: db.transaction(
-      (worker: WorkerRecord, events: readonly EventDraft[], replacing: ReadonlyArray<{ readonly id: string; readonly event: EventDraft }>) => {
-        if (s.insertWorker.run({ ...worker, capabilities: JSON.stringify(worker.capabilities) }).changes === 0) {
-          throw new DuplicateWorkerIdError(worker.id);
-        }
-        const replaced = replacing.filter(({ id }) => id !== worker.id && s.deleteWorker.run(id).changes > 0);
-        const revision = writeEvents([...replaced.map(({ event }) => event), ...events]);
-        return { replaced: replaced.map(({ id }) => id), revision };
-      },
-    ),
-    deleteWorkers: db.transaction(
-      (deletions: ReadonlyArray<{ readonly id: string; readonly event: EventDraft }>, events: readonly EventDraft[]) => {
-        const deleted = deletions.filter(({ id }) => s.deleteWorker.run(id).changes > 0);
-        const revision = writeEvents(deleted.length === 0 ? [] : [...events, ...deleted.map(({ event }) => event)]);
-        return { deleted: deleted.map(({ id }) => id), revision };
-      },
-    ),
-    // One transaction so the reported counts are the ones that refused the change.
-    adjustTaskCount: db.transaction((id: string, delta: number, events: readonly EventDraft[]) => {
-      const updated = s.adjustTaskCount.get({ id, delta });
-      if (updated) return { status: "ok" as const, currentTasks: updated.currentTasks, revision: writeEvents(events) };
-      const current = s.taskCount.get(id);
-      const revision = writeEvents([]);
-      return current ? { status: "out-of-range" as const, ...current, revision } : { status: "not-found" as const, revision };
-    }),
-    recordCompletion: db.transaction((id: string, success: boolean, durationMs: number, events: readonly EventDraft[]) => {
-      const counters = record(id, success, durationMs);
-      return { counters, revision: writeEvents(counters ? events : []) };
-    }),
-    acquireSlot: db.transaction((reservation: ReservationRecord, events: readonly EventDraft[]) => {
-      const taken = s.takeSlot.get(reservation.workerId);
-      if (!taken) {
-        const status = s.workerExists.get(reservation.workerId) ? ("full" as const) : ("not-found" as const);
-        return { status, revision: writeEvents([]) };
-      }
-      s.insertReservation.run(reservation);
-      return { status: "ok" as const, currentTasks: taken.currentTasks, revision: writeEvents(events) };
-    }),
-    releaseReservation: db.transaction(
-      (
-        id: string,
-        outcome: { readonly success: boolean; readonly durationMs: number; readonly atMs: number },
-        events: readonly EventDraft[],
-      ): ReleaseReservationResult & { revision: number } => {
-        const ended = s.endReservation.get({ id, state: "released", atMs: outcome.atMs });
-        if (ended) {
-          const freed = s.freeSlot.get(ended.workerId);
-          const counters = record(ended.workerId, outcome.success, outcome.durationMs);
-          if (!freed || !counters) throw new Error(`reservation ${id} held a slot its worker ${ended.workerId} does not count`);
-          return { status: "released", workerId: ended.workerId, currentTasks: freed.currentTasks, counters, revision: writeEvents(events) };
-        }
-        const existing = s.reservationState.get(id);
-        if (existing?.state === "expired") {
-          s.markExpiredReleased.run(id);
-          const counters = record(existing.workerId, outcome.success, outcome.durationMs);
-          if (!counters) throw new Error(`reservation ${id} outlived its worker ${existing.workerId}`);
-          return { status: "expired", workerId: existing.workerId, counters, revision: writeEvents(events) };
-        }
-        const revision = writeEvents([]);
-        return existing ? { status: "already-released", workerId: existing.workerId, revision } : { status: "not-found", revision };
-      },
-    ),
-    expireReservations: db.transaction((ids: readonly string[], atMs: number, events: readonly EventDraft[]) => {
-      const expired: string[] = [];
-      for (const id of ids) {
-        const ended = s.endReservation.get({ id, state: "expired", atMs });
-        if (!ended) continue;
-        s.freeSlot.get(ended.workerId);
-        expired.push(id);
-      }
-      return { expired, revision: writeEvents(expired.length > 0 ? events : []) };
-    }),
-    appendEvents: db.transaction((events: readonly EventDraft[]) => writeEvents(events)),
-    prune: db.transaction((eventsBeforeMs: number, reservationsEndedBeforeMs: number, limit: number) => {
-      s.pruneReservations.run(reservationsEndedBeforeMs);
-      let through: number | undefined;
-      for (const event of s.oldestEvents.all(limit)) {
-        if (event.occurredAtMs >= eventsBeforeMs) break;
-        through = event.revision;
-      }
-      const compacted = s.readMeta.get(compactedKey)?.value ?? 0;
-      if (through === undefined) return compacted;
-      s.writeMeta.run(revisionKey, s.currentRevision.get()!.value);
-      s.pruneEventsThrough.run(through);
-      s.writeMeta.run(compactedKey, Math.max(compacted, through));
-      return Math.max(compacted, through);
-    }),
-    writeHeartbeats: db.transaction((heartbeats: ReadonlyMap<string, number>, aliveAtMs: number) => {
-      for (const [id, atMs] of heartbeats) s.writeHeartbeat.run(atMs, id);
-      s.writeMeta.run(lastAliveKey, aliveAtMs);
-    }),
-    recover: db.transaction((workerTtlMs: number): RecoveredState => {
-      const lastAliveAtMs = s.readMeta.get(lastAliveKey)?.value ?? null;
-      // A new store has no expired workers: the cut-off is -Infinity.
-      const cutoff = lastAliveAtMs === null ? Number.MIN_SAFE_INTEGER : lastAliveAtMs - workerTtlMs;
-      return {
-        workers: s.listLiveWorkers.all(cutoff).map(toWorkerRecord),
-        expired: s.listExpiredWorkers.all(cutoff).map(toWorkerRecord),
-        reservations: s.listReservations.all(),
-        lastAliveAtMs,
-        revision: s.currentRevision.get()!.value,
-        compactedRevision: s.readMeta.get(compactedKey)?.value ?? 0,
-      };
-    }),
-  };
-}
-
-function toWorkerRecord(row: WorkerRow): WorkerRecord {
-  return { ...row, capabilities: JSON.parse(row.capabilities) as string[] };
-}
-
-function isStorageFault(error: unknown): boolean {
-  return error instanceof Database.SqliteError && storageFaultCode.test(error.code);
-}
-
 function isReadOnlyFault(error: unknown): boolean {
   return error instanceof Database.SqliteError && error.code.startsWith("SQLITE_READONLY");
 }
@@ -648,6 +437,10 @@ function canWrite(db: Database.Database): boolean {
   } finally {
     if (db.inTransaction) db.exec("ROLLBACK");
   }
+}
+
+function isStorageFault(error: unknown): boolean {
+  return error instanceof Database.SqliteError && storageFaultCode.test(error.code);
 }
 
 /** Wraps a storage fault in StoreUnavailableError; returns any other error unchanged. */

@@ -147,8 +147,16 @@ export async function startGrpcServer(options: {
     throw error;
   }
   ready = true;
-  health.setStatus("", "SERVING");
-  health.setStatus(REGISTRY_SERVICE_NAME, "SERVING");
+  // Serving while the store takes writes: a replica whose store is unreachable keeps its streams and answers
+  // reads, but a load balancer should send writers elsewhere.
+  let shuttingDown = false;
+  const reportServing = (writable: boolean) => {
+    if (shuttingDown) return;
+    health.setStatus("", writable ? "SERVING" : "NOT_SERVING");
+    health.setStatus(REGISTRY_SERVICE_NAME, writable ? "SERVING" : "NOT_SERVING");
+  };
+  reportServing(registry.availability.writable);
+  const stopReporting = registry.availability.subscribe(reportServing);
 
   return {
     port,
@@ -156,6 +164,8 @@ export async function startGrpcServer(options: {
     watchStreams,
     endRevokedStreams: () => guard.endRevokedStreams(),
     async shutdown(graceMs: number): Promise<void> {
+      shuttingDown = true;
+      stopReporting();
       health.setStatus("", "NOT_SERVING");
       health.setStatus(REGISTRY_SERVICE_NAME, "NOT_SERVING");
       heartbeatStreams.closeAll();

@@ -1,15 +1,17 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { InvalidArgumentError } from "../domain/errors.js";
 import type { HealthStatus } from "../domain/health.js";
 import type { FilterInput } from "../domain/validation.js";
 import type { EvictionStatus } from "../domain/eviction-guard.js";
-import type { WorkerEventType } from "../domain/registry-store.js";
-import type { RemovalReason as DomainRemovalReason, WorkerEvent } from "../domain/worker-events.js";
+import type { RemovalReason as DomainRemovalReason, WorkerEvent, WorkerEventType } from "../domain/worker-events.js";
 import type { RankedWorkerView, WorkerView } from "../domain/worker-view.js";
+import type { RegistryStats } from "../domain/registry-stats.js";
 import {
   EvictionStatusSchema,
   RemovalReason,
+  ReplicaStatusSchema,
+  type ReplicaStatus as ProtoReplicaStatus,
   WorkerEventSchema,
   WorkerEventType as ProtoWorkerEventType,
   type EvictionStatus as ProtoEvictionStatus,
@@ -124,5 +126,21 @@ export function evictionToProto(status: EvictionStatus): ProtoEvictionStatus {
     lastWindowIntake: status.lastWindowIntake,
     expectedIntake: status.expectedIntake,
     ...(status.resumesAtMs === undefined ? {} : { resumesAt: timestampFromMs(status.resumesAtMs) }),
+  });
+}
+
+/** The wire form of a process's place among the replicas of its store. */
+export function replicaToProto(stats: RegistryStats): ProtoReplicaStatus {
+  const { leadership, replication } = stats;
+  return create(ReplicaStatusSchema, {
+    replicaId: leadership.owner,
+    store: replication.store,
+    leading: leadership.leading,
+    leaderId: leadership.leader,
+    leaderEpoch: BigInt(leadership.epoch),
+    ...(leadership.leadingSinceMs === undefined ? {} : { leadingSince: timestampFromMs(leadership.leadingSinceMs) }),
+    appliedRevision: BigInt(stats.revision),
+    replicationLag: durationFromMs(replication.lagMs),
+    storeWritable: replication.storeWritable,
   });
 }

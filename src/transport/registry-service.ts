@@ -34,7 +34,7 @@ import type { Principal } from "../security/roles.js";
 import type { CallGuard } from "./call-guard.js";
 import type { HeartbeatStreams } from "./heartbeat-streams.js";
 import type { WatchStreams } from "./watch-streams.js";
-import { evictionToProto, filterFromProto, rankedWorkerToProto, workerToProto } from "./proto-mapping.js";
+import { evictionToProto, filterFromProto, rankedWorkerToProto, replicaToProto, workerToProto } from "./proto-mapping.js";
 import { statusForError } from "./status.js";
 
 const RELEASE_OUTCOMES = {
@@ -143,6 +143,7 @@ export function registryServiceHandlers(
         revision: BigInt(stats.revision),
         activeReservations: BigInt(stats.activeReservations),
         eviction: evictionToProto(stats.eviction),
+        replica: replicaToProto(stats),
       });
     }),
     acquireWorker: unary("AcquireWorker", "reserve", undefined, async (request: AcquireWorkerRequest) => {

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { status, type ServerWritableStream } from "@grpc/grpc-js";
 import { WatcherTooSlowError } from "../domain/errors.js";
 import type { Logger } from "../domain/logger.js";
-import type { EventWatch } from "../domain/event-log.js";
+import type { EventWatch } from "../domain/watches.js";
 import type { WorkerEvent } from "../domain/worker-events.js";
 import type { WorkerRegistry } from "../domain/worker-registry.js";
 import {

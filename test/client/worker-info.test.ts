@@ -157,6 +157,16 @@ describe("toRegistryStats", () => {
       revision: 1234n,
       activeReservations: 2n,
       eviction: { paused: true, reason: "heartbeat intake collapsed", pausedSince: timestampFromMs(serverTime - 1000), pausesTotal: 1n, lastWindowIntake: 1, expectedIntake: 3 },
+      replica: {
+        replicaId: "host-b:42",
+        store: "postgres",
+        leading: false,
+        leaderId: "host-a:7",
+        leaderEpoch: 3n,
+        appliedRevision: 1234n,
+        replicationLag: durationFromMs(250),
+        storeWritable: true,
+      },
     });
     expect(toRegistryStats(fromBinary(GetRegistryStatsResponseSchema, toBinary(GetRegistryStatsResponseSchema, stats)))).toEqual({
       totalWorkers: 3,
@@ -180,6 +190,17 @@ describe("toRegistryStats", () => {
         pausesTotal: 1,
         lastWindowIntake: 1,
         expectedIntake: 3,
+      },
+      replica: {
+        replicaId: "host-b:42",
+        store: "postgres",
+        leading: false,
+        leaderId: "host-a:7",
+        leaderEpoch: 3,
+        leadingSince: undefined,
+        appliedRevision: 1234,
+        replicationLagMs: 250,
+        storeWritable: true,
       },
     });
   });

@@ -91,9 +91,10 @@ async function checkInvariants(registry: WorkerRegistry, store: RegistryStore): 
   expect(stats.tasksCompleted).toBe(sum((w) => w.metrics.tasksCompleted));
   expect(stats.tasksFailed).toBe(sum((w) => w.metrics.tasksFailedCount));
   expect(stats.healthyWorkers + stats.degradedWorkers + stats.unhealthyWorkers).toBe(listed.length);
-  // Memory and the store agree on who exists and on every count.
-  const recovered = await store.recover({ workerTtlMs: 15 * MINUTE });
-  const stored = new Map([...recovered.workers, ...recovered.expired].map((w) => [w.id, w]));
+  // Memory and the store agree on who exists and on every count, and the read model is at the store's revision.
+  expect(stats.revision).toBe(await store.headRevision());
+  const recovered = await store.load();
+  const stored = new Map(recovered.workers.map((w) => [w.id, w]));
   expect([...stored.keys()].sort()).toEqual([...listedIds].sort());
   for (const worker of listed) {
     const row = stored.get(worker.id)!;

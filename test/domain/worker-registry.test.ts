@@ -104,7 +104,7 @@ describe("WorkerRegistry", () => {
       const { registry, clock } = await createTestRegistry();
       const { id } = await registry.registerWorker(coder);
       clock.advance(11 * MINUTE);
-      // No advance() or cleanup has run: the answer still reflects the heartbeat's age now.
+      // No tick or cleanup has run: the answer still reflects the heartbeat's age now.
       expect(registry.getWorker(id).healthStatus).toBe("degraded");
       expect(registry.discoverWorkers({ ...NO_FILTER, healthStatuses: ["healthy"] }).workers).toHaveLength(0);
     });
@@ -113,7 +113,7 @@ describe("WorkerRegistry", () => {
       const { registry, clock } = await createTestRegistry();
       const { id } = await registry.registerWorker(coder);
       clock.advance(12 * MINUTE);
-      registry.advance();
+      await registry.tick();
       expect(registry.heartbeat(id).healthStatus).toBe("healthy");
       expect(registry.getRegistryStats()).toMatchObject({ healthyWorkers: 1, degradedWorkers: 0 });
       clock.advance(10 * MINUTE - 1);
@@ -134,7 +134,7 @@ describe("WorkerRegistry", () => {
       const { id } = await registry.registerWorker(coder);
       for (let minute = 0; minute < 20; minute++) {
         clock.advance(MINUTE);
-        registry.advance();
+        await registry.tick();
       }
       expect(transitions).toEqual([
         { workerId: id, from: "healthy", to: "degraded" },
@@ -146,7 +146,7 @@ describe("WorkerRegistry", () => {
       const { registry, clock } = await createTestRegistry();
       const { id } = await registry.registerWorker(coder);
       clock.jumpWall(2 * 60 * MINUTE);
-      registry.advance();
+      await registry.tick();
       expect(registry.getWorker(id).healthStatus).toBe("healthy");
       expect(await registry.cleanup()).toBe(0);
       clock.jumpWall(-4 * 60 * MINUTE);
@@ -162,7 +162,7 @@ describe("WorkerRegistry", () => {
       clock.advance(5 * MINUTE);
       const fresh = await registry.registerWorker(coderOn("fresh"));
       clock.advance(10 * MINUTE + 1);
-      registry.advance();
+      await registry.tick();
       expect(registry.getWorker(saved.id).healthStatus).toBe("unhealthy");
       registry.heartbeat(saved.id);
       expect(await registry.cleanup()).toBe(1);

@@ -62,7 +62,7 @@ describe("kill -9 in the middle of writes", () => {
     const store = openSqliteStore({ path: dbPath });
     try {
       expect(store.integrityCheck()).toBe("ok");
-      const { workers } = await store.recover({ workerTtlMs: 15 * 60_000 });
+      const { workers } = await store.load();
       const stored = new Map(workers.map((w) => [w.id, w]));
       // A write in flight at the kill may or may not have landed; an acknowledged one must have.
       expect(stored.size).toBeGreaterThanOrEqual(ledger.workers.size);
@@ -96,7 +96,7 @@ describe("kill -9 in the middle of writes", () => {
 
     const store = openSqliteStore({ path: dbPath });
     try {
-      const { workers } = await store.recover({ workerTtlMs: 15 * 60_000 });
+      const { workers } = await store.load();
       expect(workers).toHaveLength(1);
       // The heartbeat was acknowledged less than one flush interval before SIGTERM: only the shutdown flush wrote it.
       expect(workers[0]!.lastHeartbeatAtMs).toBe(Number(beat.seconds) * 1000 + Math.floor(beat.nanos / 1e6));

@@ -92,8 +92,8 @@ describe("wall-clock jumps with the injected clock", () => {
     const stored = await store.readEvents(1, 10_000);
     expect(stored.map((e) => e.revision)).toEqual(stored.map((_, i) => stored[0]!.revision + i));
     expect(stored.at(-1)!.revision).toBe(registry.getRegistryStats().revision);
-    const taskEvents = stored.filter((e) => e.type === "updated" && e.workerId === ids[0]);
-    const currentTasks = taskEvents.map((e) => (JSON.parse(e.payload) as { worker: { currentTasks: number } }).worker.currentTasks);
+    const taskEvents = stored.filter((e) => e.type === "updated" && e.worker.id === ids[0]);
+    const currentTasks = taskEvents.map((e) => e.worker.currentTasks);
     // +1, -1 every minute: 1, 0, 1, 0, ... in revision order.
     expect(currentTasks).toEqual(currentTasks.map((_, i) => (i % 2 === 0 ? 1 : 0)));
     const stamps = stored.map((e) => e.occurredAtMs);

@@ -46,6 +46,7 @@ export async function createTestRegistry(
     newReservationId: sequentialReservationIds(clock),
     newWorkerSecret: () => Buffer.alloc(32, 7).toString("base64url"),
     random: setup.random ?? seededRandom(),
+    replicaId: "test",
   });
   registry.beginServing({ backgroundTasks: false });
   return { registry, clock, store };

@@ -16,10 +16,11 @@ export interface ServerProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Starts `worker-registry serve` on a free port and resolves once it logs "registry serving" (so the log level must be info or lower). */
+/** Starts `worker-registry serve` (on a free port unless `args` name one) and resolves once it logs "registry serving" (so the log level must be info or lower). */
 export async function startServerProcess(args: readonly string[]): Promise<ServerProcess> {
   if (!existsSync(CLI_PATH)) throw new Error(`${CLI_PATH} is missing: run "npm run build" (npm test does) before these tests`);
-  const child = spawn(process.execPath, [CLI_PATH, "serve", "--host", "127.0.0.1", "--port", "0", ...args], {
+  const freePort = args.includes("--port") ? [] : ["--port", "0"];
+  const child = spawn(process.execPath, [CLI_PATH, "serve", "--host", "127.0.0.1", ...freePort, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   const logs: Array<Record<string, unknown>> = [];

@@ -29,6 +29,7 @@ export { NoWorkerAvailableError, RegistryClientError } from "./registry-client-e
 export {
   WORKER_HEALTH_STATES,
   type EvictionInfo,
+  type ReplicaInfo,
   type RankedWorkerInfo,
   type RegistryStats,
   type ReleaseOutcome,

@@ -6,6 +6,7 @@ import {
   type AcquireWorkerResponse,
   type EvictionStatus,
   type GetRegistryStatsResponse,
+  type ReplicaStatus,
   type WorkerEvent,
 } from "./gen/sentinel/registry/v1/registry_service_pb.js";
 import { HealthStatus, type RankedWorker, type Worker } from "./gen/sentinel/registry/v1/worker_pb.js";
@@ -111,6 +112,30 @@ export interface RegistryStats {
   activeReservations: number;
   /** Whether cleanup is holding evictions back, and why. */
   eviction: EvictionInfo;
+  /** The registry process that answered, among the replicas that share its store. */
+  replica: ReplicaInfo;
+}
+
+/** One registry process among those that serve the same store (one with SQLite, any number with PostgreSQL). */
+export interface ReplicaInfo {
+  /** This process's name among the replicas. */
+  replicaId: string;
+  /** `'sqlite'` or `'postgres'`. */
+  store: string;
+  /** Whether this process runs the fleet-wide schedules (health transitions, cleanup, expiry, pruning). */
+  leading: boolean;
+  /** The replica that leads, as this one last saw it; `''` if none does. */
+  leaderId: string;
+  /** Grows at every change of leader. */
+  leaderEpoch: number;
+  /** Since when this process leads; undefined when it does not. */
+  leadingSince: Date | undefined;
+  /** The revision of the last event applied by this process. */
+  appliedRevision: number;
+  /** How long after its commit the last event from another process was applied here, in milliseconds. */
+  replicationLagMs: number;
+  /** Whether the store accepted this process's last write. */
+  storeWritable: boolean;
 }
 
 const HEALTH_NAMES: ReadonlyMap<HealthStatus, WorkerHealth> = new Map([
@@ -229,6 +254,22 @@ export function toRegistryStats(stats: GetRegistryStatsResponse): RegistryStats 
     revision: Number(stats.revision),
     activeReservations: Number(stats.activeReservations),
     eviction: toEvictionInfo(stats.eviction),
+    replica: toReplicaInfo(stats.replica),
+  };
+}
+
+/** Maps a ReplicaStatus message (an absent one, from an older server, reads as a lone SQLite process). */
+export function toReplicaInfo(status: ReplicaStatus | undefined): ReplicaInfo {
+  return {
+    replicaId: status?.replicaId ?? "",
+    store: status?.store ?? "",
+    leading: status?.leading ?? false,
+    leaderId: status?.leaderId ?? "",
+    leaderEpoch: Number(status?.leaderEpoch ?? 0n),
+    leadingSince: status?.leadingSince === undefined ? undefined : timestampDate(status.leadingSince),
+    appliedRevision: Number(status?.appliedRevision ?? 0n),
+    replicationLagMs: status?.replicationLag === undefined ? 0 : durationMs(status.replicationLag),
+    storeWritable: status?.storeWritable ?? true,
   };
 }
 
