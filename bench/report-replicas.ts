@@ -3,7 +3,7 @@
  * PostgreSQL replicas beside the single SQLite registry of the same run, the
  * statements PostgreSQL ran, and the scenario's targets. Reads results only.
  */
-import { cores, int, ms, ratio, table } from "./report-format.js";
+import { cores, int, ms, pct, ratio, table } from "./report-format.js";
 import type { LagSummary, ReplicaRun, Results } from "./results.js";
 import { replicaVerdicts, verdictText } from "./verdicts.js";
 
@@ -49,6 +49,7 @@ function comparisonTable(sqlite: ReplicaRun | undefined, pg: ReplicaRun): string
       db ? [db.returned, db.fetched, db.updated, db.inserted, db.deleted].map((n) => int(n)).join(" / ") : "—",
     ),
     both("registry CPU, cores (each process)", (x) => x.cpu.replicas.map((c) => cores(c)).join(" + "), (x) => x.cpu.replicas.reduce((a, b) => a + b, 0)),
+    both("registry event loop waited for a CPU, share of the window (each process)", (x) => (x.cpu.replicasWaiting ?? []).map((w) => pct(w)).join(" + ") || "—"),
     onlyPg("PostgreSQL CPU, cores (every server process)", cores(pg.cpu.database)),
     both("load generators CPU, cores / other load, cores", (x) => `${cores(x.cpu.loadGenerators)} / ${cores(x.cpu.other)}`),
     both("registry RSS peak, MiB (each process)", (x) => x.rssPeakMiB.map((m) => int(m)).join(" + ")),
@@ -87,7 +88,7 @@ export function renderReplicaTables(r: Results): string {
     comparisonTable(sqlite, pg),
   ];
   if (pg.statements?.source === "pg_stat_statements") {
-    parts.push("", `#### What PostgreSQL ran for the ${pg.replicas} replicas, most called first`, "", statementTable(pg));
+    parts.push("", `#### What PostgreSQL ran for the ${pg.replicas} replicas: the statements called most, and those that moved the most rows`, "", statementTable(pg));
   }
   return parts.join("\n");
 }

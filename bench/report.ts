@@ -186,7 +186,11 @@ function coldStartTable(r: Results): string {
 
 /** The single-registry scenarios' windows, and the replica scenario's. */
 const mainWindows = (r: Results) => [...r.closedLoop, ...r.paced, ...r.selection, ...r.writes];
-const replicaWindows = (r: Results) => (r.replicas ?? []).map((x) => ({ target: "registry", cpu: { other: x.cpu.other, serverWaiting: Number.NaN } }));
+const replicaWindows = (r: Results) =>
+  (r.replicas ?? []).map((x) => {
+    const waiting = x.cpu.replicasWaiting ?? [];
+    return { target: "registry", cpu: { other: x.cpu.other, serverWaiting: waiting.length === 0 ? Number.NaN : waiting.reduce((a, b) => a + b, 0) / waiting.length } };
+  });
 
 /** What other processes took during the windows: cores on average and at most, and how long the servers waited for a CPU. */
 function otherLoad(windows: readonly { readonly target: string; readonly cpu: Pick<CpuShare, "other" | "serverWaiting"> }[]): { mean: number; max: number; windows: number; waiting: number } {

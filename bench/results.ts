@@ -144,7 +144,7 @@ export interface StatementRates {
   readonly perReplica: readonly { readonly replica: string; readonly perSecond: number }[];
   /** The heartbeat batch write and the read of other replicas' heartbeats, per replica per second. */
   readonly heartbeatPerReplica: number | undefined;
-  /** The statements called most, most first. */
+  /** The statements called most, and those that returned or changed the most rows, most called first. */
   readonly top: readonly StatementRate[];
   /** The replicas' sessions that were not idle, on average over samples every 100 ms, by state and wait (pg_stat_activity), most first. */
   readonly sessions: readonly { readonly state: string; readonly average: number }[];
@@ -184,6 +184,8 @@ export interface ReplicaRun {
   readonly cpu: {
     /** Each registry process, in cores. */
     readonly replicas: readonly number[];
+    /** Share of the window each registry's main thread (its event loop) was runnable but waiting for a CPU. */
+    readonly replicasWaiting: readonly number[];
     /** Every PostgreSQL process; undefined for SQLite (it runs inside the registry). */
     readonly database: number | undefined;
     readonly loadGenerators: number;

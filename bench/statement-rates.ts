@@ -5,6 +5,7 @@ import type { StatementRate, StatementRates } from "./results.js";
 /** The heartbeat batch write (UPDATE … SET last_heartbeat_at_ms) and the read of others' heartbeats (WHERE last_heartbeat_at_ms >). */
 const HEARTBEAT_STATEMENT = /SET\s+last_heartbeat_at_ms\s*=|WHERE\s+last_heartbeat_at_ms\s*>/i;
 const TOP = 8;
+const TOP_BY_ROWS = 3;
 const STATEMENT_CHARS = 90;
 
 export interface StatementWindow {
@@ -60,9 +61,12 @@ export function statementRates(window: StatementWindow): StatementRates {
     entry.rows += s.rows;
     byText.set(text, entry);
   }
-  const top: StatementRate[] = [...byText.entries()]
+  // The most called, and the ones that move the most rows (a statement called once a second may read the whole fleet).
+  const entries = [...byText.entries()];
+  const mostCalled = [...entries].sort((a, b) => b[1].calls - a[1].calls).slice(0, TOP);
+  const mostRows = [...entries].sort((a, b) => b[1].rows - a[1].rows).slice(0, TOP_BY_ROWS);
+  const top: StatementRate[] = [...new Map([...mostCalled, ...mostRows]).entries()]
     .sort((a, b) => b[1].calls - a[1].calls)
-    .slice(0, TOP)
     .map(([statement, { calls: n, rows }]) => ({ statement, perSecond: n / seconds, rowsPerSecond: rows / seconds }));
   return {
     source: "pg_stat_statements",

@@ -20,8 +20,8 @@ import type { LoadGenerator } from "../load-generator.js";
 import type { Target } from "../loadgen-protocol.js";
 import { machineBusySeconds } from "../measure-window.js";
 import { STREAMS_PER_CONNECTION } from "../modes.js";
-import { cpuSeconds, rssMiB, sleep } from "../proc.js";
-import { fmt, fx, log } from "../progress.js";
+import { cpuSeconds, rssMiB, runQueueWaitSeconds, sleep } from "../proc.js";
+import { fmt, fx, log, pct } from "../progress.js";
 import { BenchDatabase, replicaRole } from "../replica-database.js";
 import { lagSummary, ReplicaProbes, sampleReplication, type ReplicationSamples } from "../replica-probes.js";
 import type { ReplicaRun } from "../results.js";
@@ -171,6 +171,7 @@ async function measure(
   await fleet.request({ type: "reset" }, "reset");
   await orchestrators.request({ type: "reset" }, "reset");
   const generatorPids = [fleet.pid, orchestrators.pid];
+  const waitingBefore = servers.map((s) => runQueueWaitSeconds(s.pid));
   const before = { cpu: cpuOf([...servers.map((s) => s.pid), ...generatorPids, ...(database?.pids() ?? [])]), busy: machineBusySeconds(), self: process.cpuUsage(), atMs: performance.now() };
   const rssPeakMiB = servers.map((s) => rssMiB(s.pid));
   const rssSampling = (async () => {
@@ -191,6 +192,7 @@ async function measure(
   const databasePids = database?.pids() ?? [];
   const after = { cpu: cpuOf([...servers.map((s) => s.pid), ...generatorPids, ...databasePids]), busy: machineBusySeconds(), self: process.cpuUsage(before.self), atMs: performance.now() };
   const seconds = (after.atMs - before.atMs) / 1000;
+  const replicasWaiting = servers.map((s, i) => (runQueueWaitSeconds(s.pid) - waitingBefore[i]!) / seconds);
   const statements = await database?.statements();
   const countersAfter = await database?.counters();
   // A process that started in the window counts from its start; one that ended in it is lost (the pool keeps its connections).
@@ -208,7 +210,7 @@ async function measure(
     samples,
     leader,
     rssPeakMiB,
-    cpu: { replicas: replicaCores, database: databaseCores, loadGenerators: generatorCores, other },
+    cpu: { replicas: replicaCores, replicasWaiting, database: databaseCores, loadGenerators: generatorCores, other },
     statements:
       database === undefined || countersBefore === undefined || countersAfter === undefined
         ? undefined
@@ -254,7 +256,7 @@ function logRun(run: ReplicaRun): void {
   log(
     `replicas: ${run.replicas} on ${run.store}, ${fmt(run.streams)} streams: ${fmt(hb.acksPerSecond)} acks/s (missed ${hb.missed} of ${fmt(hb.sent)}, p99 ${fx(hb.latency.p99Ms)} ms), ` +
       `${fmt(acq.perSecond)} acquisitions/s (p50 ${fx(acq.latency.p50Ms)} ms, p99 ${fx(acq.latency.p99Ms)} ms${acq.errors > 0 ? `, ${acq.errors} errors, first: ${acq.firstError}` : ""}); ` +
-      `CPU: registries ${cpu.replicas.map((c) => fx(c)).join(" + ")}${cpu.database === undefined ? "" : `, PostgreSQL ${fx(cpu.database)}`}, load generators ${fx(cpu.loadGenerators)}, other ${fx(cpu.other)}` +
+      `CPU: registries ${cpu.replicas.map((c) => fx(c)).join(" + ")} (waited for a CPU ${cpu.replicasWaiting.map((w) => pct(w)).join(", ")})${cpu.database === undefined ? "" : `, PostgreSQL ${fx(cpu.database)}`}, load generators ${fx(cpu.loadGenerators)}, other ${fx(cpu.other)}` +
       (lag ? `; lag reported p50 ${fx(lag.reported.p50Ms, 0)} / max ${fx(lag.reported.maxMs, 0)} ms, write→read p50 ${fx(lag.probed.p50Ms, 1)} / max ${fx(lag.probed.maxMs, 1)} ms (${lag.probed.samples} probes, ${lag.probed.failed} failed)` : "") +
       (statements
         ? `; ${fmt(statements.perSecond)} statements/s (${statements.perReplica.map((r) => `${r.replica} ${fmt(r.perSecond)}`).join(", ")}; heartbeat ${fx(statements.heartbeatPerReplica, 1)} per replica), ${fmt(statements.database.commits)} commits/s`

@@ -42,6 +42,20 @@ describe("the replica scenario's statement rates", () => {
     ]);
   });
 
+  it("lists the statements called most, and also those that move the most rows though called rarely", () => {
+    const busy = Array.from({ length: 10 }, (_, i) => ({ role: "replica_0", query: `SELECT ${i}`, calls: 100 + i, rows: 100 + i }));
+    const rates = statementRates({
+      statements: [...busy, { role: "replica_0", query: postgresStatements.heartbeatsSince, calls: 10, rows: 100_000 }],
+      before: zero,
+      after: zero,
+      seconds: 10,
+      roles: ["replica_0"],
+      sessionSamples: [],
+    });
+    expect(rates.top.map((t) => t.statement)).toEqual(["SELECT 9", "SELECT 8", "SELECT 7", "SELECT 6", "SELECT 5", "SELECT 4", "SELECT 3", "SELECT 2", expect.stringMatching(/^SELECT id AS "workerId"/)]);
+    expect(rates.top.at(-1)).toMatchObject({ perSecond: 1, rowsPerSecond: 10_000 });
+  });
+
   it("without pg_stat_statements, gives transactions per second from pg_stat_database and no per-replica figures", () => {
     const rates = statementRates({
       statements: undefined,
