@@ -36,6 +36,10 @@ describe.skipIf(sharedUrl === "")("worker-registry workers against three replica
     const first = (leader + 1) % 3;
     const second = (leader + 2) % 3;
     await set.client(leader).call("registerWorker", { nodeId: "coder-1", capabilities: ["coder"], maxConcurrentTasks: 2 });
+    // Written on the leader: the replicas the command asks show it once they have applied it.
+    for (const r of [first, second]) {
+      await waitUntil(`replica-${r} to know the worker`, async () => (await set.client(r).call("getRegistryStats")).totalWorkers === 1, 5000, 20);
+    }
     const args = ["--address", set.address(first), "--address", set.address(second)];
 
     const asked = capture();
