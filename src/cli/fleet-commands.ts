@@ -9,7 +9,7 @@ import {
   type RegistryStats,
   type WorkerInfo,
   type WorkerRegistryClientOptions,
-} from "../../clients/typescript/src/index.js";
+} from "@sentinel/worker-registry-client";
 
 /**
  * Where the fleet commands write and read their settings. Injected so tests

@@ -10,7 +10,7 @@ import {
   HeartbeatStreamResponseSchema,
   type HeartbeatStreamRequest,
   type HeartbeatStreamResponse,
-} from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
+} from "@sentinel/worker-registry-client/contract";
 import type { CallGuard } from "./call-guard.js";
 import { healthToProto } from "./proto-mapping.js";
 import { statusForError } from "./status.js";

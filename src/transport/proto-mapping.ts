@@ -16,7 +16,7 @@ import {
   WorkerEventType as ProtoWorkerEventType,
   type EvictionStatus as ProtoEvictionStatus,
   type WorkerEvent as ProtoWorkerEvent,
-} from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
+} from "@sentinel/worker-registry-client/contract";
 import {
   HealthStatus as ProtoHealthStatus,
   RankedWorkerSchema,
@@ -24,7 +24,7 @@ import {
   type RankedWorker,
   type Worker,
   type WorkerFilter,
-} from "../../clients/typescript/src/gen/sentinel/registry/v1/worker_pb.js";
+} from "@sentinel/worker-registry-client/contract";
 
 const TO_PROTO: Record<HealthStatus, ProtoHealthStatus> = {
   healthy: ProtoHealthStatus.HEALTHY,

@@ -28,7 +28,7 @@ import {
   type ReleaseWorkerRequest,
   type UnregisterWorkerRequest,
   type UpdateTaskCountRequest,
-} from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
+} from "@sentinel/worker-registry-client/contract";
 import type { Operation } from "../security/access-policy.js";
 import type { Principal } from "../security/roles.js";
 import type { CallGuard } from "./call-guard.js";
