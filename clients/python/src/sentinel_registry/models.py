@@ -210,6 +210,10 @@ class RegistryStats:
     healthy_workers: int
     degraded_workers: int
     unhealthy_workers: int
+    cordoned_workers: int
+    """Out of rotation until uncordoned; counted in ``total_workers`` and by health as well."""
+    draining_workers: int
+    """Out of rotation until removed; counted in ``total_workers`` and by health as well."""
     total_capacity: int
     """Sum of max_concurrent_tasks."""
     used_capacity: int
@@ -346,6 +350,8 @@ def to_registry_stats(message: "service_pb2.GetRegistryStatsResponse") -> Regist
         healthy_workers=message.healthy_workers,
         degraded_workers=message.degraded_workers,
         unhealthy_workers=message.unhealthy_workers,
+        cordoned_workers=message.cordoned_workers,
+        draining_workers=message.draining_workers,
         total_capacity=message.total_capacity,
         used_capacity=message.used_capacity,
         available_capacity=message.available_capacity,
