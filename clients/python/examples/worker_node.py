@@ -7,8 +7,9 @@ heartbeat stream at the interval the registry asks for, reconnects after a
 registry restart, registers again if its record was removed, and always
 counts a task back down. The usage section is the guide's: start, process
 tasks until the process is asked to stop (SIGTERM or SIGINT), stop; stop()
-drains first, so running tasks finish and no new one is taken meanwhile. A
-drain asked by an operator (drain_worker) ends the process by itself.
+drains first, so running tasks finish and no new one is taken meanwhile. An
+operator's drain (drain_worker) of the busy worker ends the process by itself
+once its task is done. Its task takes EXAMPLE_TASK_MS milliseconds (default 0).
 
 Run: PYTHONPATH=clients/python/src /usr/bin/python3 clients/python/examples/worker_node.py
 """
@@ -25,6 +26,7 @@ from sentinel_registry import WorkerNode
 def perform_task(task):
     # Task execution logic here
     print("Executing task:", task, flush=True)
+    time.sleep(int(os.environ.get("EXAMPLE_TASK_MS", "0")) / 1000)
 
 
 def execute_task(worker, task):

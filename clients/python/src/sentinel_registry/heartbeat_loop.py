@@ -138,30 +138,13 @@ class HeartbeatLoop:
         if previous is not None and previous != reply.health_status:
             log.info("worker health changed: worker %s from %s to %s", reply.worker_id, previous, reply.health_status)
         if reply.drain_requested:
-            self._begin_registry_drain(reply)
+            self._begin_registry_drain(reply.drain_deadline)
 
     def _next_interval_s(self, reply: HeartbeatReply) -> float:
         suggested = reply.next_heartbeat_s
         if suggested is None or not suggested > 0:
             return self._heartbeat_interval_s or DEFAULT_HEARTBEAT_INTERVAL_S
         return suggested if self._heartbeat_interval_s is None else min(suggested, self._heartbeat_interval_s)
-
-    def _begin_registry_drain(self, reply: HeartbeatReply) -> None:
-        """A reply said drain_requested: refuse new tasks from now on, and finish once none runs."""
-        with self._lock:
-            if reply.drain_deadline is not None:
-                self._drain_deadline = reply.drain_deadline
-            if self._state != "running":
-                return
-            self._state = "draining"
-            self._drain_asked_by_registry = True
-        log.info(
-            "worker draining: worker %s, deadline %s, %d tasks running",
-            reply.worker_id,
-            reply.drain_deadline.isoformat() if reply.drain_deadline else "none",
-            self._tasks.running,
-        )
-        self._tasks.close()
 
     def _leave_after_drain(self) -> None:
         """Once a drain has no task left: unregister if the registry asked for the drain, and end the thread.

@@ -9,6 +9,7 @@ from .errors import RegistryError
 
 if TYPE_CHECKING:
     from .client import WorkerRegistryClient
+    from .models import Worker
 
 T = TypeVar("T")
 
@@ -83,6 +84,7 @@ def run_counted(
     clock: Callable[[], float],
     record_still_ours: Callable[[], bool],
     record_removed: Callable[[RegistryError], bool],
+    observe: Callable[["Worker"], None],
 ) -> T:
     """Runs ``fn`` with the task count raised around it, and records its completion.
 
@@ -91,14 +93,14 @@ def run_counted(
     ``clock``, and the count goes back down whatever happened. Each step
     after ``fn`` is skipped once ``record_still_ours()`` is False, and a
     failure for which ``record_removed(error)`` is True is ignored: the record
-    it would correct is gone.
+    it would correct is gone. ``observe`` sees the worker as each call answered it.
 
     Raises:
         RegistryError: if the count cannot be raised (``fn`` is not run), or
             if ``fn`` succeeded but a step after it failed.
         Whatever ``fn`` raised, unchanged, even when a step after it failed too.
     """
-    client.update_task_count(worker_id, 1)
+    observe(client.update_task_count(worker_id, 1))
     started = clock()
     task_error: Optional[BaseException] = None
     result = None
@@ -115,7 +117,7 @@ def run_counted(
         if not record_still_ours():
             break
         try:
-            step()
+            observe(step())
         except RegistryError as error:
             if record_still_ours() and not record_removed(error):
                 bookkeeping_errors.append(error)

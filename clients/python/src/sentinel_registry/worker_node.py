@@ -363,12 +363,41 @@ class WorkerNode(HeartbeatLoop):
             return self._tasks.closed and record_lost(error)
 
         try:
-            return run_counted(self._client, worker_id, fn, args, kwargs, self._clock, record_still_ours, record_removed)
+            return run_counted(self._client, worker_id, fn, args, kwargs, self._clock, record_still_ours, record_removed, self._observe)
         finally:
             # Last, so that a drain waiting for this task sees its bookkeeping done.
             self._tasks.leave()
 
     # -- drains ----------------------------------------------------------------------------
+
+    def _begin_registry_drain(self, deadline: Optional[datetime]) -> None:
+        """The registry says the worker is draining: refuse new tasks from now on, and finish once none runs."""
+        with self._lock:
+            if deadline is not None:
+                self._drain_deadline = deadline
+            if self._state != "running":
+                return
+            self._state = "draining"
+            self._drain_asked_by_registry = True
+            worker_id = self._id
+        log.info(
+            "worker draining: worker %s, deadline %s, %d tasks running",
+            worker_id,
+            deadline.isoformat() if deadline else "none",
+            self._tasks.running,
+        )
+        self._tasks.close()
+
+    def _observe(self, worker: Worker) -> None:
+        """The worker as a task's bookkeeping call answered it: a drain is heard of here too.
+
+        Heartbeat replies come every few minutes by default; a task that ends
+        sooner would otherwise take the worker's count to zero, the registry
+        would remove it, and the node would take the NOT_FOUND for a lost
+        record and register again.
+        """
+        if worker.state == "draining":
+            self._begin_registry_drain(worker.drain_deadline)
 
     def _ask_registry_to_drain(self, timeout_s: float) -> None:
         """DrainWorker on the node's own worker, so that it leaves rotation while its tasks finish."""
