@@ -21,8 +21,8 @@ class HeartbeatLoop:
 
     Mixed into the node, whose fields it shares (``_lock``, ``_wake``,
     ``_stop_requested``, ``_tasks``, ...) and whose steps it calls
-    (``_register``, ``_claim_finish``, ``_unregister``, ``_release``,
-    ``_notify_drained``). The thread runs ``_run`` until the node stops, or
+    (``_register``, ``_begin_registry_drain``, ``_claim_finish``,
+    ``_unregister``, ``_release``, ``_notify_drained``). The thread runs ``_run`` until the node stops, or
     until a drain has no task left, which the thread then finishes itself.
     """
 
