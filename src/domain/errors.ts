@@ -19,10 +19,26 @@ export class InvalidArgumentError extends RegistryError {
   }
 }
 
-/** No worker with this id is registered (never was, unregistered, or cleaned up). */
+/** Why a removed worker left, as a NOT_FOUND explains it. */
+const LEFT_BECAUSE: Record<string, string> = {
+  unregistered: "it was unregistered",
+  expired: "cleanup removed it after its heartbeats stopped",
+  replaced: "a new registration of its node_id replaced it",
+  drained: "it was drained and removed once its tasks finished",
+  drain_deadline: "it was drained and removed at its drain deadline",
+};
+
+/**
+ * No worker with this id is registered (never was, unregistered, or cleaned
+ * up). `reason`, when this process saw the worker leave recently, says why:
+ * a worker told `drained` must not register again, one told `expired` should.
+ */
 export class WorkerNotFoundError extends RegistryError {
-  constructor(readonly workerId: string) {
-    super(`worker ${workerId} not found`);
+  constructor(
+    readonly workerId: string,
+    readonly reason?: string,
+  ) {
+    super(`worker ${workerId} not found${reason === undefined ? "" : `: ${LEFT_BECAUSE[reason] ?? reason}`}`);
   }
 }
 

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs, type Duration } from "@bufbuild/protobuf/wkt";
-import { status, type ServerDuplexStream } from "@grpc/grpc-js";
-import { FirstHeartbeatTimeoutError, InvalidArgumentError } from "../domain/errors.js";
+import { status, type Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
+import { FirstHeartbeatTimeoutError, InvalidArgumentError, WorkerNotFoundError } from "../domain/errors.js";
 import type { Logger } from "../domain/logger.js";
 import { quote, validateWorkerId } from "../domain/validation.js";
 import type { WorkerRegistry } from "../domain/worker-registry.js";
@@ -42,7 +42,9 @@ export const CANCEL_GRACE_MS = 50;
  */
 export class HeartbeatStreams {
   /** Each open call, with the function that ends it cleanly with a status. */
-  private readonly open = new Map<HeartbeatCall, (code: status, details: string) => void>();
+  private readonly open = new Map<HeartbeatCall, (code: status, details: string, metadata?: Metadata) => void>();
+  /** The open calls bound to each worker (usually one). */
+  private readonly byWorker = new Map<string, Set<HeartbeatCall>>();
   private interval: { readonly ms: number; readonly proto: Duration } | undefined;
 
   constructor(
@@ -86,15 +88,16 @@ export class HeartbeatStreams {
       released = true;
       clearTimeout(firstHeartbeatDue);
       this.open.delete(call);
+      if (workerId !== undefined) this.unbind(workerId, call);
       releaseSlot();
       if (workerId !== undefined) this.registry.streamEnded(workerId, failed);
     };
-    const finish = (code: status, details: string) => {
+    const finish = (code: status, details: string, metadata?: Metadata) => {
       if (finished) return;
       finished = true;
       release(false);
       if (code === status.OK) call.end();
-      else call.emit("error", { code, details });
+      else call.emit("error", metadata === undefined ? { code, details } : { code, details, metadata });
     };
     this.open.set(call, finish);
 
@@ -106,6 +109,7 @@ export class HeartbeatStreams {
           this.guard.authorize(principal, "heartbeat", request.workerId);
           const ack = this.registry.heartbeatAck(request.workerId);
           workerId = request.workerId;
+          this.bind(workerId, call);
           clearTimeout(firstHeartbeatDue);
           this.registry.streamBound(workerId);
           this.reply(call, workerId, request.sequence, ack);
@@ -116,8 +120,8 @@ export class HeartbeatStreams {
         }
         this.reply(call, workerId, request.sequence, this.registry.heartbeatAck(workerId));
       } catch (error) {
-        const { code, details } = statusForError(error, this.log, "HeartbeatStream");
-        finish(code, details);
+        const { code, details, metadata } = statusForError(error, this.log, "HeartbeatStream");
+        finish(code, details, metadata);
       }
     });
     call.on("end", () => {
@@ -136,6 +140,30 @@ export class HeartbeatStreams {
     // finish() releases the stream as a clean end before the error status goes out, so the stream's own
     // error handler, which takes the failure path, finds it already released.
     for (const finish of [...this.open.values()]) finish(status.UNAVAILABLE, "registry is shutting down; reconnect");
+  }
+
+  /**
+   * The worker was removed (by any process): its streams here end at once
+   * with NOT_FOUND and the reason, rather than at their next heartbeat, so a
+   * drained worker stops now and a replaced or expired one registers again.
+   */
+  workerRemoved(workerId: string, reason: string): void {
+    const calls = this.byWorker.get(workerId);
+    if (calls === undefined) return;
+    const { code, details, metadata } = statusForError(new WorkerNotFoundError(workerId, reason), this.log, "HeartbeatStream");
+    for (const call of [...calls]) this.open.get(call)?.(code, details, metadata);
+  }
+
+  private bind(workerId: string, call: HeartbeatCall): void {
+    let calls = this.byWorker.get(workerId);
+    if (calls === undefined) this.byWorker.set(workerId, (calls = new Set()));
+    calls.add(call);
+  }
+
+  private unbind(workerId: string, call: HeartbeatCall): void {
+    const calls = this.byWorker.get(workerId);
+    calls?.delete(call);
+    if (calls?.size === 0) this.byWorker.delete(workerId);
   }
 
   private reply(call: HeartbeatCall, workerId: string, sequence: number, ack: ReturnType<WorkerRegistry["heartbeatAck"]>): void {

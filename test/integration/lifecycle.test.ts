@@ -100,6 +100,21 @@ describe("fleet lifecycle over gRPC: cordon, drain, labels, versions", () => {
     }
   });
 
+  it("a worker drained while idle is removed at once, and its next heartbeat is NOT_FOUND saying so, with the reason as a trailer", async () => {
+    const worker = await register("life-idle", ["life-idle"], 2);
+    const drained = await client.call("drainWorker", { workerId: worker.id });
+    expect(drained.worker).toMatchObject({ id: worker.id, state: WorkerState.DRAINING, currentTasks: 0 });
+    const refused = await client.call("heartbeat", { workerId: worker.id }).then(
+      () => undefined,
+      (error: ServiceError) => error,
+    );
+    expect({ code: refused?.code, details: refused?.details, reason: refused?.metadata.get("sentinel-removal-reason") }).toEqual({
+      code: status.NOT_FOUND,
+      details: `worker ${worker.id} not found: it was drained and removed once its tasks finished`,
+      reason: ["drained"],
+    });
+  });
+
   it("a worker still busy at its drain deadline is removed anyway (reason DRAIN_DEADLINE)", async () => {
     const worker = await register("life-deadline", ["life-deadline"], 2);
     await client.call("updateTaskCount", { workerId: worker.id, delta: 2 });
