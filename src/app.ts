@@ -115,7 +115,7 @@ export async function startRegistryServer(given: ServeOptions = {}): Promise<Reg
       timing: { leaseTtlMs: options.replication.leaseTtlMs },
     });
     holdings.add("registry", () => registry.close());
-    const authenticator = new Authenticator(roleTokens, (workerId) => registry.workerTokenHash(workerId));
+    const authenticator = new Authenticator(roleTokens, (workerId) => registry.workerTokenHash(workerId), (workerId) => registry.removalReasonOf(workerId));
 
     // The source reads lazily: nothing can scrape before the gRPC server exists.
     let streams = () => ({ heartbeat: 0, watch: 0 });

@@ -254,6 +254,11 @@ export class WorkerRegistry {
     return this.fleet.get(workerId)?.tokenHash;
   }
 
+  /** Why a removed worker left, if this process saw it leave recently; undefined otherwise. */
+  removalReasonOf(workerId: string): string | undefined {
+    return this.fleet.removalOf(workerId);
+  }
+
   /** Who registered a worker (the hash of a role token, or null), or undefined for an unknown worker. */
   registrantOf(workerId: string): string | null | undefined {
     const worker = this.fleet.get(workerId);
