@@ -38,13 +38,39 @@ export interface HeartbeatAck {
   readonly heartbeatAtMs: number;
 }
 
-/** Counters a metrics endpoint reads; they only go up. */
+/**
+ * Counters a metrics endpoint reads; they only go up. Each counts what this
+ * process did itself (heartbeats it received, calls it answered, expiries it
+ * ran as the leader), so summing them over replicas gives the fleet's.
+ */
 export interface RegistryCounters {
   readonly heartbeats: number;
+  /** Slots AcquireWorker granted. */
   readonly acquisitions: number;
+  /** AcquireWorker calls refused: no worker matched the filter. */
+  readonly acquisitionsNoMatch: number;
+  /** AcquireWorker calls refused: every matching worker was full. */
+  readonly acquisitionsNoFreeSlot: number;
+  /** AcquireWorker calls refused: other acquisitions took the chosen workers first, every attempt. */
+  readonly acquisitionsContended: number;
   readonly releases: number;
   readonly reservationsExpired: number;
 }
+
+/** One committed event as this process applied it to its read model. */
+export interface AppliedChange {
+  readonly event: CommittedEvent;
+  /**
+   * Task completions the event added to its worker's metrics, successful and
+   * failed (RecordTaskCompletion, ReleaseWorker); 0 and 0 for most events.
+   */
+  readonly completions: { readonly succeeded: number; readonly failed: number };
+}
+
+/** Receives each change this process applies. Must be cheap and must not throw. */
+export type AppliedListener = (change: AppliedChange) => void;
+
+const NO_COMPLETIONS: AppliedChange["completions"] = { succeeded: 0, failed: 0 };
 
 /** Everything the registry depends on, injected by the composition root. */
 export interface WorkerRegistryDeps {
@@ -94,6 +120,7 @@ export class WorkerRegistry {
   readonly availability: StoreAvailability;
   private cold = false;
   private closed = false;
+  private readonly appliedListeners = new Set<AppliedListener>();
 
   private readonly deps: WorkerRegistryDeps;
 
@@ -289,12 +316,32 @@ export class WorkerRegistry {
   }
 
   get counters(): RegistryCounters {
+    const acquisitions = this.acquisitions.counters;
     return {
       heartbeats: this.liveness.heartbeats,
-      acquisitions: this.acquisitions.counters.acquisitions,
-      releases: this.acquisitions.counters.releases,
+      acquisitions: acquisitions.acquisitions,
+      acquisitionsNoMatch: acquisitions.noMatch,
+      acquisitionsNoFreeSlot: acquisitions.noFreeSlot,
+      acquisitionsContended: acquisitions.contended,
+      releases: acquisitions.releases,
       reservationsExpired: this.loop.counters.reservationsExpired,
     };
+  }
+
+  /**
+   * Calls `listener` after each committed event this process applies to its
+   * read model, in revision order: the changes it made and those other
+   * replicas made alike, since every replica applies every event. For
+   * observers that count changes (metrics); it is not a watcher (not in
+   * {@link watcherCount}, no filter, no replay, never dropped), so it must be
+   * cheap. A listener that throws is logged and does not stop the others.
+   * Events skipped by a reload of the read model (a replica that fell behind
+   * the log's retention) are not seen.
+   * @returns the function that removes the listener.
+   */
+  onApplied(listener: AppliedListener): () => void {
+    this.appliedListeners.add(listener);
+    return () => this.appliedListeners.delete(listener);
   }
 
   /** The number of open watchers. */
@@ -364,6 +411,8 @@ export class WorkerRegistry {
   private applyEvent(event: CommittedEvent): void {
     const { clock } = this.deps;
     const nowMono = clock.monotonic();
+    // Read before the fleet applies the event, which updates the worker in place.
+    const completions = this.appliedListeners.size === 0 ? NO_COMPLETIONS : this.completionsIn(event);
     const { before, after } = this.fleet.apply(event, nowMono, clock.now());
     this.book.apply(event, nowMono, clock.now());
     if (after === undefined) {
@@ -376,6 +425,23 @@ export class WorkerRegistry {
       }
     }
     this.watches.publish(watcherEvent(event));
+    for (const listener of this.appliedListeners) {
+      try {
+        listener({ event, completions });
+      } catch (error) {
+        this.deps.log.error({ err: error, revision: event.revision }, "an applied-change listener failed");
+      }
+    }
+  }
+
+  /** The completions `event` adds to its worker, against the read model before it is applied. */
+  private completionsIn(event: CommittedEvent): AppliedChange["completions"] {
+    if (event.type !== "updated" && event.type !== "health_changed") return NO_COMPLETIONS;
+    const worker = this.fleet.get(event.worker.id);
+    if (worker === undefined) return NO_COMPLETIONS;
+    const succeeded = event.worker.tasksCompleted - worker.tasksCompleted;
+    const failed = event.worker.tasksFailed - worker.tasksFailed;
+    return succeeded <= 0 && failed <= 0 ? NO_COMPLETIONS : { succeeded: Math.max(0, succeeded), failed: Math.max(0, failed) };
   }
 
   /** The log no longer holds what this process missed: start over from a fresh snapshot. */
