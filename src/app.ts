@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { createServer, isIP } from "node:net";
 import { hostname } from "node:os";
 import type { LevelWithSilent } from "pino";
+import { readBuildInfo, type BuildInfo } from "./build-info.js";
 import { systemClock, type Clock } from "./domain/clock.js";
 import { ConfigError } from "./domain/errors.js";
 import type { Logger } from "./domain/logger.js";
@@ -77,6 +78,8 @@ export interface ServeOptions {
   };
   /** Server keepalive pings, which detect half-open connections. Default every 30 s, 10 s to answer. */
   keepalive?: Partial<KeepaliveOptions>;
+  /** What is running, for the startup log and `worker_registry_build_info`. Default {@link readBuildInfo}(). */
+  buildInfo?: BuildInfo;
 }
 
 /** How the server is secured. Every field is optional; the defaults suit local development on loopback. */
@@ -150,6 +153,7 @@ export interface RegistryServer {
 export async function startRegistryServer(options: ServeOptions = {}): Promise<RegistryServer> {
   const clock = options.clock ?? systemClock;
   const log = options.logger ?? createLogger(options.logLevel ?? "info");
+  const build = options.buildInfo ?? readBuildInfo();
   const registryOptions = compileRegistryOptions(options.registry);
   const host = options.host ?? "localhost";
   const security = options.security ?? {};
@@ -196,11 +200,15 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
   const metrics =
     metricsPort === undefined
       ? undefined
-      : createRegistryMetrics({
-          stats: () => registry.getRegistryStats(),
-          counters: () => registry.counters,
-          openStreams: () => ({ heartbeat: server.heartbeatStreams.size, watch: server.watchStreams.size }),
-        });
+      : createRegistryMetrics(
+          {
+            stats: () => registry.getRegistryStats(),
+            counters: () => registry.counters,
+            openStreams: () => server.openStreams(),
+            watchers: () => registry.watcherCount,
+          },
+          build,
+        );
   try {
     registry = await WorkerRegistry.create({
       store,
@@ -215,6 +223,7 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
       timing: { leaseTtlMs: options.replication?.leaseTtlMs ?? 5000 },
     });
     const live = registry;
+    if (metrics !== undefined) registry.onApplied(metrics.applied);
     authenticator = new Authenticator(roleTokens, (workerId) => live.workerTokenHash(workerId));
     server = await startGrpcServer({
       host,
@@ -223,7 +232,7 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
       clock,
       log,
       watchBufferEvents: registryOptions.watchBufferEvents,
-      observeRpc: metrics?.observeRpc,
+      ...(metrics === undefined ? {} : { observer: metrics.transport }),
       security: {
         ...(tls === undefined ? {} : { tls }),
         authenticator,
@@ -287,6 +296,9 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
       tls: tls === undefined ? "off" : tls.clientCa === undefined ? "on" : "mutual",
       authentication: authenticator.enabled ? `${authenticator.roleTokenCount} role tokens` : "off",
       workers: registry.getRegistryStats().totalWorkers,
+      version: build.version,
+      commit: build.commit,
+      nodeVersion: build.nodeVersion,
     },
     "registry serving",
   );

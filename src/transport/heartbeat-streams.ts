@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs, type Duration } from "@bufbuild/protobuf/wkt";
 import { status, type ServerDuplexStream } from "@grpc/grpc-js";
 import { FirstHeartbeatTimeoutError, InvalidArgumentError } from "../domain/errors.js";
+import type { Clock } from "../domain/clock.js";
 import type { Logger } from "../domain/logger.js";
 import { quote, validateWorkerId } from "../domain/validation.js";
 import type { WorkerRegistry } from "../domain/worker-registry.js";
@@ -14,6 +15,7 @@ import {
 import type { CallGuard } from "./call-guard.js";
 import { healthToProto } from "./proto-mapping.js";
 import { statusForError } from "./status.js";
+import type { TransportObserver } from "./transport-observer.js";
 
 type HeartbeatCall = ServerDuplexStream<HeartbeatStreamRequest, HeartbeatStreamResponse>;
 
@@ -36,13 +38,17 @@ export const CANCEL_GRACE_MS = 50;
  * - the server shuts down: {@link closeAll}, which is not a failure of any
  *   worker: it changes no health and writes no event.
  *
+ * The observer hears of each heartbeat handled (from its arrival to its reply
+ * being written) and of each stream ended or refused with an error, except at
+ * a shutdown.
+ *
  * grpc-js emits `end` before `cancelled` when the client cancels or dies, so
  * an `end` is taken as a clean goodbye only if the call is still not
  * cancelled {@link CANCEL_GRACE_MS} later.
  */
 export class HeartbeatStreams {
-  /** Each open call, with the function that ends it cleanly with a status. */
-  private readonly open = new Map<HeartbeatCall, (code: status, details: string) => void>();
+  /** Each open call, with the function that ends it with a status; `refused` unless it is a shutdown. */
+  private readonly open = new Map<HeartbeatCall, (code: status, details: string, refused: boolean) => void>();
   private interval: { readonly ms: number; readonly proto: Duration } | undefined;
 
   constructor(
@@ -51,6 +57,8 @@ export class HeartbeatStreams {
     private readonly log: Logger,
     /** How long a stream may stay open without its first heartbeat. */
     private readonly firstHeartbeatTimeoutMs: number,
+    private readonly clock: Clock,
+    private readonly observer: TransportObserver,
   ) {}
 
   /** The number of open heartbeat streams. */
@@ -68,7 +76,9 @@ export class HeartbeatStreams {
       this.guard.authorizeAny(principal, "heartbeat");
       releaseSlot = this.guard.openStream(call.getPeer(), principal, "heartbeat", (details) => finish(status.UNAUTHENTICATED, details));
     } catch (error) {
-      call.emit("error", statusForError(error, this.log, "HeartbeatStream"));
+      const refusal = statusForError(error, this.log, "HeartbeatStream");
+      this.observer.callRefused("HeartbeatStream", status[refusal.code]);
+      call.emit("error", refusal);
       return;
     }
     let workerId: string | undefined;
@@ -89,17 +99,22 @@ export class HeartbeatStreams {
       releaseSlot();
       if (workerId !== undefined) this.registry.streamEnded(workerId, failed);
     };
-    const finish = (code: status, details: string) => {
+    const finish = (code: status, details: string, refused = true) => {
       if (finished) return;
       finished = true;
       release(false);
-      if (code === status.OK) call.end();
-      else call.emit("error", { code, details });
+      if (code === status.OK) {
+        call.end();
+        return;
+      }
+      if (refused) this.observer.callRefused("HeartbeatStream", status[code]);
+      call.emit("error", { code, details });
     };
     this.open.set(call, finish);
 
     call.on("data", (request: HeartbeatStreamRequest) => {
       if (finished) return;
+      const arrivedMs = this.clock.monotonic();
       try {
         if (workerId === undefined) {
           validateWorkerId(request.workerId);
@@ -109,12 +124,14 @@ export class HeartbeatStreams {
           clearTimeout(firstHeartbeatDue);
           this.registry.streamBound(workerId);
           this.reply(call, workerId, request.sequence, ack);
+          this.observer.heartbeatHandled((this.clock.monotonic() - arrivedMs) / 1000);
           return;
         }
         if (request.workerId !== workerId) {
           throw new InvalidArgumentError("worker_id", `must stay ${workerId} for the whole stream, got ${quote(request.workerId)}`);
         }
         this.reply(call, workerId, request.sequence, this.registry.heartbeatAck(workerId));
+        this.observer.heartbeatHandled((this.clock.monotonic() - arrivedMs) / 1000);
       } catch (error) {
         const { code, details } = statusForError(error, this.log, "HeartbeatStream");
         finish(code, details);
@@ -135,7 +152,7 @@ export class HeartbeatStreams {
   closeAll(): void {
     // finish() releases the stream as a clean end before the error status goes out, so the stream's own
     // error handler, which takes the failure path, finds it already released.
-    for (const finish of [...this.open.values()]) finish(status.UNAVAILABLE, "registry is shutting down; reconnect");
+    for (const finish of [...this.open.values()]) finish(status.UNAVAILABLE, "registry is shutting down; reconnect", false);
   }
 
   private reply(call: HeartbeatCall, workerId: string, sequence: number, ack: ReturnType<WorkerRegistry["heartbeatAck"]>): void {
