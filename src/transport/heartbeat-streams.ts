@@ -23,6 +23,13 @@ type HeartbeatCall = ServerDuplexStream<HeartbeatStreamRequest, HeartbeatStreamR
 export const CANCEL_GRACE_MS = 50;
 
 /**
+ * One heartbeat in this many is timed for the observer (the first, the 17th, ...). Timing every one cost about 2% of
+ * the server's CPU at 1,000 streams in a closed loop (two clock reads and a histogram observation on a path of
+ * ~13 µs); one in 16 keeps thousands of samples a second under load for a sixteenth of that.
+ */
+export const HEARTBEAT_TIMING_SAMPLE = 16;
+
+/**
  * Serves HeartbeatStream calls and keeps the set of open ones, so that a
  * shutdown can end each with UNAVAILABLE ("reconnect") rather than leave it
  * hanging. A stream is bound to the worker named in its first message.
@@ -38,9 +45,10 @@ export const CANCEL_GRACE_MS = 50;
  * - the server shuts down: {@link closeAll}, which is not a failure of any
  *   worker: it changes no health and writes no event.
  *
- * The observer hears of each heartbeat handled (from its arrival to its reply
- * being written) and of each stream ended or refused with an error, except at
- * a shutdown.
+ * The observer hears how long heartbeats take to handle (from arrival to the
+ * reply being written; one in {@link HEARTBEAT_TIMING_SAMPLE}, over all
+ * streams) and of each stream ended or refused with an error, except at a
+ * shutdown.
  *
  * grpc-js emits `end` before `cancelled` when the client cancels or dies, so
  * an `end` is taken as a clean goodbye only if the call is still not
@@ -50,6 +58,8 @@ export class HeartbeatStreams {
   /** Each open call, with the function that ends it with a status; `refused` unless it is a shutdown. */
   private readonly open = new Map<HeartbeatCall, (code: status, details: string, refused: boolean) => void>();
   private interval: { readonly ms: number; readonly proto: Duration } | undefined;
+  /** Heartbeats left before the next one is timed. */
+  private untilTimed = 0;
 
   constructor(
     private readonly registry: WorkerRegistry,
@@ -114,7 +124,9 @@ export class HeartbeatStreams {
 
     call.on("data", (request: HeartbeatStreamRequest) => {
       if (finished) return;
-      const arrivedMs = this.clock.monotonic();
+      let arrivedMs = -1;
+      if (this.untilTimed === 0) arrivedMs = this.clock.monotonic();
+      else this.untilTimed--;
       try {
         if (workerId === undefined) {
           validateWorkerId(request.workerId);
@@ -124,14 +136,14 @@ export class HeartbeatStreams {
           clearTimeout(firstHeartbeatDue);
           this.registry.streamBound(workerId);
           this.reply(call, workerId, request.sequence, ack);
-          this.observer.heartbeatHandled((this.clock.monotonic() - arrivedMs) / 1000);
+          this.timed(arrivedMs);
           return;
         }
         if (request.workerId !== workerId) {
           throw new InvalidArgumentError("worker_id", `must stay ${workerId} for the whole stream, got ${quote(request.workerId)}`);
         }
         this.reply(call, workerId, request.sequence, this.registry.heartbeatAck(workerId));
-        this.observer.heartbeatHandled((this.clock.monotonic() - arrivedMs) / 1000);
+        this.timed(arrivedMs);
       } catch (error) {
         const { code, details } = statusForError(error, this.log, "HeartbeatStream");
         finish(code, details);
@@ -153,6 +165,13 @@ export class HeartbeatStreams {
     // finish() releases the stream as a clean end before the error status goes out, so the stream's own
     // error handler, which takes the failure path, finds it already released.
     for (const finish of [...this.open.values()]) finish(status.UNAVAILABLE, "registry is shutting down; reconnect", false);
+  }
+
+  /** Reports a timed heartbeat (`arrivedMs` >= 0) and schedules the next one to time. */
+  private timed(arrivedMs: number): void {
+    if (arrivedMs < 0) return;
+    this.observer.heartbeatHandled((this.clock.monotonic() - arrivedMs) / 1000);
+    this.untilTimed = HEARTBEAT_TIMING_SAMPLE - 1;
   }
 
   private reply(call: HeartbeatCall, workerId: string, sequence: number, ack: ReturnType<WorkerRegistry["heartbeatAck"]>): void {

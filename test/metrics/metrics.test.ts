@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startRegistryServer, type RegistryServer } from "../../src/app.js";
 import { parseServeArgs, serveUsage } from "../../src/cli/serve-command.js";
 import { readBuildInfo } from "../../src/build-info.js";
+import { HEARTBEAT_TIMING_SAMPLE } from "../../src/transport/heartbeat-streams.js";
 import { parseExposition, valueOf } from "../support/exposition.js";
 import { RawRegistryClient } from "../support/grpc-test-client.js";
 import { tempDirs } from "../support/temp-dir.js";
@@ -16,6 +17,8 @@ describe("Prometheus endpoint", () => {
   let watchStream: ClientReadableStream<any>;
   const worker = { capabilities: ["metrics"], maxConcurrentTasks: 5 };
   let lateRegistrations = 0;
+  /** One more than the timing sample: the first and the 17th are timed. */
+  const STREAMED_HEARTBEATS = HEARTBEAT_TIMING_SAMPLE + 1;
 
   const url = (path: string) => `http://127.0.0.1:${server.metricsPort}${path}`;
   const scrape = async () => parseExposition(await (await fetch(url("/metrics"))).text());
@@ -34,10 +37,9 @@ describe("Prometheus endpoint", () => {
     heartbeatStream.on("error", () => {});
     const replies = new Promise<void>((resolve) => {
       let count = 0;
-      heartbeatStream.on("data", () => ++count === 2 && resolve());
+      heartbeatStream.on("data", () => ++count === STREAMED_HEARTBEATS && resolve());
     });
-    heartbeatStream.write({ workerId: first, sequence: 1 });
-    heartbeatStream.write({ workerId: first, sequence: 2 });
+    for (let sequence = 1; sequence <= STREAMED_HEARTBEATS; sequence++) heartbeatStream.write({ workerId: first, sequence });
     await replies;
 
     const kept = await client.call("acquireWorker", { filter: { capabilities: ["metrics"] } });
@@ -89,8 +91,9 @@ describe("Prometheus endpoint", () => {
     expect(valueOf(samples, "worker_registry_open_streams", { kind: "heartbeat" })).toBe(1);
     expect(valueOf(samples, "worker_registry_open_streams", { kind: "introspection" })).toBe(0);
     expect(valueOf(samples, "worker_registry_watchers")).toBe(1);
-    // Two unary heartbeats and two on the stream; registering is not a heartbeat.
-    expect(valueOf(samples, "worker_registry_heartbeats_total")).toBe(4);
+    // Two unary heartbeats and 17 on the stream; registering is not a heartbeat.
+    expect(valueOf(samples, "worker_registry_heartbeats_total")).toBe(2 + STREAMED_HEARTBEATS);
+    // Streamed heartbeats are timed one in 16: the first and the 17th.
     expect(valueOf(samples, "worker_registry_heartbeat_handling_seconds_count")).toBe(2);
     expect(valueOf(samples, "worker_registry_acquisitions_total", { result: "acquired" })).toBe(2);
     expect(valueOf(samples, "worker_registry_acquisitions_total", { result: "no_match" })).toBe(0);
