@@ -34,7 +34,7 @@ export const WATCH_DELIVERY_LAG_BUCKETS_SECONDS: readonly number[] = [
  *
  * - `worker_registry_rpc_duration_seconds{method,code}` (histogram): unary calls.
  * - `worker_registry_refused_calls_total{method,code}` (counter).
- * - `worker_registry_heartbeat_handling_seconds` (histogram): streamed heartbeats.
+ * - `worker_registry_heartbeat_handling_seconds` (histogram): streamed heartbeats, one in 16.
  * - `worker_registry_watch_delivery_lag_seconds` (histogram): live watch events.
  * - `worker_registry_watchers_dropped_total` (counter).
  */
@@ -57,7 +57,9 @@ export function createTransportMetrics(registry: Registry): TransportObserver {
   });
   const heartbeatHandling = new Histogram({
     name: "worker_registry_heartbeat_handling_seconds",
-    help: "Time this process took to handle one HeartbeatStream message, from its arrival to its reply being written (unary Heartbeat calls are in worker_registry_rpc_duration_seconds).",
+    help:
+      "Time this process took to handle a HeartbeatStream message, from its arrival to its reply being written; one heartbeat in 16 is timed " +
+      "(unary Heartbeat calls are in worker_registry_rpc_duration_seconds).",
     buckets: [...HEARTBEAT_HANDLING_BUCKETS_SECONDS],
     registers,
   });
