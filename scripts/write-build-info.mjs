@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Writes dist/build-info.json: the package's version and the commit it was built from, which the server shows in
+// Writes dist/build-info.json (or the file named by the first argument): the package's version and the commit it was built from, which the server shows in
 // worker_registry_build_info, its startup log and `worker-registry --version`. Run by `npm run build`, after tsc.
 //
 // The commit is $WORKER_REGISTRY_COMMIT when set (a build from a tarball or in a container without .git), else
@@ -27,6 +27,6 @@ function commit() {
   }
 }
 
-const info = { version, commit: commit() };
-mkdirSync(join(root, "dist"), { recursive: true });
-writeFileSync(join(root, "dist", "build-info.json"), `${JSON.stringify(info, null, 2)}\n`);
+const out = process.argv[2] ?? join(root, "dist", "build-info.json");
+mkdirSync(dirname(out), { recursive: true });
+writeFileSync(out, `${JSON.stringify({ version, commit: commit() }, null, 2)}\n`);
