@@ -68,7 +68,11 @@ export async function watchCommand(argv: string[], io: FleetCommandIo = {}): Pro
   }
 }
 
-/** One event as a line: time, revision, type, node, worker, health and tasks, and what changed for health and removals. */
+/**
+ * One event as a line: time, revision, type, node, worker, health and tasks,
+ * and what changed for health and removals. The short columns are padded to
+ * a width most values fit, so lines mostly align as they stream by.
+ */
 export function renderEvent(event: WorkerWatchEvent): string {
   if (event.type === "resync") {
     return `#${event.revision} resync: the registry no longer had the events since the last one printed; ${event.workers.length} matching workers listed again`;
@@ -76,9 +80,9 @@ export function renderEvent(event: WorkerWatchEvent): string {
   const { worker } = event;
   return [
     event.occurredAt.toISOString(),
-    `#${event.revision}`,
+    `#${event.revision}`.padEnd(6),
     event.type.padEnd(18),
-    worker.nodeId,
+    worker.nodeId.padEnd(12),
     worker.id,
     health(event),
     `tasks ${worker.currentTasks}/${worker.maxConcurrentTasks}`,

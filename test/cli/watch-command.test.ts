@@ -31,15 +31,17 @@ describe("worker-registry watch", () => {
       const first = await client.registerWorker(coder("coder-1"));
       await client.updateTaskCount(first.id, 1);
       await vi.waitFor(() => expect(output.out).toHaveLength(2), { timeout: 5000 });
-      expect(output.out[0]).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\S+Z  #${next}  registered {8}  coder-1  ${first.id}  healthy  tasks 0/4$`));
-      expect(output.out[1]).toMatch(new RegExp(`  #${next + 1}  updated {11}  coder-1  ${first.id}  healthy  tasks 1/4$`));
+      expect(output.out[0]).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\S+Z  #${next} +registered {8}  coder-1 {5}  ${first.id}  healthy  tasks 0/4$`));
+      expect(output.out[1]).toMatch(new RegExp(`  #${next + 1} +updated {11}  coder-1 {5}  ${first.id}  healthy  tasks 1/4$`));
 
       await registry.stop();
       await registry.start();
       // A change made while the watch is away: printed once it is back, from the revision after the last printed.
       await client.unregisterWorker(first.id);
       await vi.waitFor(() => expect(output.out).toHaveLength(3), { timeout: 10_000 });
-      expect(output.out[2]).toMatch(new RegExp(`  #${next + 2}  unregistered {6}  coder-1  ${first.id}  healthy  tasks 1/4  \\(unregistered\\)$`));
+      expect(output.out[2]).toMatch(new RegExp(`  #${next + 2} +unregistered {6}  coder-1 {5}  ${first.id}  healthy  tasks 1/4  \\(unregistered\\)$`));
+      // The columns line up: the worker id starts at the same place on every line.
+      expect(new Set(output.out.map((line) => line.indexOf(first.id))).size).toBe(1);
       expect(output.err[0]).toBe(`watching ${registry.address} from revision ${next}; Ctrl-C stops`);
       expect(output.err.slice(1).join("\n")).toMatch(new RegExp(`^worker-registry: watch interrupted \\(.+\\); resuming from revision ${next + 2} in \\d+\\.\\ds$`, "m"));
     } finally {
@@ -84,7 +86,7 @@ describe("worker-registry watch", () => {
     child.stderr!.on("data", (chunk) => (stderr += chunk));
     const worker = await client.registerWorker(coder("coder-9"));
     await vi.waitFor(() => expect(lines).toHaveLength(1), { timeout: 10_000 });
-    expect(lines[0]).toContain(`registered          coder-9  ${worker.id}`);
+    expect(lines[0]).toContain(`registered          coder-9       ${worker.id}`);
     const sentAt = performance.now();
     child.kill("SIGINT");
     expect(await exited).toBe(0);
