@@ -6,7 +6,7 @@
 // worker runs EXAMPLE_TASKS tasks (default none), then until SIGTERM or
 // SIGINT, and then stops, which unregisters it. For a worker that also survives registry restarts and lost
 // records, use the client's own WorkerNode.
-import { WorkerRegistryClient } from '../clients/typescript/src/index.js';
+import { WorkerRegistryClient } from "@sentinel/worker-registry-client";
 
 class WorkerNode {
   private registry: WorkerRegistryClient;

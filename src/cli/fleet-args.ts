@@ -7,7 +7,7 @@ import {
   type WorkerHealth,
   type WorkerQuery,
   type WorkerRegistryClientOptions,
-} from "../../clients/typescript/src/index.js";
+} from "@sentinel/worker-registry-client";
 
 /**
  * Where the fleet commands write and read their settings. Injected so tests

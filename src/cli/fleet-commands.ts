@@ -3,7 +3,7 @@ import {
   type RankedWorkerInfo,
   type RegistryStats,
   type WorkerInfo,
-} from "../../clients/typescript/src/index.js";
+} from "@sentinel/worker-registry-client";
 import { CONNECTION_FLAGS, outputOf, parseFleetArgs, type FleetCommandIo } from "./fleet-args.js";
 import { reportFailure, type CommandAccess } from "./fleet-errors.js";
 import { labelled, percent, table } from "./text-table.js";

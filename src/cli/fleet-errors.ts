@@ -1,4 +1,4 @@
-import { RegistryClientError } from "../../clients/typescript/src/index.js";
+import { RegistryClientError } from "@sentinel/worker-registry-client";
 import { rolesAllowedTo, type Operation } from "../security/access-policy.js";
 import type { Output } from "./fleet-args.js";
 

@@ -1,4 +1,4 @@
-import { WorkerRegistryClient, type WorkerInfo } from "../../clients/typescript/src/index.js";
+import { WorkerRegistryClient, type WorkerInfo } from "@sentinel/worker-registry-client";
 import { CONNECTION_FLAGS, countFlag, FILTER_FLAGS, FILTER_OPTIONS, outputOf, parseFleetArgs, workerFilter, type FleetCommandIo } from "./fleet-args.js";
 import { reportFailure } from "./fleet-errors.js";
 import { workerSuccess } from "./fleet-commands.js";

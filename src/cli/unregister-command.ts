@@ -1,4 +1,4 @@
-import { RegistryClientError, WorkerRegistryClient } from "../../clients/typescript/src/index.js";
+import { RegistryClientError, WorkerRegistryClient } from "@sentinel/worker-registry-client";
 import { CONNECTION_FLAGS, outputOf, parseFleetArgs, type FleetCommandIo } from "./fleet-args.js";
 import { describeFailure, type CommandAccess } from "./fleet-errors.js";
 

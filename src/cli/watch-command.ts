@@ -3,7 +3,7 @@ import {
   type WatchReconnectingEvent,
   type WorkerChangeEvent,
   type WorkerWatchEvent,
-} from "../../clients/typescript/src/index.js";
+} from "@sentinel/worker-registry-client";
 import { CONNECTION_FLAGS, countFlag, FILTER_FLAGS, FILTER_OPTIONS, outputOf, parseFleetArgs, type FleetCommandIo, workerFilter } from "./fleet-args.js";
 import { describeFailure, reportFailure, type CommandAccess } from "./fleet-errors.js";
 

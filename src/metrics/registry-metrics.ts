@@ -17,7 +17,10 @@ export interface RegistryMetricsSource {
   /** Fleet counts, capacity, reservations, eviction, leadership and replication as of now. */
   stats(): Pick<
     RegistryStats,
+    | "totalWorkers"
     | "healthyWorkers"
+    | "cordonedWorkers"
+    | "drainingWorkers"
     | "degradedWorkers"
     | "unhealthyWorkers"
     | "totalCapacity"
@@ -46,7 +49,7 @@ export interface RegistryMetrics {
   applied(change: AppliedChange): void;
 }
 
-const REMOVAL_REASONS: readonly RemovalReason[] = ["unregistered", "expired", "replaced"];
+const REMOVAL_REASONS: readonly RemovalReason[] = ["unregistered", "expired", "replaced", "drained", "drain_deadline"];
 
 /** prom-client's default gauges whose names end in `_total`, which Prometheus reserves for counters; their labelled twins stay. */
 const MISNAMED_DEFAULT_GAUGES = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
@@ -95,7 +98,8 @@ export function createRegistryMetrics(source: RegistryMetricsSource, build: Buil
     name: "worker_registry_removals_total",
     help:
       "Workers that left the registry, fleet-wide, by reason: unregistered (UnregisterWorker), expired (removed by cleanup past the worker TTL), " +
-      "replaced (its node_id registered again). Removals applied by this process, whichever replica made them (take max() over replicas, not sum()).",
+      "replaced (its node_id registered again), drained (a draining worker finished its tasks), drain_deadline (a draining worker removed at its deadline). " +
+      "Removals applied by this process, whichever replica made them (take max() over replicas, not sum()).",
     labelNames: ["reason"] as const,
     registers,
   });
@@ -142,6 +146,18 @@ function registerFleetGauges(registers: Registry[], source: RegistryMetricsSourc
       this.set({ health: "healthy" }, stats.healthyWorkers);
       this.set({ health: "degraded" }, stats.degradedWorkers);
       this.set({ health: "unhealthy" }, stats.unhealthyWorkers);
+    },
+  });
+  new Gauge({
+    name: "worker_registry_workers_by_state",
+    help: "Registered workers by rotation state: active, cordoned (out until uncordoned), draining (out until removed) (fleet-wide).",
+    labelNames: ["state"] as const,
+    registers,
+    collect() {
+      const stats = source.stats();
+      this.set({ state: "active" }, stats.totalWorkers - stats.cordonedWorkers - stats.drainingWorkers);
+      this.set({ state: "cordoned" }, stats.cordonedWorkers);
+      this.set({ state: "draining" }, stats.drainingWorkers);
     },
   });
   new Gauge({

@@ -13,14 +13,14 @@ import type { Clock } from "../domain/clock.js";
 import type { Logger } from "../domain/logger.js";
 import type { WorkerRegistry } from "../domain/worker-registry.js";
 import type { Authenticator } from "../security/authenticator.js";
-import { file_grpc_health_v1_health } from "../../clients/typescript/src/gen/grpc/health/v1/health_pb.js";
-import { file_grpc_reflection_v1_reflection } from "../../clients/typescript/src/gen/grpc/reflection/v1/reflection_pb.js";
-import { file_grpc_reflection_v1alpha_reflection } from "../../clients/typescript/src/gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { file_grpc_health_v1_health } from "../gen/grpc/health/v1/health_pb.js";
+import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import {
   file_sentinel_registry_v1_registry_service,
   WorkerRegistryService,
-} from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
-import { grpcServiceDefinition } from "../../clients/typescript/src/grpc-definition.js";
+} from "@sentinel/worker-registry-client/contract";
+import { grpcServiceDefinition } from "@sentinel/worker-registry-client/contract";
 import { CallGuard, type CallLimits, type StreamKind } from "./call-guard.js";
 import { HeartbeatStreams } from "./heartbeat-streams.js";
 import { addReflection } from "./reflection.js";

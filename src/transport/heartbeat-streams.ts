@@ -11,7 +11,7 @@ import {
   HeartbeatStreamResponseSchema,
   type HeartbeatStreamRequest,
   type HeartbeatStreamResponse,
-} from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
+} from "@sentinel/worker-registry-client/contract";
 import type { CallGuard } from "./call-guard.js";
 import { healthToProto } from "./proto-mapping.js";
 import { statusForError } from "./status.js";
@@ -187,6 +187,7 @@ export class HeartbeatStreams {
         // The time recorded for the heartbeat, so the reply and last_heartbeat_at agree to the millisecond.
         serverTime: timestampFromMs(ack.heartbeatAtMs),
         nextHeartbeatInterval: this.interval.proto,
+        ...(ack.drainDeadlineMs === null ? {} : { drainRequested: true, drainDeadline: timestampFromMs(ack.drainDeadlineMs) }),
       }),
     );
     // A client that sends heartbeats and does not read the replies: stop reading its heartbeats until the

@@ -10,7 +10,7 @@ import {
   WatchWorkersResponseSchema,
   type WatchWorkersRequest,
   type WatchWorkersResponse,
-} from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
+} from "@sentinel/worker-registry-client/contract";
 import type { CallGuard } from "./call-guard.js";
 import { eventToProto, filterFromProto } from "./proto-mapping.js";
 import { statusForError } from "./status.js";

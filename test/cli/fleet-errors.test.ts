@@ -1,7 +1,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { WorkerRegistryClient } from "../../clients/typescript/src/index.js";
+import { WorkerRegistryClient } from "@sentinel/worker-registry-client";
 import { startRegistryServer, type RegistryServer } from "../../src/app.js";
 import { resumeEvictionCommand, workerCommand } from "../../src/cli/fleet-commands.js";
 import { tokenOf } from "../../src/cli/fleet-errors.js";

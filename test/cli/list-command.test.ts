@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { WorkerRegistryClient } from "../../clients/typescript/src/index.js";
+import { WorkerRegistryClient } from "@sentinel/worker-registry-client";
 import { startRegistryServer, type RegistryServer } from "../../src/app.js";
 import { ago, listCommand } from "../../src/cli/list-command.js";
 import { parseExposition, valueOf } from "../support/exposition.js";

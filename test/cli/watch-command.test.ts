@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { WorkerRegistryClient } from "../../clients/typescript/src/index.js";
+import { WorkerRegistryClient } from "@sentinel/worker-registry-client";
 import { watchCommand } from "../../src/cli/watch-command.js";
 import { TestRegistry } from "../client/registry-server.js";
 import { CLI_PATH } from "../support/server-process.js";

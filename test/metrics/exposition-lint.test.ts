@@ -6,7 +6,7 @@ import { tempDirs } from "../support/temp-dir.js";
 import { startServedRegistry, type ServedRegistry } from "./served-traffic.js";
 
 /** Every label a worker_registry_* series may carry: each takes a fixed set of values. */
-const LABEL_NAMES = new Set(["health", "usage", "kind", "reason", "outcome", "result", "method", "code", "le", "version", "commit", "node_version"]);
+const LABEL_NAMES = new Set(["health", "state", "usage", "kind", "reason", "outcome", "result", "method", "code", "le", "version", "commit", "node_version"]);
 
 describe("the exposition of a registry that served every kind of call", () => {
   const dirs = tempDirs();

@@ -143,6 +143,22 @@ describe("Prometheus endpoint", () => {
     expect(valueOf(await scrape(), "worker_registry_heartbeats_total")).toBe(before + 1);
   });
 
+  it("counts workers by rotation state, which add up to the fleet as the health tiers do", async () => {
+    const before = await scrape();
+    const fleet = ["healthy", "degraded", "unhealthy"].reduce((sum, health) => sum + valueOf(before, "worker_registry_workers", { health })!, 0);
+    expect(valueOf(before, "worker_registry_workers_by_state", { state: "active" })).toBe(fleet);
+    const [someone] = (await client.call("discoverWorkers", { filter: { capabilities: ["metrics"] } })).workers;
+    await client.call("cordonWorker", { workerId: someone.id });
+    try {
+      const after = await scrape();
+      expect(valueOf(after, "worker_registry_workers_by_state", { state: "active" })).toBe(fleet - 1);
+      expect(valueOf(after, "worker_registry_workers_by_state", { state: "cordoned" })).toBe(1);
+      expect(valueOf(after, "worker_registry_workers_by_state", { state: "draining" })).toBe(0);
+    } finally {
+      await client.call("uncordonWorker", { workerId: someone.id });
+    }
+  });
+
   it("answers with Prometheus's content type, 404 on other paths and 405 on other methods", async () => {
     const ok = await fetch(url("/metrics"));
     expect(ok.status).toBe(200);

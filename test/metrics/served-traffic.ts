@@ -1,7 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { WorkerNode, WorkerRegistryClient } from "../../clients/typescript/src/index.js";
+import { WorkerNode, WorkerRegistryClient } from "@sentinel/worker-registry-client";
 import { startRegistryServer, type RegistryServer } from "../../src/app.js";
 
 /** The role tokens of {@link startServedRegistry}'s tokens file. */
