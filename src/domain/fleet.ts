@@ -128,6 +128,19 @@ export class Fleet {
     return this.drainingWorkers;
   }
 
+  /** Moves every worker's deadlines `ms` later: time this process was blind (starting up, stalled) is nobody's silence. */
+  postponeDeadlines(ms: number): void {
+    for (const worker of this.workers.values()) {
+      worker.lastSeenMono += ms;
+      if (worker.holdUntilMono > 0) worker.holdUntilMono += ms;
+    }
+  }
+
+  /** Holds every worker's health where it is until `untilMono` (no downgrade, no expiry). */
+  holdAll(untilMono: number): void {
+    for (const worker of this.workers.values()) worker.holdUntilMono = Math.max(worker.holdUntilMono, untilMono);
+  }
+
   /** Whether the worker is the one the fleet holds now: a worker removed meanwhile is never touched again. */
   isLive(worker: LiveWorker): boolean {
     return this.workers.get(worker.id) === worker;

@@ -1,7 +1,7 @@
 import { Acquisitions, type Acquisition, type Release } from "./acquisition.js";
+import { AppliedListeners, type AppliedListener } from "./applied-changes.js";
 import { BackgroundLoop, type LoopTiming } from "./background-loop.js";
 import { ChangeFeed } from "./change-feed.js";
-import type { Clock } from "./clock.js";
 import { ShuttingDownError } from "./errors.js";
 import { EvictionGuard, type EvictionStatus } from "./eviction-guard.js";
 import { registryStats, type RegistryStats } from "./registry-stats.js";
@@ -9,89 +9,29 @@ import { watchAvailability, type StoreAvailability } from "./store-availability.
 import { Fleet } from "./fleet.js";
 import { FleetQueries, type WorkerPage } from "./fleet-queries.js";
 import { HealthSchedule } from "./health-schedule.js";
-import type { HealthStatus } from "./health.js";
 import { Leadership } from "./leadership.js";
 import { FleetLifecycle } from "./lifecycle.js";
 import { Liveness } from "./liveness.js";
-import type { Logger } from "./logger.js";
+import { applyToReadModel, reloadReadModel, type ReadModel } from "./read-model.js";
 import { loadSnapshot } from "./recovery.js";
-import type { CompiledRegistryOptions } from "./registry-options.js";
-import type { RegistryStore, Snapshot } from "./registry-store.js";
+import type { Snapshot } from "./registry-store.js";
 import { Registrations, type RegisteredWorker } from "./registration.js";
 import { ReservationBook } from "./reservation-book.js";
 import { TaskAccounting } from "./task-accounting.js";
 import { validateReservationId, validateWorkerId, type FilterInput, type RegistrationInput } from "./validation.js";
-import { Watches, watcherEvent, watchFilter, type EventWatch } from "./watches.js";
+import { Watches, watchFilter, type EventWatch } from "./watches.js";
 import type { CommittedEvent, WatchListener } from "./worker-events.js";
 import type { RankedWorkerView, WorkerView } from "./worker-view.js";
 
 export type { Acquisition, Release } from "./acquisition.js";
+export type { AppliedChange, AppliedListener } from "./applied-changes.js";
 export type { WorkerPage } from "./fleet-queries.js";
 export type { RegisteredWorker } from "./registration.js";
 export type { RegistryStats } from "./registry-stats.js";
 export type { RankedWorkerView, WorkerView } from "./worker-view.js";
 
-/** What a heartbeat stream tells the worker after each heartbeat. */
-export interface HeartbeatAck {
-  readonly healthStatus: HealthStatus;
-  readonly nextHeartbeatIntervalMs: number;
-  /** The wall-clock time recorded for this heartbeat: what last_heartbeat_at will show. */
-  readonly heartbeatAtMs: number;
-  /** While the worker drains: when it is removed whatever it still runs (wall-clock ms); else null. */
-  readonly drainDeadlineMs: number | null;
-}
-
-/**
- * Counters a metrics endpoint reads; they only go up. Each counts what this
- * process did itself (heartbeats it received, calls it answered, expiries it
- * ran as the leader), so summing them over replicas gives the fleet's.
- */
-export interface RegistryCounters {
-  readonly heartbeats: number;
-  /** Slots AcquireWorker granted. */
-  readonly acquisitions: number;
-  /** AcquireWorker calls refused: no worker matched the filter. */
-  readonly acquisitionsNoMatch: number;
-  /** AcquireWorker calls refused: every matching worker was full. */
-  readonly acquisitionsNoFreeSlot: number;
-  /** AcquireWorker calls refused: other acquisitions took the chosen workers first, every attempt. */
-  readonly acquisitionsContended: number;
-  readonly releases: number;
-  readonly reservationsExpired: number;
-}
-
-/** One committed event as this process applied it to its read model. */
-export interface AppliedChange {
-  readonly event: CommittedEvent;
-  /**
-   * Task completions the event added to its worker's metrics, successful and
-   * failed (RecordTaskCompletion, ReleaseWorker); 0 and 0 for most events.
-   */
-  readonly completions: { readonly succeeded: number; readonly failed: number };
-}
-
-/** Receives each change this process applies. Must be cheap and must not throw. */
-export type AppliedListener = (change: AppliedChange) => void;
-
-const NO_COMPLETIONS: AppliedChange["completions"] = { succeeded: 0, failed: 0 };
-
-/** Everything the registry depends on, injected by the composition root. */
-export interface WorkerRegistryDeps {
-  readonly store: RegistryStore;
-  readonly clock: Clock;
-  readonly newWorkerId: () => string;
-  readonly newReservationId: () => string;
-  /** 256 random bits, base64url: the secret of a worker token. */
-  readonly newWorkerSecret: () => string;
-  /** Uniform in [0, 1): AcquireWorker's choice among near-equal workers. */
-  readonly random: () => number;
-  readonly log: Logger;
-  readonly options: CompiledRegistryOptions;
-  /** This process's name among the processes that serve the store. */
-  readonly replicaId: string;
-  /** Lease and polling; defaults: a 5 s lease, a 1 s poll. */
-  readonly timing?: Partial<LoopTiming>;
-}
+import type { HeartbeatAck, RegistryCounters, WorkerRegistryDeps } from "./registry-deps.js";
+export type { HeartbeatAck, RegistryCounters, WorkerRegistryDeps } from "./registry-deps.js";
 
 /**
  * The registry, as the transport calls it: a thin facade over its parts.
@@ -124,7 +64,7 @@ export class WorkerRegistry {
   readonly availability: StoreAvailability;
   private cold = false;
   private closed = false;
-  private readonly appliedListeners = new Set<AppliedListener>();
+  private readonly applied: AppliedListeners;
 
   private readonly deps: WorkerRegistryDeps;
 
@@ -134,7 +74,12 @@ export class WorkerRegistry {
     this.availability = watched.availability;
     const { store, clock, log, options } = this.deps;
     this.fleet = new Fleet(options, !store.shared, (worker, from, to) => log.info({ workerId: worker.id, from, to }, "worker health changed"));
-    this.feed = new ChangeFeed(store, (event) => this.applyEvent(event), () => this.reload(), log, () => clock.now(), snapshot.revision);
+    // Built on first use: events are applied only once every part exists.
+    let readModel: ReadModel | undefined;
+    const model = (): ReadModel => (readModel ??= { fleet: this.fleet, book: this.book, schedule: this.schedule, watches: this.watches, liveness: this.liveness });
+    this.applied = new AppliedListeners(log);
+    const apply = (event: CommittedEvent) => this.applied.around(event, this.fleet, () => applyToReadModel(model(), event, clock));
+    this.feed = new ChangeFeed(store, apply, () => reloadReadModel(model(), store, options, clock), log, () => clock.now(), snapshot.revision);
     this.watches = new Watches(store, this.feed, snapshot.compactedRevision);
     this.schedule = new HealthSchedule(this.fleet, options);
     this.guard = new EvictionGuard(clock, log, {
@@ -190,10 +135,7 @@ export class WorkerRegistry {
   beginServing(options: { readonly backgroundTasks: boolean } = { backgroundTasks: true }): void {
     const startupMs = this.deps.clock.monotonic() - this.loadedAtMono;
     if (this.cold && startupMs > 0) {
-      for (const worker of this.fleet.values()) {
-        worker.lastSeenMono += startupMs;
-        if (worker.holdUntilMono > 0) worker.holdUntilMono += startupMs;
-      }
+      this.fleet.postponeDeadlines(startupMs);
       this.book.extend(startupMs);
     }
     this.schedule.trackAll(this.deps.clock.monotonic());
@@ -279,11 +221,8 @@ export class WorkerRegistry {
   /** @see Acquisitions.release */
   async releaseWorker(reservationId: string, success: boolean, durationMs: number): Promise<Release> {
     this.assertOpen();
-    // Granted through another replica a moment ago: its event may not be here yet (see applyWritesOf).
-    if (this.deps.store.shared && this.book.get(reservationId) === undefined) {
-      validateReservationId(reservationId);
-      await this.feed.catchUp();
-    }
+    if (this.book.get(reservationId) === undefined) validateReservationId(reservationId);
+    await this.feed.catchUpOnMiss(this.book.get(reservationId) !== undefined);
     return this.acquisitions.release(reservationId, success, durationMs);
   }
 
@@ -355,32 +294,17 @@ export class WorkerRegistry {
   }
 
   get counters(): RegistryCounters {
-    const acquisitions = this.acquisitions.counters;
-    return {
-      heartbeats: this.liveness.heartbeats,
-      acquisitions: acquisitions.acquisitions,
-      acquisitionsNoMatch: acquisitions.noMatch,
-      acquisitionsNoFreeSlot: acquisitions.noFreeSlot,
-      acquisitionsContended: acquisitions.contended,
-      releases: acquisitions.releases,
-      reservationsExpired: this.loop.counters.reservationsExpired,
-    };
+    const { acquisitions, noMatch, noFreeSlot, contended, releases } = this.acquisitions.counters;
+    const { heartbeats } = this.liveness;
+    return { heartbeats, acquisitions, acquisitionsNoMatch: noMatch, acquisitionsNoFreeSlot: noFreeSlot, acquisitionsContended: contended, releases, reservationsExpired: this.loop.counters.reservationsExpired };
   }
 
   /**
-   * Calls `listener` after each committed event this process applies to its
-   * read model, in revision order: the changes it made and those other
-   * replicas made alike, since every replica applies every event. For
-   * observers that count changes (metrics); it is not a watcher (not in
-   * {@link watcherCount}, no filter, no replay, never dropped), so it must be
-   * cheap. A listener that throws is logged and does not stop the others.
-   * Events skipped by a reload of the read model (a replica that fell behind
-   * the log's retention) are not seen.
-   * @returns the function that removes the listener.
+   * Calls `listener` after each event this process applies, in revision order, its own and other replicas' alike
+   * (see AppliedListeners). Not a watcher: cheap, unfiltered, never dropped. @returns the function that removes it.
    */
   onApplied(listener: AppliedListener): () => void {
-    this.appliedListeners.add(listener);
-    return () => this.appliedListeners.delete(listener);
+    return this.applied.add(listener);
   }
 
   /** The number of open watchers. */
@@ -447,77 +371,20 @@ export class WorkerRegistry {
     await this.leadership.resign();
   }
 
-  private applyEvent(event: CommittedEvent): void {
-    const { clock } = this.deps;
-    const nowMono = clock.monotonic();
-    // Read before the fleet applies the event, which updates the worker in place.
-    const completions = this.appliedListeners.size === 0 ? NO_COMPLETIONS : this.completionsIn(event);
-    const { before, after } = this.fleet.apply(event, nowMono, clock.now());
-    this.book.apply(event, nowMono, clock.now());
-    if (after === undefined) {
-      if (before !== undefined) this.schedule.forget(before);
-    } else {
-      this.schedule.track(after, nowMono);
-      // A downgrade judged on a heartbeat older than one this process knows of: heal again.
-      if (event.type === "health_changed" && event.heardUntilMs !== undefined && after.lastHeartbeatAtMs > event.heardUntilMs) {
-        this.liveness.reheal(after);
-      }
-    }
-    this.watches.publish(watcherEvent(event));
-    for (const listener of this.appliedListeners) {
-      try {
-        listener({ event, completions });
-      } catch (error) {
-        this.deps.log.error({ err: error, revision: event.revision }, "an applied-change listener failed");
-      }
-    }
-  }
-
-  /** The completions `event` adds to its worker, against the read model before it is applied. */
-  private completionsIn(event: CommittedEvent): AppliedChange["completions"] {
-    if (event.type !== "updated" && event.type !== "health_changed") return NO_COMPLETIONS;
-    const worker = this.fleet.get(event.worker.id);
-    if (worker === undefined) return NO_COMPLETIONS;
-    const succeeded = event.worker.tasksCompleted - worker.tasksCompleted;
-    const failed = event.worker.tasksFailed - worker.tasksFailed;
-    return succeeded <= 0 && failed <= 0 ? NO_COMPLETIONS : { succeeded: Math.max(0, succeeded), failed: Math.max(0, failed) };
-  }
-
-  /** The log no longer holds what this process missed: start over from a fresh snapshot. */
-  private async reload(): Promise<number> {
-    const snapshot = await this.deps.store.load();
-    this.fleet.clear();
-    this.book.clear();
-    this.schedule.clear();
-    const { clock, options } = this.deps;
-    loadSnapshot(snapshot, { fleet: this.fleet, book: this.book }, options, { mono: clock.monotonic(), ms: clock.now(), shared: true });
-    this.schedule.trackAll(clock.monotonic());
-    this.watches.compactedTo(snapshot.compactedRevision);
-    return snapshot.revision;
-  }
-
   private leadershipChanged(leading: boolean): void {
     if (!leading || !this.deps.store.shared) return;
     // Taking over from another process, or leading again after the store was out of reach: heartbeats other
     // processes still hold have to reach the store and this process, and the workers of a dead replica are
     // reconnecting elsewhere. No worker is judged before that (Nomad's failover TTL).
     const { clock, options } = this.deps;
-    const holdUntilMono = clock.monotonic() + options.heartbeatIntervalMs + options.heartbeatFlushIntervalMs + this.timing.replicaPollMs;
-    for (const worker of this.fleet.values()) worker.holdUntilMono = Math.max(worker.holdUntilMono, holdUntilMono);
+    this.fleet.holdAll(clock.monotonic() + options.heartbeatIntervalMs + options.heartbeatFlushIntervalMs + this.timing.replicaPollMs);
     this.schedule.trackAll(clock.monotonic());
   }
 
-  /**
-   * A worker this replica does not know yet may have just been registered
-   * through another one: before a write names it as unknown, the log is read
-   * up to its head, so a caller who registers on one replica and writes on
-   * another is not told NOT_FOUND for the moments the event takes to arrive.
-   * Costs one read of the log's head, on a miss only.
-   */
+  /** A write names a worker: see ChangeFeed.catchUpOnMiss. */
   private async applyWritesOf(workerId: string): Promise<void> {
-    if (!this.deps.store.shared || this.fleet.get(workerId) !== undefined) return;
-    validateWorkerId(workerId);
-    await this.feed.catchUp();
+    if (this.fleet.get(workerId) === undefined) validateWorkerId(workerId);
+    await this.feed.catchUpOnMiss(this.fleet.get(workerId) !== undefined);
   }
 
   private assertOpen(): void {
