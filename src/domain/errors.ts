@@ -148,6 +148,25 @@ export class FirstHeartbeatTimeoutError extends RegistryError {
 /** The call carries no valid credentials. */
 export class UnauthenticatedError extends RegistryError {}
 
+/**
+ * A worker token names a worker that is gone: the token went with it. The
+ * message says "not found" (so a worker cleaned up registers again, as the
+ * guide's error handling does) and, when known, why it left: a drained one
+ * must not register again.
+ */
+export class RemovedWorkerTokenError extends UnauthenticatedError {
+  constructor(
+    readonly workerId: string,
+    readonly reason?: string,
+  ) {
+    super(
+      reason === "drained" || reason === "drain_deadline"
+        ? `worker ${workerId} not found: ${LEFT_BECAUSE[reason]}; its token is no longer valid`
+        : `worker ${workerId} not found: ${reason === undefined ? "" : `${LEFT_BECAUSE[reason] ?? reason}; `}its token is no longer valid; register again`,
+    );
+  }
+}
+
 /** The caller's credentials do not allow this call. */
 export class PermissionDeniedError extends RegistryError {}
 

@@ -149,6 +149,11 @@ export class Fleet {
     return new WorkerNotFoundError(workerId, this.removals.get(workerId));
   }
 
+  /** Why a worker left, if it was removed recently (the last {@link REMEMBERED_REMOVALS}). */
+  removalOf(workerId: string): RemovalReason | undefined {
+    return this.removals.get(workerId);
+  }
+
   private rememberRemoval(workerId: string, reason: RemovalReason): void {
     this.removals.delete(workerId);
     this.removals.set(workerId, reason);

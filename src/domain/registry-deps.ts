@@ -15,10 +15,21 @@ export interface HeartbeatAck {
   readonly drainDeadlineMs: number | null;
 }
 
-/** Counters a metrics endpoint reads; they only go up. */
+/**
+ * Counters a metrics endpoint reads; they only go up. Each counts what this
+ * process did itself (heartbeats it received, calls it answered, expiries it
+ * ran as the leader), so summing them over replicas gives the fleet's.
+ */
 export interface RegistryCounters {
   readonly heartbeats: number;
+  /** Slots AcquireWorker granted. */
   readonly acquisitions: number;
+  /** AcquireWorker calls refused: no worker matched the filter. */
+  readonly acquisitionsNoMatch: number;
+  /** AcquireWorker calls refused: every matching worker was full. */
+  readonly acquisitionsNoFreeSlot: number;
+  /** AcquireWorker calls refused: other acquisitions took the chosen workers first, every attempt. */
+  readonly acquisitionsContended: number;
   readonly releases: number;
   readonly reservationsExpired: number;
 }

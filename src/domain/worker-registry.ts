@@ -1,4 +1,5 @@
 import { Acquisitions, type Acquisition, type Release } from "./acquisition.js";
+import { AppliedListeners, type AppliedListener } from "./applied-changes.js";
 import { BackgroundLoop, type LoopTiming } from "./background-loop.js";
 import { ChangeFeed } from "./change-feed.js";
 import { ShuttingDownError } from "./errors.js";
@@ -19,10 +20,11 @@ import { ReservationBook } from "./reservation-book.js";
 import { TaskAccounting } from "./task-accounting.js";
 import { validateReservationId, validateWorkerId, type FilterInput, type RegistrationInput } from "./validation.js";
 import { Watches, watchFilter, type EventWatch } from "./watches.js";
-import type { WatchListener } from "./worker-events.js";
+import type { CommittedEvent, WatchListener } from "./worker-events.js";
 import type { RankedWorkerView, WorkerView } from "./worker-view.js";
 
 export type { Acquisition, Release } from "./acquisition.js";
+export type { AppliedChange, AppliedListener } from "./applied-changes.js";
 export type { WorkerPage } from "./fleet-queries.js";
 export type { RegisteredWorker } from "./registration.js";
 export type { RegistryStats } from "./registry-stats.js";
@@ -62,6 +64,7 @@ export class WorkerRegistry {
   readonly availability: StoreAvailability;
   private cold = false;
   private closed = false;
+  private readonly applied: AppliedListeners;
 
   private readonly deps: WorkerRegistryDeps;
 
@@ -74,7 +77,9 @@ export class WorkerRegistry {
     // Built on first use: events are applied only once every part exists.
     let readModel: ReadModel | undefined;
     const model = (): ReadModel => (readModel ??= { fleet: this.fleet, book: this.book, schedule: this.schedule, watches: this.watches, liveness: this.liveness });
-    this.feed = new ChangeFeed(store, (event) => applyToReadModel(model(), event, clock), () => reloadReadModel(model(), store, options, clock), log, () => clock.now(), snapshot.revision);
+    this.applied = new AppliedListeners(log);
+    const apply = (event: CommittedEvent) => this.applied.around(event, this.fleet, () => applyToReadModel(model(), event, clock));
+    this.feed = new ChangeFeed(store, apply, () => reloadReadModel(model(), store, options, clock), log, () => clock.now(), snapshot.revision);
     this.watches = new Watches(store, this.feed, snapshot.compactedRevision);
     this.schedule = new HealthSchedule(this.fleet, options);
     this.guard = new EvictionGuard(clock, log, {
@@ -254,6 +259,11 @@ export class WorkerRegistry {
     return this.fleet.get(workerId)?.tokenHash;
   }
 
+  /** Why a removed worker left, if this process saw it leave recently; undefined otherwise. */
+  removalReasonOf(workerId: string): string | undefined {
+    return this.fleet.removalOf(workerId);
+  }
+
   /** Who registered a worker (the hash of a role token, or null), or undefined for an unknown worker. */
   registrantOf(workerId: string): string | null | undefined {
     const worker = this.fleet.get(workerId);
@@ -289,12 +299,17 @@ export class WorkerRegistry {
   }
 
   get counters(): RegistryCounters {
-    return {
-      heartbeats: this.liveness.heartbeats,
-      acquisitions: this.acquisitions.counters.acquisitions,
-      releases: this.acquisitions.counters.releases,
-      reservationsExpired: this.loop.counters.reservationsExpired,
-    };
+    const { acquisitions, noMatch, noFreeSlot, contended, releases } = this.acquisitions.counters;
+    const { heartbeats } = this.liveness;
+    return { heartbeats, acquisitions, acquisitionsNoMatch: noMatch, acquisitionsNoFreeSlot: noFreeSlot, acquisitionsContended: contended, releases, reservationsExpired: this.loop.counters.reservationsExpired };
+  }
+
+  /**
+   * Calls `listener` after each event this process applies, in revision order, its own and other replicas' alike
+   * (see AppliedListeners). Not a watcher: cheap, unfiltered, never dropped. @returns the function that removes it.
+   */
+  onApplied(listener: AppliedListener): () => void {
+    return this.applied.add(listener);
   }
 
   /** The number of open watchers. */

@@ -6,6 +6,7 @@ import {
   LimitExceededError,
   NoWorkerAvailableError,
   PermissionDeniedError,
+  RemovedWorkerTokenError,
   ReservationNotFoundError,
   RevisionCompactedError,
   ShuttingDownError,
@@ -65,7 +66,9 @@ export function statusForError(error: unknown, log: Logger, method: string): Pic
   for (const [errorClass, code] of STATUS_BY_ERROR) {
     if (error instanceof errorClass) {
       if (code === status.UNAVAILABLE) log.warn({ method, err: error }, "request refused: service unavailable");
-      if (error instanceof WorkerNotFoundError && error.reason !== undefined) return { code, details: error.message, metadata: removalTrailer(error.reason) };
+      if ((error instanceof WorkerNotFoundError || error instanceof RemovedWorkerTokenError) && error.reason !== undefined) {
+        return { code, details: error.message, metadata: removalTrailer(error.reason) };
+      }
       return { code, details: error.message };
     }
   }
