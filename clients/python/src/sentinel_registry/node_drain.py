@@ -1,4 +1,4 @@
-"""How a WorkerNode drains and leaves: the registry's drain request, and the end of the node."""
+"""How a WorkerNode drains and leaves: the registry's drain request, a drain's removal, and the end of the node."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Optional
 
 import grpc
 
-from .errors import RegistryError, record_lost
+from .errors import RegistryError, WorkerDrainingError, drain_removal, record_lost
 from .models import Worker
 
 # The node's logger: one place for a host to watch a worker's link.
@@ -20,9 +20,12 @@ class NodeDrain:
     """The drain half of :class:`~sentinel_registry.WorkerNode`.
 
     Mixed into the node, whose fields it shares (``_lock``, ``_state``,
-    ``_id``, ``_tasks``, ``_client``, ...): hearing of the registry's drain
-    request, asking the registry to drain for ``stop()``, and the end of the
-    node (unregister, release, report the drain).
+    ``_id``, ``_tasks``, ``_client``, ...). A drain is heard of in three ways:
+    a heartbeat reply or a task's bookkeeping answer saying ``draining``
+    (:meth:`_begin_registry_drain`), or a failure saying that a drain has
+    removed the worker already (:meth:`_removed_by_drain`): the end of its
+    heartbeat stream, a heartbeat, a task's bookkeeping. Either way the node
+    refuses new tasks, lets the running ones finish, and never registers again.
     """
 
     def _begin_registry_drain(self, deadline: Optional[datetime]) -> None:
@@ -43,13 +46,49 @@ class NodeDrain:
         )
         self._tasks.close()
 
+    def _removed_by_drain(self, error: RegistryError, worker_id: Optional[str]) -> bool:
+        """Whether ``error`` says a drain removed the worker (reason ``drained`` or ``drain_deadline``).
+
+        If it does, and ``worker_id`` is still the node's worker, the node
+        drains as if told in a heartbeat reply, knowing its record is gone: no
+        re-registration, no more heartbeats nor bookkeeping; running tasks
+        finish, then the node leaves. Safe on any thread, grpc's included: it
+        never blocks.
+        """
+        reason = drain_removal(error)
+        if reason is None:
+            return False
+        with self._lock:
+            if worker_id is None or worker_id != self._id:
+                return True  # an earlier record's: the node has moved on
+            first = self._removal_reason is None
+            if first:
+                self._removal_reason = reason
+            self._record_gone = True
+        if first:
+            log.info(
+                "the registry removed the worker after a drain (%s): worker %s, %d tasks still running",
+                reason,
+                worker_id,
+                self._tasks.running,
+            )
+        self._begin_registry_drain(None)
+        return True
+
+    def _task_refused(self, worker_id: str, error: RegistryError) -> BaseException:
+        """What ``run_task`` raises when a task's count could not be raised: a drain's removal refuses it as a drain does."""
+        if not self._removed_by_drain(error, worker_id):
+            return error
+        refusal = WorkerDrainingError(worker_id, self.drain_deadline, drained=True)
+        refusal.__cause__ = error
+        return refusal
+
     def _observe(self, worker: Worker) -> None:
         """The worker as a task's bookkeeping call answered it: a drain is heard of here too.
 
         Heartbeat replies come every few minutes by default; a task that ends
         sooner would otherwise take the worker's count to zero, the registry
-        would remove it, and the node would take the NOT_FOUND for a lost
-        record and register again.
+        would remove it, and the node would learn of it only from a NOT_FOUND.
         """
         if worker.state == "draining":
             self._begin_registry_drain(worker.drain_deadline)
@@ -87,15 +126,21 @@ class NodeDrain:
             return True
 
     def _unregister(self) -> None:
-        worker_id = self.worker_id
+        with self._lock:
+            worker_id, removal_reason = self._id, self._removal_reason if self._record_gone else None
         self._unregistered = True
         if worker_id is None:
+            return
+        if removal_reason is not None:
+            log.info("worker unregistered: %s (the registry had removed it: %s)", worker_id, removal_reason)
             return
         try:
             self._client.unregister_worker(worker_id)
             log.info("worker unregistered: %s", worker_id)
         except RegistryError as error:
             if record_lost(error):
+                with self._lock:
+                    self._removal_reason = self._removal_reason or drain_removal(error)
                 log.info("worker unregistered: %s (the registry had removed it)", worker_id)
                 return
             self._unregistered = False
@@ -113,13 +158,17 @@ class NodeDrain:
         with self._lock:
             self._state = "stopped"
             drained = self._drain_asked_by_registry
+            if drained and self._removal_reason is None:
+                # The node unregistered the drained worker itself: its tasks finished.
+                self._removal_reason = "drained"
         self._finished.set()
         return drained
 
     def _notify_drained(self) -> None:
         """Calls on_drained, then releases wait_drained(): a host that waits sees its callback's work done."""
-        worker_id = self.worker_id
-        log.info("worker drained: %s", worker_id)
+        with self._lock:
+            worker_id, reason = self._id, self._removal_reason
+        log.info("worker drained: %s (%s)", worker_id, reason)
         try:
             if self._on_drained is not None:
                 self._on_drained(worker_id or "")

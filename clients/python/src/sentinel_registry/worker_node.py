@@ -35,17 +35,22 @@ class WorkerNode(HeartbeatLoop, NodeDrain):
     (``next_heartbeat_interval``). When the stream breaks (registry restart,
     network) it reopens it after an exponential backoff with full jitter, so a
     fleet does not return in one burst; when the registry has lost the record
-    (NOT_FOUND) it registers again, with the same labels and version, and
-    carries the new id from then on. ``run_task()`` counts a task up, and
-    always back down, and records its completion with the measured duration.
+    (NOT_FOUND: it expired, was replaced or unregistered) it registers again,
+    with the same labels and version, and carries the new id from then on.
+    ``run_task()`` counts a task up, and always back down, and records its
+    completion with the measured duration.
 
-    When a heartbeat reply says the registry wants the worker drained
-    (``drain_worker``), the node drains: ``run_task()`` raises
-    :class:`~sentinel_registry.WorkerDrainingError`, running tasks finish,
-    then it unregisters (the registry may have removed it already), closes
-    the stream and its own client, and calls ``on_drained``. It never
-    registers again. ``stop()`` drains too, by asking the registry to drain
-    the worker first.
+    When the registry wants the worker drained (``drain_worker``), the node
+    drains: ``run_task()`` raises :class:`~sentinel_registry.WorkerDrainingError`,
+    running tasks finish, then it unregisters (the registry may have removed
+    it already), closes the stream and its own client, and calls
+    ``on_drained``. It never registers again. It hears of the drain in a
+    heartbeat reply or a task's bookkeeping answer, or from the registry's
+    NOT_FOUND saying a drain removed the worker (the ``sentinel-removal-reason``
+    trailer: ``drained``, or ``drain_deadline`` for a worker still busy at its
+    deadline), which ends the heartbeat stream at once, so an idle node
+    drained by an operator leaves within moments. ``stop()`` drains too, by
+    asking the registry to drain the worker first.
 
     Nothing raised on the background thread escapes it: a registry outage is
     logged (logger ``sentinel_registry.worker_node``) and retried, never
@@ -68,8 +73,8 @@ class WorkerNode(HeartbeatLoop, NodeDrain):
             then leaves it open when it stops or drains.
         on_drained: called with the worker id, once, when a drain the
             registry asked for is complete (on the heartbeat thread, or on
-            the thread of a ``stop()`` that completed it). Its exceptions are
-            logged, not raised.
+            the thread of a ``stop()`` that completed it); ``removal_reason``
+            then says how it ended. Its exceptions are logged, not raised.
         drain_timeout_s: how long ``stop()`` waits for running tasks before it
             unregisters anyway (30 s).
         heartbeat_interval_s: upper bound of the wait between heartbeats;
@@ -167,6 +172,7 @@ class WorkerNode(HeartbeatLoop, NodeDrain):
         self._drain_deadline: Optional[datetime] = None
         self._drain_asked_by_registry = False
         self._record_gone = False
+        self._removal_reason: Optional[str] = None
         self._finishing = False
         self._finished_by_thread = False
         self._finished = threading.Event()
@@ -219,6 +225,19 @@ class WorkerNode(HeartbeatLoop, NodeDrain):
     def drained(self) -> bool:
         """Whether a drain the registry asked for is complete: the node has unregistered and released everything."""
         return self._drained.is_set()
+
+    @property
+    def removal_reason(self) -> Optional[str]:
+        """How a drain removed the worker, once the node knows: ``"drained"`` or ``"drain_deadline"``.
+
+        ``"drain_deadline"`` when the registry removed the worker at its drain
+        deadline with tasks still running (known as soon as the registry says
+        so, before those tasks finish); ``"drained"`` when its tasks had
+        finished. Set by the time ``on_drained`` is called; None before, and
+        for a ``stop()`` unless the registry said it removed the worker.
+        """
+        with self._lock:
+            return self._removal_reason
 
     @property
     def client(self) -> WorkerRegistryClient:
@@ -335,8 +354,9 @@ class WorkerNode(HeartbeatLoop, NodeDrain):
         bookkeeping after it is skipped: the record it would correct is gone.
 
         Raises:
-            WorkerDrainingError: if the node is draining or has drained: ``fn``
-                is not run; give the task to another worker.
+            WorkerDrainingError: if the node is draining or has drained, or the
+                registry answers the count with a drain's removal: ``fn`` is
+                not run; give the task to another worker.
             RuntimeError: if the node is not running (not started, or stopped).
             RegistryError: if the count cannot be raised (FAILED_PRECONDITION
                 at capacity): ``fn`` is not run and nothing is recorded. Also
@@ -357,11 +377,18 @@ class WorkerNode(HeartbeatLoop, NodeDrain):
                 return self._id == worker_id and self._state in ("running", "draining") and not self._record_gone
 
         def record_removed(error: RegistryError) -> bool:
-            # A draining worker may be removed at its deadline while its task runs.
-            return self._tasks.closed and record_lost(error)
+            # A drain may remove the worker while its task runs (at its deadline, or as
+            # the registry answers this task's last step); a registry that does not say
+            # why can only have removed a draining one.
+            return self._removed_by_drain(error, worker_id) or (self._tasks.closed and record_lost(error))
+
+        def refused(error: RegistryError) -> BaseException:
+            return self._task_refused(worker_id, error)
 
         try:
-            return run_counted(self._client, worker_id, fn, args, kwargs, self._clock, record_still_ours, record_removed, self._observe)
+            return run_counted(
+                self._client, worker_id, fn, args, kwargs, self._clock, record_still_ours, record_removed, self._observe, refused=refused
+            )
         finally:
             # Last, so that a drain waiting for this task sees its bookkeeping done.
             self._tasks.leave()
