@@ -7,7 +7,8 @@ import { RegisterWorkerResponseSchema, WorkerRegistryService } from "../../clien
 import { WorkerSchema } from "../../clients/typescript/src/gen/sentinel/registry/v1/worker_pb.js";
 import { grpcServiceDefinition } from "../../clients/typescript/src/grpc-definition.js";
 import type { WorkerWatchEvent } from "../../clients/typescript/src/worker-event.js";
-import { WorkerNode, type WorkerNodeOptions } from "../../clients/typescript/src/worker-node.js";
+import type { WorkerNodeOptions } from "../../clients/typescript/src/worker-node-options.js";
+import { WorkerNode } from "../../clients/typescript/src/worker-node.js";
 import { WorkerRegistryClient } from "../../clients/typescript/src/worker-registry-client.js";
 import type { WatchReconnectingEvent } from "../../clients/typescript/src/worker-watch.js";
 import { startServerProcess } from "../support/server-process.js";

@@ -5,7 +5,7 @@
  * (`acquireWorker`, `releaseWorker`, `withWorker`); a resuming `watchWorkers`;
  * the fleet's lifecycle (`cordonWorker`, `uncordonWorker`, `drainWorker`,
  * labels and versions); and a `WorkerNode` that keeps a worker registered and
- * heartbeating across server restarts; with several
+ * heartbeating across server restarts and honours a drain; with several
  * registry addresses, all of it fails over between the replicas.
  */
 export { WorkerRegistryClient } from "./worker-registry-client.js";
@@ -20,13 +20,16 @@ export {
 } from "./client-options.js";
 export { type HeartbeatStream } from "./registry-calls.js";
 export { type WatchReconnectingEvent, type WatchWorkersOptions, type WorkerWatchQuery } from "./worker-watch.js";
+export { WorkerNode } from "./worker-node.js";
 export {
-  WorkerNode,
+  type DrainEndReason,
   type HeartbeatEvent,
+  type StopOptions,
   type WorkerNodeEvents,
   type WorkerNodeOptions,
   type WorkerNodeState,
-} from "./worker-node.js";
+} from "./worker-node-options.js";
+export { WorkerDrainingError } from "./worker-draining-error.js";
 export { NoWorkerAvailableError, RegistryClientError } from "./registry-client-error.js";
 export {
   WORKER_HEALTH_STATES,
