@@ -48,6 +48,16 @@ export class TaskCountOutOfRangeError extends RegistryError {
   }
 }
 
+/** The worker is draining: it cannot be cordoned or uncordoned; only a new registration undoes a drain. */
+export class WorkerDrainingError extends RegistryError {
+  constructor(
+    readonly workerId: string,
+    action: string,
+  ) {
+    super(`worker ${workerId} is draining and cannot be ${action}: only its re-registration undoes a drain`);
+  }
+}
+
 /** The store cannot take writes right now (read-only file, full disk, locked database). Retry later. */
 export class StoreUnavailableError extends RegistryError {
   constructor(operation: string, cause: unknown) {

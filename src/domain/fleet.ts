@@ -3,7 +3,8 @@ import { healthForAge, healthTier, HEALTH_STATUSES, type HealthStatus } from "./
 import { OUT_OF_ROTATION, RankIndex, type RankKey } from "./rank-index.js";
 import { scoreWorker, type Score } from "./scoring.js";
 import type { CommittedEvent } from "./worker-events.js";
-import type { WorkerRecord } from "./worker-record.js";
+import type { Labels } from "./labels.js";
+import type { WorkerRecord, WorkerState } from "./worker-record.js";
 import type { WorkerView } from "./worker-view.js";
 
 /**
@@ -28,6 +29,11 @@ export interface LiveWorker {
   health: HealthStatus;
   readonly tokenHash: string;
   readonly registeredBy: string | null;
+  readonly labels: Labels;
+  readonly version: string;
+  state: WorkerState;
+  /** Wall-clock ms; null unless draining. */
+  drainDeadlineMs: number | null;
   /** Monotonic ms of the last heartbeat known here (or of the moment a grace began). */
   lastSeenMono: number;
   /** Monotonic ms before which its health is held where recovery left it: no downgrade, no expiry. 0: none. */
@@ -58,6 +64,7 @@ export interface FleetTotals {
   readonly completed: number;
   readonly failed: number;
   readonly byHealth: Readonly<Record<HealthStatus, number>>;
+  readonly byState: Readonly<Record<WorkerState, number>>;
 }
 
 /**
@@ -73,6 +80,9 @@ export class Fleet {
   private readonly byNodeId = new Map<string, Set<LiveWorker>>();
   private readonly ranking = new RankIndex<LiveWorker>();
   private readonly byHealth: Record<HealthStatus, number> = { healthy: 0, degraded: 0, unhealthy: 0 };
+  private readonly byState: Record<WorkerState, number> = { active: 0, cordoned: 0, draining: 0 };
+  /** The workers draining now: the leader removes those past their deadline. */
+  private readonly drainingWorkers = new Set<LiveWorker>();
   private capacity = 0;
   private used = 0;
   private completed = 0;
@@ -113,6 +123,11 @@ export class Fleet {
     for (const worker of [...this.workers.values()]) this.remove(worker);
   }
 
+  /** The workers draining now, in no useful order. */
+  draining(): Iterable<LiveWorker> {
+    return this.drainingWorkers;
+  }
+
   /** Whether the worker is the one the fleet holds now: a worker removed meanwhile is never touched again. */
   isLive(worker: LiveWorker): boolean {
     return this.workers.get(worker.id) === worker;
@@ -126,6 +141,7 @@ export class Fleet {
       completed: this.completed,
       failed: this.failed,
       byHealth: { ...this.byHealth },
+      byState: { ...this.byState },
     };
   }
 
@@ -146,9 +162,11 @@ export class Fleet {
         if (before !== undefined) this.remove(before);
         return { before, after: undefined };
       case "health_changed":
+      case "state_changed":
       case "updated":
         if (before === undefined) return { before, after: undefined };
         this.update(before, record, event.type === "health_changed", nowMono, nowMs);
+        if (event.type === "state_changed") this.setState(before, record.state, record.drainDeadlineMs);
         if (event.reservation !== undefined) before.reservedTasks += "granted" in event.reservation ? 1 : -1;
         this.rerank(before);
         return { before, after: before };
@@ -171,6 +189,10 @@ export class Fleet {
       health: record.health,
       tokenHash: record.tokenHash,
       registeredBy: record.registeredBy,
+      labels: record.labels,
+      version: record.version,
+      state: record.state,
+      drainDeadlineMs: record.drainDeadlineMs,
       lastSeenMono: nowMono - Math.max(0, nowMs - record.lastHeartbeatAtMs),
       holdUntilMono: 0,
       unconfirmed: false,
@@ -188,6 +210,8 @@ export class Fleet {
     sameNode.add(worker);
     this.ranking.add(worker, rankKeyOf(worker));
     this.byHealth[worker.health]++;
+    this.byState[worker.state]++;
+    if (worker.state === "draining") this.drainingWorkers.add(worker);
     this.capacity += worker.maxConcurrentTasks;
     this.used += worker.currentTasks;
     this.completed += worker.tasksCompleted;
@@ -293,10 +317,21 @@ export class Fleet {
     if (sameNode?.size === 0) this.byNodeId.delete(worker.nodeId);
     this.ranking.remove(worker);
     this.byHealth[worker.health]--;
+    this.byState[worker.state]--;
+    this.drainingWorkers.delete(worker);
     this.capacity -= worker.maxConcurrentTasks;
     this.used -= worker.currentTasks;
     this.completed -= worker.tasksCompleted;
     this.failed -= worker.tasksFailed;
+  }
+
+  private setState(worker: LiveWorker, state: WorkerState, drainDeadlineMs: number | null): void {
+    this.byState[worker.state]--;
+    this.byState[state]++;
+    worker.state = state;
+    worker.drainDeadlineMs = drainDeadlineMs;
+    if (state === "draining") this.drainingWorkers.add(worker);
+    else this.drainingWorkers.delete(worker);
   }
 
   private rerank(worker: LiveWorker): void {
@@ -314,7 +349,8 @@ export class Fleet {
 
 /** Where a worker belongs in the rank index now. */
 function rankKeyOf(worker: LiveWorker): RankKey {
-  const tier = worker.unconfirmed ? OUT_OF_ROTATION : healthTier(worker.health);
+  // Cordoned and draining workers keep heartbeating and keep their health, but are never ranked or granted.
+  const tier = worker.unconfirmed || worker.state !== "active" ? OUT_OF_ROTATION : healthTier(worker.health);
   return { tier, priority: worker.score.priority, currentTasks: worker.currentTasks };
 }
 
@@ -332,6 +368,10 @@ export function recordFields(worker: Omit<WorkerRecord, "health">): Omit<WorkerV
     successRate: completions === 0 ? 0 : worker.tasksCompleted / completions,
     registeredAtMs: worker.registeredAtMs,
     lastHeartbeatAtMs: worker.lastHeartbeatAtMs,
+    labels: worker.labels,
+    version: worker.version,
+    state: worker.state,
+    drainDeadlineMs: worker.drainDeadlineMs,
     metrics: {
       tasksCompleted: worker.tasksCompleted,
       tasksFailedCount: worker.tasksFailed,

@@ -99,6 +99,10 @@ export class Registrations {
         health: "healthy",
         tokenHash,
         registeredBy,
+        labels: { ...input.labels },
+        version: input.version ?? "",
+        state: "active",
+        drainDeadlineMs: null,
       };
       let events;
       try {

@@ -11,6 +11,7 @@ import { FleetQueries, type WorkerPage } from "./fleet-queries.js";
 import { HealthSchedule } from "./health-schedule.js";
 import type { HealthStatus } from "./health.js";
 import { Leadership } from "./leadership.js";
+import { FleetLifecycle } from "./lifecycle.js";
 import { Liveness } from "./liveness.js";
 import type { Logger } from "./logger.js";
 import { loadSnapshot } from "./recovery.js";
@@ -19,7 +20,7 @@ import type { RegistryStore, Snapshot } from "./registry-store.js";
 import { Registrations, type RegisteredWorker } from "./registration.js";
 import { ReservationBook } from "./reservation-book.js";
 import { TaskAccounting } from "./task-accounting.js";
-import type { FilterInput, RegistrationInput } from "./validation.js";
+import { validateReservationId, validateWorkerId, type FilterInput, type RegistrationInput } from "./validation.js";
 import { Watches, watcherEvent, watchFilter, type EventWatch } from "./watches.js";
 import type { CommittedEvent, WatchListener } from "./worker-events.js";
 import type { RankedWorkerView, WorkerView } from "./worker-view.js";
@@ -36,6 +37,8 @@ export interface HeartbeatAck {
   readonly nextHeartbeatIntervalMs: number;
   /** The wall-clock time recorded for this heartbeat: what last_heartbeat_at will show. */
   readonly heartbeatAtMs: number;
+  /** While the worker drains: when it is removed whatever it still runs (wall-clock ms); else null. */
+  readonly drainDeadlineMs: number | null;
 }
 
 /** Counters a metrics endpoint reads; they only go up. */
@@ -86,6 +89,7 @@ export class WorkerRegistry {
   private readonly registrations: Registrations;
   private readonly accounting: TaskAccounting;
   private readonly acquisitions: Acquisitions;
+  private readonly lifecycle: FleetLifecycle;
   private readonly queries: FleetQueries;
   private readonly loop: BackgroundLoop;
   private readonly loadedAtMono: number;
@@ -124,6 +128,7 @@ export class WorkerRegistry {
     this.accounting = new TaskAccounting(parts);
     this.acquisitions = new Acquisitions({ ...parts, book: this.book, newReservationId: given.newReservationId, random: given.random });
     this.queries = new FleetQueries(this.fleet, clock, options);
+    this.lifecycle = new FleetLifecycle(parts);
     this.loop = new BackgroundLoop({ ...parts, book: this.book, schedule: this.schedule, liveness: this.liveness, guard: this.guard, leadership: this.leadership, timing });
     this.loadedAtMono = clock.monotonic();
   }
@@ -177,6 +182,7 @@ export class WorkerRegistry {
   /** @see Registrations.unregister */
   async unregisterWorker(workerId: string): Promise<void> {
     this.assertOpen();
+    await this.applyWritesOf(workerId);
     this.queries.find(workerId);
     return this.registrations.unregister(workerId);
   }
@@ -202,7 +208,12 @@ export class WorkerRegistry {
     this.assertOpen();
     const worker = this.fleet.get(workerId) ?? this.queries.find(workerId);
     this.liveness.heartbeat(worker);
-    return { healthStatus: "healthy", nextHeartbeatIntervalMs: this.deps.options.heartbeatIntervalMs, heartbeatAtMs: worker.lastHeartbeatAtMs };
+    return {
+      healthStatus: "healthy",
+      nextHeartbeatIntervalMs: this.deps.options.heartbeatIntervalMs,
+      heartbeatAtMs: worker.lastHeartbeatAtMs,
+      drainDeadlineMs: worker.drainDeadlineMs,
+    };
   }
 
   /** A heartbeat stream was bound to the worker (its first heartbeat has been accepted). */
@@ -220,12 +231,14 @@ export class WorkerRegistry {
   /** @see TaskAccounting.updateTaskCount */
   async updateTaskCount(workerId: string, delta: number): Promise<WorkerView> {
     this.assertOpen();
+    await this.applyWritesOf(workerId);
     return this.accounting.updateTaskCount(workerId, delta);
   }
 
   /** @see TaskAccounting.recordTaskCompletion */
   async recordTaskCompletion(workerId: string, success: boolean, durationMs: number): Promise<WorkerView> {
     this.assertOpen();
+    await this.applyWritesOf(workerId);
     return this.accounting.recordTaskCompletion(workerId, success, durationMs);
   }
 
@@ -239,7 +252,33 @@ export class WorkerRegistry {
   /** @see Acquisitions.release */
   async releaseWorker(reservationId: string, success: boolean, durationMs: number): Promise<Release> {
     this.assertOpen();
+    // Granted through another replica a moment ago: its event may not be here yet (see applyWritesOf).
+    if (this.deps.store.shared && this.book.get(reservationId) === undefined) {
+      validateReservationId(reservationId);
+      await this.feed.catchUp();
+    }
     return this.acquisitions.release(reservationId, success, durationMs);
+  }
+
+  /** @see FleetLifecycle.cordon */
+  async cordonWorker(workerId: string): Promise<WorkerView> {
+    this.assertOpen();
+    await this.applyWritesOf(workerId);
+    return this.lifecycle.cordon(workerId);
+  }
+
+  /** @see FleetLifecycle.uncordon */
+  async uncordonWorker(workerId: string): Promise<WorkerView> {
+    this.assertOpen();
+    await this.applyWritesOf(workerId);
+    return this.lifecycle.uncordon(workerId);
+  }
+
+  /** @see FleetLifecycle.drain */
+  async drainWorker(workerId: string, graceMs?: number): Promise<WorkerView> {
+    this.assertOpen();
+    await this.applyWritesOf(workerId);
+    return this.lifecycle.drain(workerId, graceMs);
   }
 
   /** Ends a pause of eviction now (an admin's call). Resolves to whether it was paused, and the status after. */
@@ -400,6 +439,19 @@ export class WorkerRegistry {
     const holdUntilMono = clock.monotonic() + options.heartbeatIntervalMs + options.heartbeatFlushIntervalMs + this.timing.replicaPollMs;
     for (const worker of this.fleet.values()) worker.holdUntilMono = Math.max(worker.holdUntilMono, holdUntilMono);
     this.schedule.trackAll(clock.monotonic());
+  }
+
+  /**
+   * A worker this replica does not know yet may have just been registered
+   * through another one: before a write names it as unknown, the log is read
+   * up to its head, so a caller who registers on one replica and writes on
+   * another is not told NOT_FOUND for the moments the event takes to arrive.
+   * Costs one read of the log's head, on a miss only.
+   */
+  private async applyWritesOf(workerId: string): Promise<void> {
+    if (!this.deps.store.shared || this.fleet.get(workerId) !== undefined) return;
+    validateWorkerId(workerId);
+    await this.feed.catchUp();
   }
 
   private assertOpen(): void {

@@ -10,7 +10,7 @@ export interface RegistryMetricsSource {
   /** Fleet counts, capacity, reservations and eviction status as of now; called at scrape time. */
   stats(): Pick<
     RegistryStats,
-    "healthyWorkers" | "degradedWorkers" | "unhealthyWorkers" | "totalCapacity" | "usedCapacity" | "activeReservations" | "eviction"
+    "totalWorkers" | "healthyWorkers" | "cordonedWorkers" | "drainingWorkers" | "degradedWorkers" | "unhealthyWorkers" | "totalCapacity" | "usedCapacity" | "activeReservations" | "eviction"
   >;
   /** Counters that only go up while the process lives; called at scrape time. */
   counters(): Readonly<RegistryCounters>;
@@ -74,6 +74,18 @@ export function createRegistryMetrics(source: RegistryMetricsSource): RegistryMe
       this.set({ health: "healthy" }, stats.healthyWorkers);
       this.set({ health: "degraded" }, stats.degradedWorkers);
       this.set({ health: "unhealthy" }, stats.unhealthyWorkers);
+    },
+  });
+  new Gauge({
+    name: "worker_registry_workers_by_state",
+    help: "Registered workers by rotation state: active, cordoned (out until uncordoned), draining (out until removed).",
+    labelNames: ["state"] as const,
+    registers,
+    collect() {
+      const stats = source.stats();
+      this.set({ state: "active" }, stats.totalWorkers - stats.cordonedWorkers - stats.drainingWorkers);
+      this.set({ state: "cordoned" }, stats.cordonedWorkers);
+      this.set({ state: "draining" }, stats.drainingWorkers);
     },
   });
   new Gauge({

@@ -4,12 +4,14 @@ import type { Logger } from "../domain/logger.js";
 import {
   DuplicateWorkerIdError,
   type AdjustTaskCountResult,
+  type ChangeStateResult,
   type Committed,
   type HealthChange,
   type Lease,
   type RegistryStore,
   type ReleaseReservationResult,
   type Snapshot,
+  type StateTransition,
   type TaskOutcome,
 } from "../domain/registry-store.js";
 import { decodeEventPayload, type CommittedEvent, type WorkerEventType } from "../domain/worker-events.js";
@@ -137,6 +139,14 @@ export class PostgresStore implements RegistryStore {
 
   changeHealth(changes: readonly HealthChange[], atMs: number, lease?: Lease): Promise<Committed> {
     return this.transaction("change worker health", (c) => postgresOperations.changeHealth(c, changes, atMs, lease));
+  }
+
+  changeState(workerId: string, transition: StateTransition, atMs: number): Promise<Committed & { result: ChangeStateResult }> {
+    return this.transaction("change a worker's state", (c) => postgresOperations.changeState(c, workerId, transition, atMs));
+  }
+
+  removeOverdueDrains(workerIds: readonly string[], atMs: number, lease: Lease): Promise<Committed> {
+    return this.transaction("remove workers past their drain deadline", (c) => postgresOperations.removeOverdueDrains(c, workerIds, atMs, lease));
   }
 
   removeExpired(candidates: ReadonlyArray<{ readonly workerId: string; readonly heardUntilMs: number }>, atMs: number, lease: Lease): Promise<Committed> {

@@ -151,6 +151,7 @@ export class HeartbeatStreams {
         // The time recorded for the heartbeat, so the reply and last_heartbeat_at agree to the millisecond.
         serverTime: timestampFromMs(ack.heartbeatAtMs),
         nextHeartbeatInterval: this.interval.proto,
+        ...(ack.drainDeadlineMs === null ? {} : { drainRequested: true, drainDeadline: timestampFromMs(ack.drainDeadlineMs) }),
       }),
     );
     // A client that sends heartbeats and does not read the replies: stop reading its heartbeats until the

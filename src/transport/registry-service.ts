@@ -1,11 +1,17 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { durationMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { status, type handleUnaryCall, type ServerUnaryCall, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Clock } from "../domain/clock.js";
 import type { Logger } from "../domain/logger.js";
 import type { WorkerRegistry } from "../domain/worker-registry.js";
 import {
   AcquireWorkerResponseSchema,
+  CordonWorkerResponseSchema,
+  DrainWorkerResponseSchema,
+  UncordonWorkerResponseSchema,
+  type CordonWorkerRequest,
+  type DrainWorkerRequest,
+  type UncordonWorkerRequest,
   DiscoverWorkersResponseSchema,
   GetRegistryStatsResponseSchema,
   GetWorkerResponseSchema,
@@ -103,9 +109,14 @@ export function registryServiceHandlers(
       await registry.unregisterWorker(request.workerId);
       return create(UnregisterWorkerResponseSchema);
     }),
-    heartbeat: unary("Heartbeat", "heartbeat", byWorker, (request: HeartbeatRequest) =>
-      create(HeartbeatResponseSchema, { worker: workerToProto(registry.heartbeat(request.workerId)) }),
-    ),
+    heartbeat: unary("Heartbeat", "heartbeat", byWorker, (request: HeartbeatRequest) => {
+      const worker = registry.heartbeat(request.workerId);
+      return create(HeartbeatResponseSchema, {
+        worker: workerToProto(worker),
+        drainRequested: worker.drainDeadlineMs !== null,
+        ...(worker.drainDeadlineMs === null ? {} : { drainDeadline: timestampFromMs(worker.drainDeadlineMs) }),
+      });
+    }),
     heartbeatStream: streams.heartbeats.handle,
     updateTaskCount: unary("UpdateTaskCount", "account", byWorker, async (request: UpdateTaskCountRequest) => {
       const worker = await registry.updateTaskCount(request.workerId, request.delta);
@@ -159,6 +170,16 @@ export function registryServiceHandlers(
       return create(ReleaseWorkerResponseSchema, { outcome: RELEASE_OUTCOMES[release.outcome], worker: workerToProto(release.worker) });
     }),
     watchWorkers: streams.watches.handle,
+    cordonWorker: unary("CordonWorker", "cordon", byWorker, async (request: CordonWorkerRequest) =>
+      create(CordonWorkerResponseSchema, { worker: workerToProto(await registry.cordonWorker(request.workerId)) }),
+    ),
+    uncordonWorker: unary("UncordonWorker", "cordon", byWorker, async (request: UncordonWorkerRequest) =>
+      create(UncordonWorkerResponseSchema, { worker: workerToProto(await registry.uncordonWorker(request.workerId)) }),
+    ),
+    drainWorker: unary("DrainWorker", "drain", byWorker, async (request: DrainWorkerRequest) => {
+      const graceMs = request.grace === undefined ? undefined : durationMs(request.grace);
+      return create(DrainWorkerResponseSchema, { worker: workerToProto(await registry.drainWorker(request.workerId, graceMs)) });
+    }),
     resumeEviction: unary("ResumeEviction", "administer", undefined, () => {
       const { wasPaused, eviction } = registry.resumeEviction();
       return create(ResumeEvictionResponseSchema, { wasPaused, eviction: evictionToProto(eviction) });

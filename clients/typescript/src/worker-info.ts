@@ -139,6 +139,10 @@ export interface RegistryStats {
   healthyWorkers: number;
   degradedWorkers: number;
   unhealthyWorkers: number;
+  /** Out of rotation until uncordoned (also counted by health). */
+  cordonedWorkers: number;
+  /** Draining: out of rotation until removed (also counted by health). */
+  drainingWorkers: number;
   /** Sum of maxConcurrentTasks. */
   totalCapacity: number;
   /** Sum of currentTasks. */
@@ -323,6 +327,8 @@ export function toRegistryStats(stats: GetRegistryStatsResponse): RegistryStats 
     healthyWorkers: stats.healthyWorkers,
     degradedWorkers: stats.degradedWorkers,
     unhealthyWorkers: stats.unhealthyWorkers,
+    cordonedWorkers: stats.cordonedWorkers,
+    drainingWorkers: stats.drainingWorkers,
     totalCapacity: Number(stats.totalCapacity),
     usedCapacity: Number(stats.usedCapacity),
     availableCapacity: Number(stats.availableCapacity),
