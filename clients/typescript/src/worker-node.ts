@@ -190,9 +190,9 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
    * whatever happened. Resolves with the task's result. A drain waits for
    * the task, bookkeeping included.
    *
-   * @throws WorkerDrainingError if the worker is draining (the task does not
-   *   run, nothing is counted), also when the drain began while the count was
-   *   being raised.
+   * @throws WorkerDrainingError (a RegistryClientError, FAILED_PRECONDITION)
+   *   if the worker is draining (the task does not run, nothing is counted),
+   *   also when the drain began while the count was being raised.
    * @throws the task's own error, unchanged, if the task fails (even when the
    *   bookkeeping after it fails too).
    * @throws RegistryClientError if the count cannot be raised (FAILED_PRECONDITION
