@@ -115,14 +115,19 @@ export async function startRegistryServer(given: ServeOptions = {}): Promise<Reg
       timing: { leaseTtlMs: options.replication.leaseTtlMs },
     });
     holdings.add("registry", () => registry.close());
-    const authenticator = new Authenticator(roleTokens, (workerId) => registry.workerTokenHash(workerId));
+    const authenticator = new Authenticator(roleTokens, (workerId) => registry.workerTokenHash(workerId), (workerId) => registry.removalReasonOf(workerId));
 
+    const build = options.buildInfo;
     // The source reads lazily: nothing can scrape before the gRPC server exists.
-    let streams = () => ({ heartbeat: 0, watch: 0 });
+    let streams = () => ({ heartbeat: 0, watch: 0, introspection: 0 });
     const metrics =
       metricsPort === undefined
         ? undefined
-        : createRegistryMetrics({ stats: () => registry.getRegistryStats(), counters: () => registry.counters, openStreams: () => streams() });
+        : createRegistryMetrics(
+            { stats: () => registry.getRegistryStats(), counters: () => registry.counters, openStreams: () => streams(), watchers: () => registry.watcherCount },
+            build,
+          );
+    if (metrics !== undefined) registry.onApplied(metrics.applied);
     const server = await startGrpcServer({
       host,
       port,
@@ -130,7 +135,7 @@ export async function startRegistryServer(given: ServeOptions = {}): Promise<Reg
       clock,
       log,
       watchBufferEvents: registryOptions.watchBufferEvents,
-      observeRpc: metrics?.observeRpc,
+      ...(metrics === undefined ? {} : { observer: metrics.transport }),
       security: {
         ...(tls === undefined ? {} : { tls }),
         authenticator,
@@ -144,7 +149,7 @@ export async function startRegistryServer(given: ServeOptions = {}): Promise<Reg
       throw bindError(error, host, port, "--port") ?? error;
     });
     holdings.add("gRPC server", () => server.shutdown(options.shutdownGraceMs));
-    streams = () => ({ heartbeat: server.heartbeatStreams.size, watch: server.watchStreams.size });
+    streams = () => server.openStreams();
     // The grace for recovered workers starts now that calls can arrive, not when start-up began.
     registry.beginServing();
 
@@ -185,6 +190,9 @@ export async function startRegistryServer(given: ServeOptions = {}): Promise<Reg
         tls: tls === undefined ? "off" : tls.clientCa === undefined ? "on" : "mutual",
         authentication: authenticator.enabled ? `${authenticator.roleTokenCount} role tokens` : "off",
         workers: registry.getRegistryStats().totalWorkers,
+        version: build.version,
+        commit: build.commit,
+        nodeVersion: build.nodeVersion,
       },
       "registry serving",
     );

@@ -1,7 +1,8 @@
-"""The one exception type of the client, and its "no worker available" subclass."""
+"""The one exception type of the client's calls, its "no worker available" subclass, and a draining WorkerNode's refusal."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Optional, Sequence, Tuple
 
 import grpc
@@ -70,6 +71,16 @@ class RegistryError(Exception):
         return error_out
 
 
+def record_lost(error: RegistryError) -> bool:
+    """Whether a failure says the registry no longer has the worker's record.
+
+    NOT_FOUND, or, with authentication on, UNAUTHENTICATED for the worker's own
+    token, which dies with its record ("worker ... not found: its token is no
+    longer valid").
+    """
+    return error.code is grpc.StatusCode.NOT_FOUND or (error.code is grpc.StatusCode.UNAUTHENTICATED and "not found" in error.details)
+
+
 class NoWorkerAvailableError(RegistryError):
     """``acquire_worker`` found no worker: none matched the query, or none had a free slot.
 
@@ -77,3 +88,28 @@ class NoWorkerAvailableError(RegistryError):
     details. Catch this to wait and try again; any other failure is a plain
     :class:`RegistryError`.
     """
+
+
+class WorkerDrainingError(RuntimeError):
+    """``WorkerNode.run_task`` refused a task: the node is draining, or has drained.
+
+    The registry asked the worker to drain (``drain_worker``), or the node is
+    stopping (``stop()`` drains first). Tasks already running finish; no new
+    one starts on this node, so give the task to another worker. Not a
+    :class:`RegistryError`: no call was made.
+
+    Attributes:
+        worker_id: the worker that is draining (None if it never registered).
+        drain_deadline: when the registry removes the worker whatever it
+            still runs (a UTC ``datetime``), or None when not known.
+    """
+
+    def __init__(self, worker_id: Optional[str], drain_deadline: Optional[datetime] = None, drained: bool = False) -> None:
+        if drained:
+            message = f"worker {worker_id} has drained: it takes no new task"
+        else:
+            until = f" until its removal at {drain_deadline.isoformat()}" if drain_deadline is not None else ""
+            message = f"worker {worker_id} is draining: it takes no new task, only finishes the running ones{until}"
+        super().__init__(message)
+        self.worker_id = worker_id
+        self.drain_deadline = drain_deadline
