@@ -33,9 +33,9 @@ afterEach(async () => {
   await Promise.all(registries.splice(0).map((registry) => registry.dispose()));
 });
 
-async function setup(options: Partial<WorkerNodeOptions> = {}) {
-  // The server asks for a heartbeat every 100 ms: a drain is heard of within one.
-  const registry = await TestRegistry.start({ heartbeatIntervalMs: 100 });
+/** `heartbeatIntervalMs` is the server's: at 100 ms a drain is heard of within one heartbeat. */
+async function setup(options: Partial<WorkerNodeOptions> = {}, heartbeatIntervalMs = 100) {
+  const registry = await TestRegistry.start({ heartbeatIntervalMs });
   registries.push(registry);
   const orchestrator = new WorkerRegistryClient({ address: registry.address });
   clients.push(orchestrator);
@@ -139,20 +139,37 @@ describe("a WorkerNode drained by an orchestrator", () => {
     await expect(orchestrator.getWorker(worker.id)).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
   });
 
-  // Known gap, server side: DrainWorker deletes an idle worker in the same
-  // transaction, so the node never sees a reply with drain_requested; its
-  // next heartbeat gets a plain NOT_FOUND, which reads like a cleanup, and it
-  // registers again, active, undoing the drain. The registry has to tell a
-  // drained worker apart (keep it until a reply has told it, or answer its
-  // heartbeats with the removal reason). Marked as failing so that the day
-  // the server does, this test fails and the mark comes off.
-  it.fails("leaves at once when it is idle, and never registers again", async () => {
-    const { orchestrator, node, worker } = await setup();
+  // The registry removes an idle worker inside DrainWorker: the node hears it
+  // only as the NOT_FOUND that ends its stream, whose trailer says drained.
+  it("leaves at once when it is idle, and never registers again, though it never saw a reply asking for the drain", async () => {
+    // Heartbeats every 5 minutes: only the stream's end can tell the node within the test.
+    const { orchestrator, node, worker } = await setup({}, 5 * 60_000);
     const outcome = firstEvent(node, ["drained", "reregistered"]);
     await orchestrator.drainWorker(worker.id);
     expect(await outcome).toMatchObject({ event: "drained", payload: { workerId: worker.id, reason: "drained", runningTasks: 0 } });
     expect(node.state).toBe("stopped");
     expect(await orchestrator.discoverWorkers({ capabilities: ["coder"] })).toEqual([]);
+  });
+});
+
+describe("a WorkerNode that heartbeats rarely", () => {
+  it("hears of a drain in its tasks' bookkeeping answers, without waiting for a heartbeat", async () => {
+    const { orchestrator, node, worker } = await setup({}, 5 * 60_000);
+    const first = heldTask(1);
+    const second = heldTask(2);
+    const results = [node.runTask(first.body), node.runTask(second.body)];
+    await Promise.all([first.running, second.running]);
+    const { drainDeadline } = await orchestrator.drainWorker(worker.id, { graceMs: 60_000 });
+
+    const draining = nextEvent(node, "draining");
+    first.finish();
+    expect(await draining).toEqual({ workerId: worker.id, deadline: drainDeadline, runningTasks: 1, requestedBy: "registry" });
+    await expect(node.runTask(() => 3)).rejects.toBeInstanceOf(WorkerDrainingError);
+
+    const drained = nextEvent(node, "drained");
+    second.finish();
+    await expect(Promise.all(results)).resolves.toEqual([1, 2]);
+    expect(await drained).toEqual({ workerId: worker.id, reason: "drained", runningTasks: 0 });
   });
 });
 

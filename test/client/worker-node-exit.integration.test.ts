@@ -115,7 +115,9 @@ describe("a WorkerNode drained from outside, in a real process", () => {
 
       expect(child.stderr()).toBe("");
       expect(exit).toMatchObject({ code: 0, signal: null });
-      expect(child.lines().map((line) => line.event)).toEqual(["task-running", "draining", "task-finished", "drained"]);
+      // The task finishes and its drained node leaves in either order: both only wait for the task's bookkeeping.
+      expect(child.lines().map((line) => line.event).slice(0, 2)).toEqual(["task-running", "draining"]);
+      expect(child.lines().map((line) => line.event).sort()).toEqual(["drained", "draining", "task-finished", "task-running"]);
       expect(await child.line("task-finished")).toEqual({ event: "task-finished", result: "task done" });
       expect(await child.line("drained")).toEqual({ event: "drained", workerId, reason: "drained", runningTasks: 0 });
       expect(exit.at - exit.markedAt!).toBeLessThan(EXIT_WITHIN_MS);

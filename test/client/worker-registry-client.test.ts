@@ -262,6 +262,19 @@ describe("errors and lifecycle", () => {
     expect(error.name).toBe("RegistryClientError");
   });
 
+  it("reads why a worker left from the registry's trailer, and nothing from a status without it", () => {
+    const notFound = (reason?: string) => {
+      const metadata = new grpc.Metadata();
+      if (reason !== undefined) metadata.set("sentinel-removal-reason", reason);
+      return RegistryClientError.from("heartbeatStream", { code: grpc.status.NOT_FOUND, details: "worker worker-1-abc not found", metadata });
+    };
+    expect(notFound("drained").removalReason).toBe("drained");
+    expect(notFound("drain_deadline").removalReason).toBe("drain-deadline");
+    expect(notFound("expired").removalReason).toBe("expired");
+    expect(notFound("a-reason-from-the-future").removalReason).toBeUndefined();
+    expect(notFound().removalReason).toBeUndefined();
+  });
+
   it("names the method and status when the server sent no details", () => {
     const error = new RegistryClientError("getWorker", grpc.status.UNAVAILABLE, "");
     expect(error.message).toBe("getWorker failed with UNAVAILABLE");

@@ -59,9 +59,9 @@ try {
 }
 // #endregion
 
+console.log("coder-v1 finishes its task");
 finishTask();
 await task;
-console.log("coder-v1 finished its task");
 await left;
 
 // #region select

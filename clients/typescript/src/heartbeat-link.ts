@@ -4,6 +4,7 @@ import { fullJitterDelayMs } from "./backoff.js";
 import type { HeartbeatStreamResponse } from "./gen/sentinel/registry/v1/registry_service_pb.js";
 import { HeartbeatSession } from "./heartbeat-session.js";
 import { RegistryClientError } from "./registry-client-error.js";
+import type { RemovalReason } from "./worker-event.js";
 import { durationMsOf, healthName, optionalDateOf, type WorkerHealth, type WorkerInfo } from "./worker-info.js";
 import type { CompiledWorkerNodeOptions, WorkerNodeEvents } from "./worker-node-options.js";
 import { registryCalls, type WorkerRegistryClient } from "./worker-registry-client.js";
@@ -22,8 +23,12 @@ export interface HeartbeatLinkHost {
   adopt(worker: WorkerInfo): void;
   /** A reply asked the worker to drain. */
   drainRequested(deadline: Date | undefined): void;
-  /** The stream ended because the record is gone: true if the node takes that as the end of a drain, false to register again. */
-  recordLost(): boolean;
+  /**
+   * The stream ended because the record is gone, for `reason` when the
+   * registry said why: true if the node takes that as the end of a drain,
+   * false to register again.
+   */
+  recordLost(reason: RemovalReason | undefined): boolean;
 }
 
 /**
@@ -200,13 +205,14 @@ export class HeartbeatLink {
     if (!this.host.live()) {
       return;
     }
-    if (recordLost(finalStatus.code, finalStatus.details)) {
-      if (this.host.recordLost()) {
+    const error = RegistryClientError.fromStatus("heartbeatStream", finalStatus);
+    if (recordLost(error.code, error.details)) {
+      if (this.host.recordLost(error.removalReason)) {
         return;
       }
       this.needsRegistration = true;
     }
-    this.scheduleReconnect(RegistryClientError.fromStatus("heartbeatStream", finalStatus));
+    this.scheduleReconnect(error);
   }
 
   /**
@@ -257,4 +263,9 @@ export class HeartbeatLink {
  */
 export function recordLost(code: grpc.status, details: string): boolean {
   return code === grpc.status.NOT_FOUND || (code === grpc.status.UNAUTHENTICATED && details.includes("not found"));
+}
+
+/** Whether the registry removed the worker because it was drained: it must not register again. */
+export function removedByDrain(reason: RemovalReason | undefined): boolean {
+  return reason === "drained" || reason === "drain-deadline";
 }

@@ -187,9 +187,10 @@ export interface WorkerNodeEvents {
    */
   reconnecting: [event: { workerId: string; attempt: number; delayMs: number; error: RegistryClientError }];
   /**
-   * A drain began: a heartbeat reply carried the registry's request
-   * (`requestedBy: 'registry'`), or `stop()` drained the worker
-   * (`'stop'`). From now on `runTask` rejects with `WorkerDrainingError`;
+   * A drain began: the registry asked for it (`requestedBy: 'registry'`: a
+   * heartbeat reply or a task's bookkeeping answer showed the worker
+   * draining, or the registry said it removed the worker because it
+   * drained), or `stop()` drained the worker (`'stop'`). From now on `runTask` rejects with `WorkerDrainingError`;
    * the `runningTasks` finish. `deadline` is the registry's, undefined if it
    * could not be told.
    */

@@ -1,8 +1,9 @@
 import { EventEmitter } from "node:events";
-import { HeartbeatLink, recordLost } from "./heartbeat-link.js";
+import { HeartbeatLink, recordLost, removedByDrain } from "./heartbeat-link.js";
 import { RegistryClientError } from "./registry-client-error.js";
 import { TaskLedger } from "./task-ledger.js";
 import { WorkerDrainingError } from "./worker-draining-error.js";
+import type { RemovalReason } from "./worker-event.js";
 import type { WorkerHealth, WorkerInfo } from "./worker-info.js";
 import {
   checkDrainTimeout,
@@ -41,7 +42,9 @@ interface Drain {
  * the new id. `runTask()` keeps the task count and metrics right even
  * when the task throws.
  *
- * When a heartbeat reply asks the worker to drain, the node takes no new task
+ * When the registry drains the worker (a heartbeat reply or a task's
+ * bookkeeping answer says so, or a NOT_FOUND says it was removed because it
+ * drained), the node takes no new task
  * (`runTask` rejects with {@link WorkerDrainingError}), lets the running ones
  * finish with their bookkeeping, then unregisters, closes and emits
  * `'drained'` and `'stopped'`: the process can exit by itself. It never
@@ -104,10 +107,10 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
         if (this.currentState === "running") this.emit("reregistered", { previousId, workerId: worker.id, worker });
       },
       drainRequested: (deadline) => this.drainRequested(deadline),
-      recordLost: () => {
-        if (this.drain === null) return false;
-        // A draining worker whose record is gone has been removed: it is done, not lost.
-        this.recordGone();
+      recordLost: (reason) => {
+        // A worker removed because it drained is done, not lost: registering again would undo the drain.
+        if (this.drain === null && !removedByDrain(reason)) return false;
+        this.recordGone(reason);
         return true;
       },
     });
@@ -284,7 +287,7 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
     } catch (error) {
       // Unreachable, or a registry from before draining: the node still drains by itself.
       if (error instanceof RegistryClientError && recordLost(error.code, error.details)) {
-        this.recordGone();
+        this.recordGone(error.removalReason);
       }
     }
   }
@@ -327,7 +330,10 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
     }
   }
 
-  /** A heartbeat reply asked for a drain: the node drains, and leaves when it is done. */
+  /**
+   * The registry drains the worker (a reply said so, or a bookkeeping answer
+   * showed it draining): the node drains, and leaves when it is done.
+   */
   private drainRequested(deadline: Date | undefined): void {
     if (!this.live) return;
     const drain = this.beginDrain();
@@ -342,10 +348,26 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
     void drain.ended.then((reason) => this.releaseOnce(reason)).catch(() => undefined);
   }
 
-  /** The registry no longer holds the record: during a drain, that ends it. */
-  private recordGone(): void {
+  /**
+   * The registry no longer holds the record, removed for `reason` if it
+   * said: during a drain, or when it was removed because it drained, that
+   * ends the drain. With no task running the end waits for the bookkeeping
+   * in flight, so that 'drained' comes after every task is settled.
+   */
+  private recordGone(reason?: RemovalReason): void {
     if (this.id !== null) this.releasedId = this.id;
-    this.drain?.end(this.tasks.running === 0 ? "drained" : "removed");
+    if (removedByDrain(reason)) this.drainRequested(undefined);
+    if (this.tasks.running > 0) this.drain?.end(reason === "drain-deadline" ? "deadline" : "removed");
+  }
+
+  /** A bookkeeping answer shows the worker: one that drains is drained. */
+  private noteState(worker: WorkerInfo): void {
+    if (worker.state === "draining") this.drainRequested(worker.drainDeadline);
+  }
+
+  /** Whether `error` says the record is gone in a way that ends the node: while draining, or because it drained. */
+  private endsTheNode(error: unknown): error is RegistryClientError {
+    return error instanceof RegistryClientError && recordLost(error.code, error.details) && (this.drain !== null || removedByDrain(error.removalReason));
   }
 
   private releaseOnce(drainReason: DrainEndReason | undefined): Promise<void> {
@@ -394,8 +416,9 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
 
   private async runCounted<T>(workerId: string, task: () => T | Promise<T>, started: () => void, worked: () => void): Promise<T> {
     try {
-      await this.client.updateTaskCount(workerId, 1);
+      this.noteState(await this.client.updateTaskCount(workerId, 1));
     } catch (error) {
+      if (this.endsTheNode(error)) this.recordGone(error.removalReason);
       if (this.drain !== null) throw new WorkerDrainingError(workerId, this.drain.deadline, { cause: error });
       throw error;
     }
@@ -418,16 +441,16 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
     // After a re-registration, or once the record is given up, there is
     // nothing left to correct, and a failure to correct it is no failure of the task.
     const recordStillOurs = (): boolean => this.id === workerId && this.releasedId !== workerId;
-    const keepBooks = async (step: () => Promise<unknown>): Promise<void> => {
+    const keepBooks = async (step: () => Promise<WorkerInfo>): Promise<void> => {
       if (!recordStillOurs()) {
         return;
       }
       try {
-        await step();
+        this.noteState(await step());
       } catch (error) {
-        if (this.drain !== null && error instanceof RegistryClientError && recordLost(error.code, error.details)) {
-          // Removed while draining (its deadline, or an operator).
-          this.recordGone();
+        if (this.endsTheNode(error)) {
+          // Removed while draining (its deadline, or an operator), or because it drained.
+          this.recordGone(error.removalReason);
         } else if (recordStillOurs()) {
           bookkeepingErrors.push(error);
         }
