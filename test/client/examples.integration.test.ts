@@ -6,6 +6,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WorkerRegistryClient } from "../../clients/typescript/src/worker-registry-client.js";
 import { TestRegistry } from "./registry-server.js";
+import { until } from "./watch-helpers.js";
 
 // The usage guide's examples, compiled by the root build into dist/examples,
 // run as a user would run them against a real registry; the printed lines are
@@ -142,6 +143,8 @@ describe("the guide's examples against a real registry", () => {
     try {
       await Promise.race([allTasksDone, exited.then(() => Promise.reject(new Error(`worker-node exited early: ${stdout}${stderr}`)))]);
       expect(tasks).toBeGreaterThan(capacity);
+      // The example prints a task's outcome before its finally gives the slot back: wait for that call.
+      await until("the last task's slot given back", async () => (await client.getWorker(workerId)).currentTasks === 0);
       // Every task ran and succeeded, and the worker holds no slot once they are over.
       expect(await client.getWorker(workerId)).toMatchObject({
         nodeId: "coder-node-1",
