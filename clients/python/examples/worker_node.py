@@ -8,8 +8,9 @@ registry restart, registers again if its record was removed, and always
 counts a task back down. The usage section is the guide's: start, process
 tasks until the process is asked to stop (SIGTERM or SIGINT), stop; stop()
 drains first, so running tasks finish and no new one is taken meanwhile. An
-operator's drain (drain_worker) of the busy worker ends the process by itself
-once its task is done. Its task takes EXAMPLE_TASK_MS milliseconds (default 0).
+operator's drain (drain_worker) ends the process by itself: at once when the
+worker is idle, once its task is done when it is busy. Its task takes
+EXAMPLE_TASK_MS milliseconds (default 0).
 
 Run: PYTHONPATH=clients/python/src /usr/bin/python3 clients/python/examples/worker_node.py
 """

@@ -132,6 +132,27 @@ def test_worker_node_starts_runs_a_task_stays_registered_and_unregisters_on_sigt
             child.wait()
 
 
+def test_worker_node_drained_while_idle_exits_by_itself_without_registering_again(fleet):
+    child, lines, reader, worker_id = start_worker_node_example(fleet)
+    try:
+        wait_until(lambda: any(line.startswith("Task completed in ") for line in lines), timeout_s=30, message="the task to end")
+        with WorkerRegistryClient(fleet.address) as client:
+            since = client.get_registry_stats().revision
+            client.drain_worker(worker_id)  # idle: the registry removes it in this call and ends its heartbeat stream
+            assert child.wait(30) == 0  # no signal, and no heartbeat for minutes: the stream's end says why
+            reader.join(10)
+            assert lines[-1] == f"Worker {worker_id} drained\n"
+            assert [worker for worker in client.discover_workers() if worker.node_id == "coder-node-1"] == []  # not back as a new worker
+            with client.watch_workers(start_revision=since + 1) as watch:
+                removal = next(event for event in watch if event.worker.id == worker_id and event.type == "unregistered")
+            assert removal.removal_reason == "drained"
+        assert child.stderr.read() == ""  # no re-registration warning
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
 def test_worker_node_drained_while_busy_finishes_its_task_is_removed_and_exits_by_itself(fleet):
     child, lines, reader, worker_id = start_worker_node_example(fleet, EXAMPLE_TASK_MS="1500")
     try:

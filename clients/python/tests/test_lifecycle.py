@@ -145,6 +145,10 @@ def test_a_drain_deadline_removes_a_worker_still_busy(client, node_id):
     events = events_of(client, worker.id, since, timeout_s=30)
     assert (events[-1].type, events[-1].removal_reason) == ("unregistered", "drain_deadline")
     assert events[-1].occurred_at >= events[0].occurred_at + timedelta(seconds=1) - timedelta(milliseconds=50)
+    with pytest.raises(RegistryError) as gone:
+        client.update_task_count(worker.id, -1)  # the task ends after the deadline
+    assert (gone.value.code_name, gone.value.removal_reason) == ("NOT_FOUND", "drain_deadline")
+    assert gone.value.details == f"worker {worker.id} not found: it was drained and removed at its drain deadline"
 
 
 def test_drain_refuses_a_grace_outside_one_second_to_seven_days_and_unknown_workers(client, node_id):
@@ -167,8 +171,9 @@ def test_an_idle_worker_is_removed_as_soon_as_it_is_drained(client, node_id):
     events = events_of(client, worker.id, since)
     assert (events[-1].type, events[-1].removal_reason) == ("unregistered", "drained")
     with pytest.raises(RegistryError) as gone:
-        client.get_worker(worker.id)
-    assert gone.value.code_name == "NOT_FOUND"
+        client.heartbeat(worker.id)
+    assert (gone.value.code_name, gone.value.removal_reason) == ("NOT_FOUND", "drained")
+    assert gone.value.details == f"worker {worker.id} not found: it was drained and removed once its tasks finished"
 
 
 def test_a_watch_filtered_by_selector_and_version_sees_only_matching_workers(client, node_id):

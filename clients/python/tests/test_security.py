@@ -73,6 +73,11 @@ def test_a_worker_token_drains_only_its_own_worker_and_cordon_needs_an_orchestra
                 assert not_an_orchestrator.value.code_name == "PERMISSION_DENIED"
             assert orchestrator.get_worker(other.id).state == "active"
             assert as_mine.drain_worker(mine.id).state == "draining"  # its own: allowed (and idle, so removed)
+        # Its token went with it: refused, saying why, with the reason as a trailer.
+        with pytest.raises(RegistryError) as removed:
+            fleet.heartbeat(mine.id)
+        assert (removed.value.code_name, removed.value.removal_reason) == ("UNAUTHENTICATED", "drained")
+        assert removed.value.details == f"worker {mine.id} not found: it was drained and removed once its tasks finished; its token is no longer valid"
 
         assert orchestrator.cordon_worker(other.id).state == "cordoned"
         assert orchestrator.uncordon_worker(other.id).state == "active"

@@ -8,7 +8,9 @@ import time
 import pytest
 
 from registry_server import wait_until
-from sentinel_registry import WorkerDrainingError, WorkerEvent, WorkerNode, WorkerRegistryClient
+from sentinel_registry import RegistryError, WorkerDrainingError, WorkerEvent, WorkerNode, WorkerRegistryClient
+from sentinel_registry import heartbeat_loop
+from sentinel_registry.heartbeat_stream import HeartbeatStream
 
 # Heartbeats every 200 ms: a node hears of a drain within a fraction of a second.
 FAST = ("--heartbeat-interval", "200ms")
@@ -149,21 +151,93 @@ def test_a_drain_is_heard_from_the_last_tasks_bookkeeping_when_no_heartbeat_repl
     assert thread_failures == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the registry removes a worker drained while idle in the DrainWorker call itself, and its next heartbeat "
-    "answers a plain NOT_FOUND: the node cannot tell that from a lost record, so it registers again. Needs the "
-    "registry to say why (e.g. the stream's NOT_FOUND carrying the removal reason, or the drain pushed on the open stream).",
-)
 def test_an_idle_node_drained_by_an_operator_leaves_and_never_registers_again(fast_registry, observer, watcher, node_id, thread_failures):
-    node = node_for(fast_registry, node_id())
+    drained = []
+    node = node_for(fast_registry, node_id(), on_drained=lambda worker_id: drained.append((worker_id, node.removal_reason)))
     node.start()
     assert node.wait_connected(10)
-    observer.drain_worker(node.worker_id)
+    worker_id = node.worker_id
+    observer.drain_worker(worker_id)  # idle: the registry removes it in this call
     assert node.wait_drained(10), "the node did not notice its drain"
-    time.sleep(1)
-    assert [event for event in watcher.of_node(node.node_id) if event[0] == "registered"] == []
+    assert drained == [(worker_id, "drained")]
+    assert (node.state, node.removal_reason, node.worker_id) == ("stopped", "drained", worker_id)
+    time.sleep(1)  # five heartbeat intervals: a node that re-registered would have done so by now
+    assert [event for event in watcher.of_node(node.node_id) if event[0] == "registered"] == [("registered", None)]
+    assert watcher.of_node(node.node_id)[-1] == ("unregistered", "drained")
     assert observer.discover_workers(capabilities=["coder"]) == []
+    with pytest.raises(WorkerDrainingError, match="has drained"):
+        node.run_task(lambda: "never runs")
+    assert thread_failures == []
+
+
+def test_an_idle_node_hears_its_drain_from_the_end_of_its_stream_not_its_next_heartbeat(start_registry, node_id, thread_failures):
+    registry = start_registry()  # the default interval: the next heartbeat is minutes away
+    with WorkerRegistryClient(registry.address) as observer:
+        node = node_for(registry, node_id())
+        node.start()
+        assert node.wait_connected(10)
+        drained_at = time.monotonic()
+        observer.drain_worker(node.worker_id)
+        assert node.wait_drained(10), "the node did not hear the registry end its stream"
+        assert time.monotonic() - drained_at < 5
+        assert node.removal_reason == "drained"
+        time.sleep(0.5)
+        assert observer.discover_workers(capabilities=["coder"]) == []
+    assert thread_failures == []
+
+
+def test_a_busy_node_removed_at_its_drain_deadline_finishes_its_task_and_leaves_saying_so(start_registry, node_id, thread_failures):
+    registry = start_registry()  # the default interval: the node hears nothing from a heartbeat reply meanwhile
+    with WorkerRegistryClient(registry.address) as observer:
+        watcher = Watcher(observer)
+        try:
+            drained = []
+            node = node_for(registry, node_id(), on_drained=lambda worker_id: drained.append((worker_id, node.removal_reason)))
+            node.start()
+            assert node.wait_connected(10)
+            worker_id = node.worker_id
+            task = BlockingTask(node)
+            observer.drain_worker(worker_id, grace=1)
+            # At the deadline the registry removes the worker and ends its stream, saying why.
+            wait_until(lambda: node.removal_reason == "drain_deadline", 10, message="the node to hear of its removal at the deadline")
+            assert node.state == "draining" and not node.drained
+            with pytest.raises(WorkerDrainingError):
+                node.run_task(lambda: "never runs")
+            assert task.finish() == [("returned", "finished")]  # the bookkeeping is skipped: the record is gone
+            assert node.wait_drained(10)
+            assert drained == [(worker_id, "drain_deadline")]
+            assert node.state == "stopped"
+            time.sleep(0.5)
+            events = watcher.of_node(node.node_id)
+            assert [event for event in events if event[0] == "registered"] == [("registered", None)]
+            assert events[-1] == ("unregistered", "drain_deadline")
+            assert observer.discover_workers(capabilities=["coder"]) == []
+        finally:
+            watcher.close()
+    assert thread_failures == []
+
+
+def test_a_task_whose_count_is_refused_by_a_drains_removal_is_refused_as_draining_and_the_node_leaves(start_registry, node_id, monkeypatch, thread_failures):
+    # As if the registry had not ended the stream (another replica has not applied the drain yet):
+    # the node, idle, with its next heartbeat minutes away, learns of the drain from the task's count.
+    monkeypatch.setattr(heartbeat_loop, "HeartbeatStream", lambda *args, on_end=None: HeartbeatStream(*args))
+    registry = start_registry()
+    with WorkerRegistryClient(registry.address) as observer:
+        node = node_for(registry, node_id())
+        node.start()
+        assert node.wait_connected(10)
+        observer.drain_worker(node.worker_id)  # idle: removed at once
+        time.sleep(0.5)
+        assert node.state == "running"  # nothing has told the node yet
+        ran = []
+        with pytest.raises(WorkerDrainingError, match="has drained") as refused:
+            node.run_task(lambda: ran.append("ran"))
+        assert ran == []
+        assert isinstance(refused.value.__cause__, RegistryError) and refused.value.__cause__.removal_reason == "drained"
+        assert node.wait_drained(10)
+        assert node.removal_reason == "drained"
+        time.sleep(0.5)
+        assert observer.discover_workers(capabilities=["coder"]) == []
     assert thread_failures == []
 
 

@@ -7,6 +7,12 @@ from typing import Optional, Sequence, Tuple
 
 import grpc
 
+REMOVAL_REASON_TRAILER = "sentinel-removal-reason"
+"""The trailing metadata key in which the registry says why a worker it no longer has left."""
+
+DRAIN_REMOVALS = frozenset({"drained", "drain_deadline"})
+"""The removal reasons of a drain: the worker must not register again."""
+
 
 class RegistryError(Exception):
     """A registry call failed.
@@ -23,6 +29,8 @@ class RegistryError(Exception):
         details: the status details as the server sent them ("" if none).
         method: the client method that failed, e.g. ``"heartbeat"``.
         trailing_metadata: the call's trailing metadata, as (key, value) pairs.
+        removal_reason: why the registry removed the worker a NOT_FOUND (or a
+            removed worker's UNAUTHENTICATED) is about, when it says.
     """
 
     def __init__(
@@ -43,6 +51,22 @@ class RegistryError(Exception):
     def code_name(self) -> str:
         """The status name, e.g. ``"NOT_FOUND"`` or ``"UNAVAILABLE"``."""
         return self.code.name
+
+    @property
+    def removal_reason(self) -> Optional[str]:
+        """Why the worker is gone, from the ``sentinel-removal-reason`` trailer; None when the registry did not say.
+
+        ``"unregistered"``, ``"expired"``, ``"replaced"``, ``"drained"`` or
+        ``"drain_deadline"`` (the watch's ``removal_reason`` names), sent with
+        a NOT_FOUND, or an UNAUTHENTICATED for a removed worker's own token,
+        when the registry saw the worker leave recently. A registry older
+        than the trailer never sends it.
+        """
+        for key, value in self.trailing_metadata:
+            if str(key).lower() == REMOVAL_REASON_TRAILER:
+                reason = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+                return reason or None
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(method={self.method!r}, code={self.code_name}, details={self.details!r})"
@@ -79,6 +103,17 @@ def record_lost(error: RegistryError) -> bool:
     longer valid").
     """
     return error.code is grpc.StatusCode.NOT_FOUND or (error.code is grpc.StatusCode.UNAUTHENTICATED and "not found" in error.details)
+
+
+def drain_removal(error: RegistryError) -> Optional[str]:
+    """``"drained"`` or ``"drain_deadline"`` when a failure says a drain removed the worker; None otherwise.
+
+    A worker removed by a drain must not register again; one lost any other
+    way (expired, replaced, unregistered, or a reason the registry did not
+    give) may.
+    """
+    reason = error.removal_reason
+    return reason if reason in DRAIN_REMOVALS and record_lost(error) else None
 
 
 class NoWorkerAvailableError(RegistryError):

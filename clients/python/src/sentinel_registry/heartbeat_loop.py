@@ -21,9 +21,10 @@ class HeartbeatLoop:
 
     Mixed into the node, whose fields it shares (``_lock``, ``_wake``,
     ``_stop_requested``, ``_tasks``, ...) and whose steps it calls
-    (``_register``, ``_begin_registry_drain``, ``_claim_finish``,
-    ``_unregister``, ``_release``, ``_notify_drained``). The thread runs ``_run`` until the node stops, or
-    until a drain has no task left, which the thread then finishes itself.
+    (``_register``, ``_begin_registry_drain``, ``_removed_by_drain``,
+    ``_claim_finish``, ``_unregister``, ``_release``, ``_notify_drained``).
+    The thread runs ``_run`` until the node stops, or until a drain has no
+    task left, which the thread then finishes itself.
     """
 
     def _run(self) -> None:
@@ -50,7 +51,8 @@ class HeartbeatLoop:
             self._notify_drained()
 
     def _wait_before_retry(self, error: RegistryError) -> None:
-        if self._wake.is_set():
+        # A drain removed the worker (the stream's end may have said so already): never register again.
+        if self._removed_by_drain(error, self.worker_id) or self._wake.is_set():
             return
         if record_lost(error):
             if self._tasks.closed:
@@ -92,7 +94,10 @@ class HeartbeatLoop:
         """Holds one stream until it fails (returns why), or the node stops or its drain is done (returns None)."""
         worker_id = self.worker_id or ""
         try:
-            stream = HeartbeatStream(self._client, worker_id, self._reply_timeout_s, self._close_timeout_s)
+            # The registry ends a drained worker's stream at once: heard between heartbeats too.
+            stream = HeartbeatStream(
+                self._client, worker_id, self._reply_timeout_s, self._close_timeout_s, on_end=lambda error: self._removed_by_drain(error, worker_id)
+            )
         except RegistryError as error:
             return error
         confirmed = False

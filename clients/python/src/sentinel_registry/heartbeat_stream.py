@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 import grpc
 
@@ -15,7 +16,12 @@ from .models import HeartbeatReply, to_heartbeat_reply
 if TYPE_CHECKING:
     from .client import WorkerRegistryClient
 
+log = logging.getLogger("sentinel_registry.worker_node")
+
 _END = object()
+
+# How a stream that ends by the client's own hand, or cleanly, ends: nothing for on_end.
+_NOT_A_FAILURE = (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED)
 
 
 class _Requests:
@@ -49,11 +55,24 @@ class HeartbeatStream:
     the stream gracefully; ``release()`` must follow either way (in a
     ``finally``), and frees everything however the stream ended.
 
+    ``on_end``, if given, hears the status of a stream the registry ends with
+    a failure, as soon as it ends, between heartbeats too: the registry ends a
+    drained worker's streams at once (NOT_FOUND with its removal reason). It
+    runs on a grpc thread, so it must be quick; its exceptions are logged. A
+    cancel (``release()``, the reply timeout) and a clean end are not told.
+
     Raises:
         RegistryError: from the constructor, if the stream cannot be opened.
     """
 
-    def __init__(self, client: "WorkerRegistryClient", worker_id: str, reply_timeout_s: float, close_timeout_s: float) -> None:
+    def __init__(
+        self,
+        client: "WorkerRegistryClient",
+        worker_id: str,
+        reply_timeout_s: float,
+        close_timeout_s: float,
+        on_end: Optional[Callable[[RegistryError], None]] = None,
+    ) -> None:
         self.worker_id = worker_id
         self._reply_timeout_s = reply_timeout_s
         self._close_timeout_s = close_timeout_s
@@ -63,6 +82,16 @@ class HeartbeatStream:
         except RegistryError:
             self._requests.close()
             raise
+        if on_end is not None:
+            self._call.add_done_callback(lambda call: self._ended(call, on_end))
+
+    def _ended(self, call: grpc.RpcError, on_end: Callable[[RegistryError], None]) -> None:
+        try:
+            if call.code() in _NOT_A_FAILURE:
+                return
+            on_end(RegistryError.from_rpc_error("heartbeat_stream", call))
+        except Exception:  # noqa: BLE001 - grpc's thread must not die of it
+            log.exception("handling the end of the heartbeat stream failed: worker %s", self.worker_id)
 
     def beat(self, sequence: int) -> HeartbeatReply:
         """Sends heartbeat ``sequence`` and returns its reply.

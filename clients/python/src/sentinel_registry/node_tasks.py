@@ -85,6 +85,8 @@ def run_counted(
     record_still_ours: Callable[[], bool],
     record_removed: Callable[[RegistryError], bool],
     observe: Callable[["Worker"], None],
+    *,
+    refused: Callable[[RegistryError], BaseException] = lambda error: error,
 ) -> T:
     """Runs ``fn`` with the task count raised around it, and records its completion.
 
@@ -96,11 +98,16 @@ def run_counted(
     it would correct is gone. ``observe`` sees the worker as each call answered it.
 
     Raises:
-        RegistryError: if the count cannot be raised (``fn`` is not run), or
-            if ``fn`` succeeded but a step after it failed.
+        ``refused(error)`` (by default the RegistryError itself): if the count
+            cannot be raised (``fn`` is not run).
+        RegistryError: if ``fn`` succeeded but a step after it failed.
         Whatever ``fn`` raised, unchanged, even when a step after it failed too.
     """
-    observe(client.update_task_count(worker_id, 1))
+    try:
+        counted = client.update_task_count(worker_id, 1)
+    except RegistryError as error:
+        raise refused(error)
+    observe(counted)
     started = clock()
     task_error: Optional[BaseException] = None
     result = None

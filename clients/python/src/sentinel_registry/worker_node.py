@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import logging
-import math
 import random as _random
 import threading
 import time
 from datetime import datetime
 from typing import Callable, Mapping, Optional, Sequence, TypeVar
-
-import grpc
 
 from . import query
 from .backoff import Backoff, RandomSource
@@ -18,6 +15,7 @@ from .client import WorkerRegistryClient
 from .errors import RegistryError, WorkerDrainingError, record_lost
 from .heartbeat_loop import HeartbeatLoop
 from .models import Health, Worker
+from .node_drain import NodeDrain
 from .node_tasks import TaskGate, run_counted
 
 log = logging.getLogger("sentinel_registry.worker_node")
@@ -28,7 +26,7 @@ DEFAULT_DRAIN_TIMEOUT_S = 30.0
 """How long ``stop()`` waits for running tasks by default."""
 
 
-class WorkerNode(HeartbeatLoop):
+class WorkerNode(HeartbeatLoop, NodeDrain):
     """Registers a worker, keeps it alive, keeps its task count right, and honours a drain.
 
     What the usage guide's ``WorkerNode`` does by hand, plus what it leaves
@@ -37,17 +35,22 @@ class WorkerNode(HeartbeatLoop):
     (``next_heartbeat_interval``). When the stream breaks (registry restart,
     network) it reopens it after an exponential backoff with full jitter, so a
     fleet does not return in one burst; when the registry has lost the record
-    (NOT_FOUND) it registers again, with the same labels and version, and
-    carries the new id from then on. ``run_task()`` counts a task up, and
-    always back down, and records its completion with the measured duration.
+    (NOT_FOUND: it expired, was replaced or unregistered) it registers again,
+    with the same labels and version, and carries the new id from then on.
+    ``run_task()`` counts a task up, and always back down, and records its
+    completion with the measured duration.
 
-    When a heartbeat reply says the registry wants the worker drained
-    (``drain_worker``), the node drains: ``run_task()`` raises
-    :class:`~sentinel_registry.WorkerDrainingError`, running tasks finish,
-    then it unregisters (the registry may have removed it already), closes
-    the stream and its own client, and calls ``on_drained``. It never
-    registers again. ``stop()`` drains too, by asking the registry to drain
-    the worker first.
+    When the registry wants the worker drained (``drain_worker``), the node
+    drains: ``run_task()`` raises :class:`~sentinel_registry.WorkerDrainingError`,
+    running tasks finish, then it unregisters (the registry may have removed
+    it already), closes the stream and its own client, and calls
+    ``on_drained``. It never registers again. It hears of the drain in a
+    heartbeat reply or a task's bookkeeping answer, or from the registry's
+    NOT_FOUND saying a drain removed the worker (the ``sentinel-removal-reason``
+    trailer: ``drained``, or ``drain_deadline`` for a worker still busy at its
+    deadline), which ends the heartbeat stream at once, so an idle node
+    drained by an operator leaves within moments. ``stop()`` drains too, by
+    asking the registry to drain the worker first.
 
     Nothing raised on the background thread escapes it: a registry outage is
     logged (logger ``sentinel_registry.worker_node``) and retried, never
@@ -70,8 +73,8 @@ class WorkerNode(HeartbeatLoop):
             then leaves it open when it stops or drains.
         on_drained: called with the worker id, once, when a drain the
             registry asked for is complete (on the heartbeat thread, or on
-            the thread of a ``stop()`` that completed it). Its exceptions are
-            logged, not raised.
+            the thread of a ``stop()`` that completed it); ``removal_reason``
+            then says how it ended. Its exceptions are logged, not raised.
         drain_timeout_s: how long ``stop()`` waits for running tasks before it
             unregisters anyway (30 s).
         heartbeat_interval_s: upper bound of the wait between heartbeats;
@@ -169,6 +172,7 @@ class WorkerNode(HeartbeatLoop):
         self._drain_deadline: Optional[datetime] = None
         self._drain_asked_by_registry = False
         self._record_gone = False
+        self._removal_reason: Optional[str] = None
         self._finishing = False
         self._finished_by_thread = False
         self._finished = threading.Event()
@@ -221,6 +225,19 @@ class WorkerNode(HeartbeatLoop):
     def drained(self) -> bool:
         """Whether a drain the registry asked for is complete: the node has unregistered and released everything."""
         return self._drained.is_set()
+
+    @property
+    def removal_reason(self) -> Optional[str]:
+        """How a drain removed the worker, once the node knows: ``"drained"`` or ``"drain_deadline"``.
+
+        ``"drain_deadline"`` when the registry removed the worker at its drain
+        deadline with tasks still running (known as soon as the registry says
+        so, before those tasks finish); ``"drained"`` when its tasks had
+        finished. Set by the time ``on_drained`` is called; None before, and
+        for a ``stop()`` unless the registry said it removed the worker.
+        """
+        with self._lock:
+            return self._removal_reason
 
     @property
     def client(self) -> WorkerRegistryClient:
@@ -337,8 +354,9 @@ class WorkerNode(HeartbeatLoop):
         bookkeeping after it is skipped: the record it would correct is gone.
 
         Raises:
-            WorkerDrainingError: if the node is draining or has drained: ``fn``
-                is not run; give the task to another worker.
+            WorkerDrainingError: if the node is draining or has drained, or the
+                registry answers the count with a drain's removal: ``fn`` is
+                not run; give the task to another worker.
             RuntimeError: if the node is not running (not started, or stopped).
             RegistryError: if the count cannot be raised (FAILED_PRECONDITION
                 at capacity): ``fn`` is not run and nothing is recorded. Also
@@ -359,119 +377,23 @@ class WorkerNode(HeartbeatLoop):
                 return self._id == worker_id and self._state in ("running", "draining") and not self._record_gone
 
         def record_removed(error: RegistryError) -> bool:
-            # A draining worker may be removed at its deadline while its task runs.
-            return self._tasks.closed and record_lost(error)
+            # A drain may remove the worker while its task runs (at its deadline, or as
+            # the registry answers this task's last step); a registry that does not say
+            # why can only have removed a draining one.
+            return self._removed_by_drain(error, worker_id) or (self._tasks.closed and record_lost(error))
+
+        def refused(error: RegistryError) -> BaseException:
+            return self._task_refused(worker_id, error)
 
         try:
-            return run_counted(self._client, worker_id, fn, args, kwargs, self._clock, record_still_ours, record_removed, self._observe)
+            return run_counted(
+                self._client, worker_id, fn, args, kwargs, self._clock, record_still_ours, record_removed, self._observe, refused=refused
+            )
         finally:
             # Last, so that a drain waiting for this task sees its bookkeeping done.
             self._tasks.leave()
 
-    # -- drains ----------------------------------------------------------------------------
-
-    def _begin_registry_drain(self, deadline: Optional[datetime]) -> None:
-        """The registry says the worker is draining: refuse new tasks from now on, and finish once none runs."""
-        with self._lock:
-            if deadline is not None:
-                self._drain_deadline = deadline
-            if self._state != "running":
-                return
-            self._state = "draining"
-            self._drain_asked_by_registry = True
-            worker_id = self._id
-        log.info(
-            "worker draining: worker %s, deadline %s, %d tasks running",
-            worker_id,
-            deadline.isoformat() if deadline else "none",
-            self._tasks.running,
-        )
-        self._tasks.close()
-
-    def _observe(self, worker: Worker) -> None:
-        """The worker as a task's bookkeeping call answered it: a drain is heard of here too.
-
-        Heartbeat replies come every few minutes by default; a task that ends
-        sooner would otherwise take the worker's count to zero, the registry
-        would remove it, and the node would take the NOT_FOUND for a lost
-        record and register again.
-        """
-        if worker.state == "draining":
-            self._begin_registry_drain(worker.drain_deadline)
-
-    def _ask_registry_to_drain(self, timeout_s: float) -> None:
-        """DrainWorker on the node's own worker, so that it leaves rotation while its tasks finish."""
-        worker_id = self.worker_id
-        if worker_id is None:
-            return
-        # The registry's grace is 1 s to 7 days, in whole or fractional seconds; the
-        # node unregisters after timeout_s anyway.
-        grace_s = min(7 * 24 * 3600, max(1, math.ceil(timeout_s)))
-        try:
-            worker = self._client.drain_worker(worker_id, grace=grace_s)
-        except RegistryError as error:
-            # A registry older than drains (UNIMPLEMENTED) is no trouble: the node still
-            # refuses new tasks and waits for the running ones.
-            log.log(
-                logging.INFO if error.code is grpc.StatusCode.UNIMPLEMENTED else logging.WARNING,
-                "could not ask the registry to drain the worker; finishing its tasks regardless: worker %s, %s: %s",
-                worker_id,
-                error.code_name,
-                error.details,
-            )
-            return
-        with self._lock:
-            self._drain_deadline = worker.drain_deadline
+    # -- registration ------------------------------------------------------------------------
 
     def _register(self) -> Worker:
         return self._client.register_worker(self.node_id, self.capabilities, self.max_concurrent_tasks, labels=self.labels, version=self.version)
-
-    def _claim_finish(self) -> bool:
-        """Whether the caller is the one to finish the node (stop() or the heartbeat thread after a drain)."""
-        with self._lock:
-            if self._finishing:
-                return False
-            self._finishing = True
-            return True
-
-    def _unregister(self) -> None:
-        worker_id = self.worker_id
-        self._unregistered = True
-        if worker_id is None:
-            return
-        try:
-            self._client.unregister_worker(worker_id)
-            log.info("worker unregistered: %s", worker_id)
-        except RegistryError as error:
-            if record_lost(error):
-                log.info("worker unregistered: %s (the registry had removed it)", worker_id)
-                return
-            self._unregistered = False
-            log.warning(
-                "worker could not be unregistered; its record expires on the registry's TTL: worker %s, %s: %s",
-                worker_id,
-                error.code_name,
-                error.details,
-            )
-
-    def _release(self) -> bool:
-        """Closes the node's own client and marks it stopped; returns whether the drain is to be reported."""
-        if self._owns_client:
-            self._client.close()
-        with self._lock:
-            self._state = "stopped"
-            drained = self._drain_asked_by_registry
-        self._finished.set()
-        return drained
-
-    def _notify_drained(self) -> None:
-        """Calls on_drained, then releases wait_drained(): a host that waits sees its callback's work done."""
-        worker_id = self.worker_id
-        log.info("worker drained: %s", worker_id)
-        try:
-            if self._on_drained is not None:
-                self._on_drained(worker_id or "")
-        except Exception:  # noqa: BLE001 - a host's callback must not break the node
-            log.exception("on_drained raised: worker %s", worker_id)
-        finally:
-            self._drained.set()
