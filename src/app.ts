@@ -11,7 +11,7 @@ import { createDashboardRoutes, DASHBOARD_PATH } from "./dashboard/dashboard-rou
 import { startMetricsServer } from "./metrics/metrics-server.js";
 import { createRegistryMetrics } from "./metrics/registry-metrics.js";
 import { Authenticator } from "./security/authenticator.js";
-import { dashboardAuthorizer, loadServerSecurity } from "./security/server-security.js";
+import { dashboardActionGuard, dashboardAuthorizer, loadServerSecurity } from "./security/server-security.js";
 import { loadTokenFile } from "./security/token-file.js";
 import { compileServeOptions, isPostgresUrl, type ServeOptions } from "./serve-options.js";
 import { lockDatabase } from "./store/database-lock.js";
@@ -157,6 +157,7 @@ export async function startRegistryServer(given: ServeOptions = {}): Promise<Reg
     if (metrics !== undefined && metricsPort !== undefined) {
       // The dashboard shares the metrics port: one plain-HTTP server for operators.
       const mayReadFleet = dashboardAuthorizer(authenticator);
+      const mayAct = dashboardActionGuard(authenticator, (workerId) => registry.registrantOf(workerId));
       const dashboard = createDashboardRoutes({
         registry,
         scoring: registryOptions.scoring,
@@ -169,6 +170,13 @@ export async function startRegistryServer(given: ServeOptions = {}): Promise<Reg
         log,
         feed: { snapshotPageSize: registryOptions.limits.maxPageSize },
         authorize: (request) => mayReadFleet(request.headers.authorization),
+        actions: {
+          registry,
+          guard: {
+            allowed: (request) => mayAct.allowed(request.headers.authorization),
+            authorize: (request, action, workerId) => mayAct.authorize(request.headers.authorization, action, workerId),
+          },
+        },
       });
       const metricsServer = await startMetricsServer({ host: metricsHost, port: metricsPort, registry: metrics.registry, log, routes: dashboard }).catch(
         (error: unknown) => {

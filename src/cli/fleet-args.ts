@@ -41,16 +41,30 @@ export const CONNECTION_FLAGS = `  --address ADDR     registry to ask: host:port
                      address or a comma-separated list, or ${DEFAULT_ADDRESS})
   --tls-ca FILE      use TLS, trusting this PEM CA (default: $REGISTRY_TLS_CA, else plaintext)`;
 
-/** The help lines of the worker filter flags (`list`, `watch`). */
+/** The help lines of the worker filter flags (`list`, `watch`, and the selections of `cordon`, `uncordon`, `drain`). */
 export const FILTER_FLAGS = `  --capability NAME  only workers with this capability; repeat it for workers with all of them
   --health STATE     only workers in this health state: healthy, degraded or unhealthy; repeat
-                     it (or separate states with commas) for any of several`;
+                     it (or separate states with commas) for any of several
+  --selector SEL     only workers whose labels match this selector, as Kubernetes writes them:
+                     zone=eu-1, tier!=spot, 'gpu in (a100,h100)', 'gpu notin (t4)', ssd,
+                     '!preemptible'; commas mean AND
+  --version VERSION  only workers of this version; repeat it for any of several`;
 
-/** Flags of the worker filter, for {@link FleetCommandSpec.options}. A future filter (e.g. `--selector`) is one more entry here and in {@link workerFilter}. */
+/** Flags of the worker filter, for {@link FleetCommandSpec.options}. A future filter is one more entry here and in {@link workerFilter}. */
 export const FILTER_OPTIONS = {
   capability: { type: "string", multiple: true },
   health: { type: "string", multiple: true },
+  selector: { type: "string" },
+  version: { type: "string", multiple: true },
 } as const;
+
+/** The worker filter of {@link FILTER_OPTIONS}: the query `discoverWorkers` and `watchWorkers` take. */
+export interface WorkerFilterFlags {
+  capabilities?: string[];
+  healthStatus?: WorkerHealth[];
+  labelSelector?: string;
+  versions?: string[];
+}
 
 type OptionSpec = { readonly type: "string" | "boolean"; readonly multiple?: boolean };
 
@@ -142,19 +156,26 @@ export function parseFleetArgs(argv: readonly string[], spec: FleetCommandSpec, 
 }
 
 /**
- * The worker filter of `--capability` and `--health`, or the exit code 2
- * (the reason and the usage on stderr) for a health state that does not exist.
+ * The worker filter of `--capability`, `--health`, `--selector` and
+ * `--version`, or the exit code 2 (the reason and the usage on stderr) for a
+ * health state that does not exist or an empty value. The selector's syntax
+ * is the registry's to check (INVALID_ARGUMENT, naming the position).
  */
-export function workerFilter(values: FleetArgs["values"], usage: string, out: Output): { capabilities?: string[]; healthStatus?: WorkerHealth[] } | number {
+export function workerFilter(values: FleetArgs["values"], usage: string, out: Output): WorkerFilterFlags | number {
   const capabilities = (values.capability as string[] | undefined) ?? [];
   const health = ((values.health as string[] | undefined) ?? []).flatMap((value) => value.split(",")).map((value) => value.trim());
+  const selector = (values.selector as string | undefined)?.trim() ?? "";
+  const versions = (values.version as string[] | undefined) ?? [];
   const unknown = health.filter((state) => !(WORKER_HEALTH_STATES as readonly string[]).includes(state));
   if (unknown.length > 0) return usageError(`--health ${JSON.stringify(unknown[0])}: must be healthy, degraded or unhealthy`, usage, out);
   if (capabilities.some((c) => c === "")) return usageError("--capability must not be empty", usage, out);
+  if (versions.some((v) => v === "")) return usageError("--version must not be empty", usage, out);
   const filter: WorkerQuery = {};
   if (capabilities.length > 0) filter.capabilities = capabilities;
   if (health.length > 0) filter.healthStatus = [...new Set(health)] as WorkerHealth[];
-  return filter as { capabilities?: string[]; healthStatus?: WorkerHealth[] };
+  if (selector !== "") filter.labelSelector = selector;
+  if (versions.length > 0) filter.versions = [...new Set(versions)];
+  return filter;
 }
 
 /** A whole number flag within `min..max`, its default when absent, or the exit code 2. */

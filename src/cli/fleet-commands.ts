@@ -181,7 +181,10 @@ export function renderWorker(worker: WorkerInfo): string {
   return labelled([
     ["Worker", worker.id],
     ["Node", worker.nodeId],
+    ["Version", worker.version === "" ? "(none)" : worker.version],
+    ["Labels", formatLabels(worker.labels) || "(none)"],
     ["Capabilities", worker.capabilities.join(", ")],
+    ["State", workerState(worker)],
     ["Health", worker.healthStatus],
     ["Tasks", `${worker.currentTasks}/${worker.maxConcurrentTasks} (${worker.availableCapacity} available)`],
     ["Success rate", `${workerSuccess(worker)} (${tasksCompleted} completed, ${tasksFailedCount} failed)`],
@@ -189,6 +192,29 @@ export function renderWorker(worker: WorkerInfo): string {
     ["Registered", worker.registeredAt.toISOString()],
     ["Last heartbeat", worker.lastHeartbeatAt.toISOString()],
   ]);
+}
+
+/**
+ * Labels sorted by key, written as a selector that matches them:
+ * `tier=spot,zone=eu-1` (an empty value as `key=`); "" for none.
+ */
+export function formatLabels(labels: Readonly<Record<string, string>>): string {
+  return Object.keys(labels)
+    .sort()
+    .map((key) => `${key}=${labels[key]}`)
+    .join(",");
+}
+
+/** The state in words, and for a draining worker when it is removed at the latest. */
+function workerState(worker: WorkerInfo): string {
+  switch (worker.state) {
+    case "active":
+      return "active (in rotation)";
+    case "cordoned":
+      return "cordoned (out of rotation until uncordoned)";
+    case "draining":
+      return `draining (removed once idle${worker.drainDeadline === undefined ? "" : `, at the latest ${worker.drainDeadline.toISOString()}`})`;
+  }
 }
 
 /** Before its first completion a worker's rate is the server's prior, not a measurement. */

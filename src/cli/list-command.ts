@@ -1,7 +1,7 @@
 import { WorkerRegistryClient, type WorkerInfo } from "@sentinel/worker-registry-client";
 import { CONNECTION_FLAGS, countFlag, FILTER_FLAGS, FILTER_OPTIONS, outputOf, parseFleetArgs, workerFilter, type FleetCommandIo } from "./fleet-args.js";
 import { reportFailure } from "./fleet-errors.js";
-import { workerSuccess } from "./fleet-commands.js";
+import { formatLabels, workerSuccess } from "./fleet-commands.js";
 import { table } from "./text-table.js";
 
 /** Workers per DiscoverWorkers page unless --page-size says otherwise: the client's default. */
@@ -9,7 +9,7 @@ const DEFAULT_PAGE_SIZE = 1000;
 
 export const LIST_USAGE = `usage: worker-registry list [--capability NAME]... [--health STATE]... [--json] [--address host:port]...
 
-Prints every registered worker, whatever its health, as a table ordered by id
+Prints every registered worker, whatever its health or state, as a table ordered by id
 (that is, by registration time), with a count by health at the end. The list
 is read a page at a time (DiscoverWorkers), so it is complete however large
 the fleet. Needs an orchestrator or admin token when the registry has tokens.
@@ -54,20 +54,31 @@ export async function listCommand(argv: string[], io: FleetCommandIo = {}): Prom
 export function renderWorkerList(address: string, workers: readonly WorkerInfo[], nowMs: number): string {
   const byHealth = { healthy: 0, degraded: 0, unhealthy: 0 };
   for (const worker of workers) byHealth[worker.healthStatus]++;
+  const outOfRotation = { cordoned: 0, draining: 0 };
+  for (const worker of workers) if (worker.state !== "active") outOfRotation[worker.state]++;
+  // Out of rotation only when some are: most of the time every worker is active.
+  const states = outOfRotation.cordoned + outOfRotation.draining === 0 ? "" : `; ${outOfRotation.cordoned} cordoned, ${outOfRotation.draining} draining`;
   const summary =
     `${workers.length} worker${workers.length === 1 ? "" : "s"}: ${byHealth.healthy} healthy, ${byHealth.degraded} degraded, ` +
-    `${byHealth.unhealthy} unhealthy (from ${address})`;
+    `${byHealth.unhealthy} unhealthy${states} (from ${address})`;
   if (workers.length === 0) return `no workers match\n\n${summary}`;
   const rows = workers.map((w) => [
     w.nodeId,
     w.id,
+    w.version || "-",
+    w.state,
     w.healthStatus,
     `${w.currentTasks}/${w.maxConcurrentTasks}`,
     workerSuccess(w),
     ago(nowMs - w.lastHeartbeatAt.getTime()),
     w.capabilities.join(","),
+    formatLabels(w.labels) || "-",
   ]);
-  const lines = table(["NODE", "WORKER", "HEALTH", "TASKS", "SUCCESS", "LAST HEARTBEAT", "CAPABILITIES"], ["left", "left", "left", "right", "right", "left", "left"], rows);
+  const lines = table(
+    ["NODE", "WORKER", "VERSION", "STATE", "HEALTH", "TASKS", "SUCCESS", "LAST HEARTBEAT", "CAPABILITIES", "LABELS"],
+    ["left", "left", "left", "left", "left", "right", "right", "left", "left", "left"],
+    rows,
+  );
   return `${lines}\n\n${summary}`;
 }
 

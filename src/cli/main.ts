@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { describeBuild, readBuildInfo } from "../build-info.js";
 import { resumeEvictionCommand, workerCommand, workersCommand } from "./fleet-commands.js";
+import { lifecycleCommand } from "./lifecycle-commands.js";
 import { listCommand } from "./list-command.js";
 import { serveCommand, serveUsage } from "./serve-command.js";
 import { unregisterCommand } from "./unregister-command.js";
@@ -15,6 +16,9 @@ commands:
   worker <id>        print one worker [--json]
   watch              print changes to the workers live, until Ctrl-C [--capability] [--health] [--json]
   unregister <id>... remove workers at once (admin token)
+  cordon <id>...     take workers out of rotation until uncordoned (or a selection: --selector, --version)
+  uncordon <id>...   put cordoned workers back in rotation
+  drain <id>...      take workers out of rotation for good: each leaves once idle [--grace 5m]
   resume-eviction    end a pause of eviction now (admin token)
   version            print the version, the commit it was built from and the Node.js version (also --version)
 
@@ -45,6 +49,10 @@ async function main(argv: readonly string[]): Promise<number> {
       return untilInterrupted((signal) => watchCommand(rest, { signal }));
     case "unregister":
       return unregisterCommand(rest);
+    case "cordon":
+    case "uncordon":
+    case "drain":
+      return lifecycleCommand(command, rest);
     case "resume-eviction":
       return resumeEvictionCommand(rest);
     case "version":

@@ -70,7 +70,7 @@ export async function watchCommand(argv: string[], io: FleetCommandIo = {}): Pro
 
 /**
  * One event as a line: time, revision, type, node, worker, health and tasks,
- * and what changed for health and removals. The short columns are padded to
+ * and what changed for health, state and removals. The short columns are padded to
  * a width most values fit, so lines mostly align as they stream by.
  */
 export function renderEvent(event: WorkerWatchEvent): string {
@@ -86,6 +86,7 @@ export function renderEvent(event: WorkerWatchEvent): string {
     worker.id,
     health(event),
     `tasks ${worker.currentTasks}/${worker.maxConcurrentTasks}`,
+    ...(event.previousState === undefined ? [] : [`${event.previousState} -> ${worker.state}`]),
     ...(event.removalReason === undefined ? [] : [`(${event.removalReason})`]),
   ].join("  ");
 }

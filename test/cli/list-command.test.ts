@@ -59,12 +59,12 @@ describe("worker-registry list", () => {
     const { code, stdout, stderr } = await list();
     expect([code, stderr]).toEqual([0, ""]);
     const lines = stdout.split("\n");
-    expect(lines[0]).toMatch(/^NODE\s+WORKER\s+HEALTH\s+TASKS\s+SUCCESS\s+LAST HEARTBEAT\s+CAPABILITIES$/);
+    expect(lines[0]).toMatch(/^NODE\s+WORKER\s+VERSION\s+STATE\s+HEALTH\s+TASKS\s+SUCCESS\s+LAST HEARTBEAT\s+CAPABILITIES\s+LABELS$/);
     // Ordered by id: by registration time.
     expect(lines.slice(1, 4)).toEqual([
-      expect.stringMatching(new RegExp(`^gpu-7\\s+${ids.unhealthy}\\s+unhealthy\\s+0/2\\s+n/a\\s+16m ago\\s+render,gpu$`)),
-      expect.stringMatching(new RegExp(`^coder-2\\s+${ids.degraded}\\s+degraded\\s+0/5\\s+n/a\\s+11m ago\\s+coder$`)),
-      expect.stringMatching(new RegExp(`^coder-1\\s+${ids.healthy}\\s+healthy\\s+2/5\\s+50\\.0%\\s+0s ago\\s+coder,tester$`)),
+      expect.stringMatching(new RegExp(`^gpu-7\\s+${ids.unhealthy}\\s+-\\s+active\\s+unhealthy\\s+0/2\\s+n/a\\s+16m ago\\s+render,gpu\\s+-$`)),
+      expect.stringMatching(new RegExp(`^coder-2\\s+${ids.degraded}\\s+-\\s+active\\s+degraded\\s+0/5\\s+n/a\\s+11m ago\\s+coder\\s+-$`)),
+      expect.stringMatching(new RegExp(`^coder-1\\s+${ids.healthy}\\s+-\\s+active\\s+healthy\\s+2/5\\s+50\\.0%\\s+0s ago\\s+coder,tester\\s+-$`)),
     ]);
     for (const row of lines.slice(1, 4)) {
       expect(row.indexOf(row.split(/\s+/)[1]!)).toBe(lines[0]!.indexOf("WORKER"));
