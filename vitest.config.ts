@@ -1,6 +1,9 @@
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
+  // Tests run the client package from its TypeScript sources (its "source" export), as the type check does.
+  resolve: { conditions: ["source"] },
+  ssr: { resolve: { conditions: ["source"], externalConditions: ["source"] } },
   test: {
     include: ["test/**/*.test.ts"],
     globalSetup: ["./test/support/postgres-global-setup.ts"],

@@ -10,8 +10,8 @@
  * Prints one JSON line {"msg":"echo serving","port":N} once bound; stops on SIGTERM.
  */
 import { Server, ServerCredentials, type ChannelOptions, type ServerDuplexStream, type UntypedServiceImplementation } from "@grpc/grpc-js";
-import { WorkerRegistryService, type HeartbeatStreamRequest } from "../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
-import { grpcServiceDefinition } from "../clients/typescript/src/grpc-definition.js";
+import { WorkerRegistryService, type HeartbeatStreamRequest } from "@sentinel/worker-registry-client/contract";
+import { grpcServiceDefinition } from "@sentinel/worker-registry-client/contract";
 import { cannedResponses, heartbeatAck, type UnaryMethodName } from "./protocols.js";
 
 /** The registry's server options (src/transport/grpc-server.ts), so keepalive behaves the same. */

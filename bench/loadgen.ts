@@ -15,7 +15,7 @@ import {
   RegisterWorkerRequestSchema,
   ReleaseWorkerRequestSchema,
   UpdateTaskCountRequestSchema,
-} from "../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
+} from "@sentinel/worker-registry-client/contract";
 import { fromBinary } from "@bufbuild/protobuf";
 import { LatencyHistogram } from "./histogram.js";
 import type { LoadCommand, LoadReply, Target, UnaryOp } from "./loadgen-protocol.js";

@@ -18,8 +18,8 @@ import {
   UpdateTaskCountRequestSchema,
   UpdateTaskCountResponseSchema,
   WorkerRegistryService,
-} from "../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
-import { HealthStatus, RankedWorkerSchema, WorkerSchema, type Worker } from "../clients/typescript/src/gen/sentinel/registry/v1/worker_pb.js";
+} from "@sentinel/worker-registry-client/contract";
+import { HealthStatus, RankedWorkerSchema, WorkerSchema, type Worker } from "@sentinel/worker-registry-client/contract";
 
 /**
  * The wire protocols the load generator speaks: the registry's own RPCs

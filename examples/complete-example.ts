@@ -3,7 +3,7 @@
 // takes EXAMPLE_TASK_MS milliseconds (default the guide's 5000), and
 // `workers[0]!` tells the strict compiler what the length check already says.
 // Cleanup runs on the server: startCleanup()/stopCleanup() are no-ops here.
-import { WorkerRegistryClient } from '../clients/typescript/src/index.js';
+import { WorkerRegistryClient } from "@sentinel/worker-registry-client";
 
 const taskMs = Number(process.env.EXAMPLE_TASK_MS ?? 5000);
 

@@ -1,7 +1,7 @@
 // The usage guide's Monitoring Dashboard Example, run against a registry
 // server. The function is the guide's; the import, the construction line and
 // the call at the end are what a runnable file adds.
-import { WorkerRegistryClient } from '../clients/typescript/src/index.js';
+import { WorkerRegistryClient } from "@sentinel/worker-registry-client";
 
 const registry = new WorkerRegistryClient({ address: process.env.REGISTRY_ADDRESS ?? 'localhost:50051' });
 

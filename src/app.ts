@@ -1,118 +1,26 @@
 import { randomBytes as cryptoRandomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { createServer, isIP } from "node:net";
+import { createServer } from "node:net";
 import { hostname } from "node:os";
-import type { LevelWithSilent } from "pino";
-import { systemClock, type Clock } from "./domain/clock.js";
 import { ConfigError } from "./domain/errors.js";
 import type { Logger } from "./domain/logger.js";
-import { compileRegistryOptions, type RegistryOptions } from "./domain/registry-options.js";
-import { createReservationIdGenerator, createWorkerIdGenerator, type RandomBytes } from "./domain/worker-id.js";
+import type { RegistryStore } from "./domain/registry-store.js";
+import { createReservationIdGenerator, createWorkerIdGenerator } from "./domain/worker-id.js";
 import { WorkerRegistry } from "./domain/worker-registry.js";
 import { createLogger } from "./log.js";
-import type { RegistryStore } from "./domain/registry-store.js";
+import { createDashboardRoutes, DASHBOARD_PATH } from "./dashboard/dashboard-routes.js";
+import { startMetricsServer } from "./metrics/metrics-server.js";
+import { createRegistryMetrics } from "./metrics/registry-metrics.js";
+import { Authenticator } from "./security/authenticator.js";
+import { dashboardActionGuard, dashboardAuthorizer, loadServerSecurity } from "./security/server-security.js";
+import { loadTokenFile } from "./security/token-file.js";
+import { compileServeOptions, isPostgresUrl, type ServeOptions } from "./serve-options.js";
 import { lockDatabase } from "./store/database-lock.js";
 import { openPostgresStore, redact } from "./store/postgres-store.js";
 import { openSqliteStore } from "./store/sqlite-store.js";
-import { createDashboardRoutes, DASHBOARD_PATH } from "./dashboard/dashboard-routes.js";
-import { startMetricsServer, type MetricsServer } from "./metrics/metrics-server.js";
-import { createRegistryMetrics } from "./metrics/registry-metrics.js";
-import { authorize } from "./security/access-policy.js";
-import { Authenticator } from "./security/authenticator.js";
-import { loadTokenFile } from "./security/token-file.js";
-import { DEFAULT_KEEPALIVE, startGrpcServer, type KeepaliveOptions, type TransportLimits } from "./transport/grpc-server.js";
+import { startGrpcServer } from "./transport/grpc-server.js";
 
-/** Options of a registry server. Every field is optional. */
-export interface ServeOptions {
-  /** Interface to bind. Default "localhost" (loopback only). */
-  host?: string;
-  /** Port to bind; 0 picks a free one. Default 50051. */
-  port?: number;
-  /**
-   * Where the registry keeps its state: a SQLite database file (its
-   * directory is created), which this server holds alone (a second server on
-   * the file is refused while it runs), or a PostgreSQL URL
-   * (`postgres://USER@HOST:PORT/DB`, also `postgresql://`) that any number of
-   * replicas share. Default "data/registry.db".
-   */
-  dbPath?: string;
-  /**
-   * SQLite durability. "normal" (default): WAL with synchronous=NORMAL, which
-   * survives a crash of the process (kill -9). "full" also survives a power loss,
-   * at several times the cost per write.
-   */
-  synchronous?: "normal" | "full";
-  /** Thresholds, intervals, scoring and limits. Defaults are the usage guide's. */
-  registry?: RegistryOptions;
-  /** Log level when no logger is given. Default "info". */
-  logLevel?: LevelWithSilent;
-  /** A logger to use instead of a new one on stdout. */
-  logger?: Logger;
-  /** How long shutdown waits for open calls before forcing them closed. Default 5000 ms. */
-  shutdownGraceMs?: number;
-  /** Time source. Default the system clock. */
-  clock?: Clock;
-  /** Randomness for worker and reservation ids. Default crypto.randomBytes. */
-  randomBytes?: RandomBytes;
-  /** Uniform randomness in [0, 1) for AcquireWorker's choice among near-equal workers. Default Math.random. */
-  random?: () => number;
-  /**
-   * Port of the Prometheus endpoint (`GET /metrics` over plain HTTP), which
-   * also serves the operator dashboard at `/dashboard/`; 0 picks a free one.
-   * Default undefined: no metrics server nor dashboard, and RPCs are not timed.
-   */
-  metricsPort?: number;
-  /** Interface the metrics endpoint binds. Default the same as `host`. */
-  metricsHost?: string;
-  /** Security: TLS, tokens, and whether plaintext off loopback is allowed. */
-  security?: SecurityOptions;
-  /** Limits on calls and messages. */
-  limits?: Partial<TransportLimits>;
-  /** How this process works among replicas of one PostgreSQL store. */
-  replication?: {
-    /** This process's name among the replicas. Default `<hostname>:<pid>`. */
-    replicaId?: string;
-    /** How long a leader's lease lasts unless renewed: a dead leader is replaced within about this. Default 5 s. */
-    leaseTtlMs?: number;
-  };
-  /** Server keepalive pings, which detect half-open connections. Default every 30 s, 10 s to answer. */
-  keepalive?: Partial<KeepaliveOptions>;
-}
-
-/** How the server is secured. Every field is optional; the defaults suit local development on loopback. */
-export interface SecurityOptions {
-  /** PEM certificate chain file: serve TLS (with `tlsKeyFile`). */
-  tlsCertFile?: string;
-  /** PEM private key file of the certificate. */
-  tlsKeyFile?: string;
-  /** PEM CA file: require client certificates signed by it (mutual TLS). Needs TLS. */
-  tlsClientCaFile?: string;
-  /** Tokens file (`ROLE TOKEN` per line): turns authentication on. Reload it with {@link RegistryServer.reloadTokens}. */
-  tokensFile?: string;
-  /** Allow plaintext without tokens on a non-loopback address. Default false: refused, since anyone who can reach it could steal tasks or evict the fleet. */
-  insecure?: boolean;
-  /** Require a token for grpc.health.v1. Default false: probes and load balancers rarely carry tokens, and health tells nothing secret. */
-  authenticateHealth?: boolean;
-  /** Require a token for server reflection. Default false: it shows only the public contract, and operators debug with it. */
-  authenticateReflection?: boolean;
-}
-
-/**
- * The default limits. Streams are sized for real fleets: a worker process
- * holds one stream, a host may run hundreds. One principal may hold a quarter
- * of the streams (12,500): a load generator, or a host of workers without
- * tokens, keeps 10,000 streams from one address with room to spare, while a
- * single token cannot lock out everyone else.
- */
-export const DEFAULT_TRANSPORT_LIMITS: TransportLimits = {
-  maxStreamsPerConnection: 1000,
-  maxStreams: 50_000,
-  maxStreamShare: 0.25,
-  maxWatchers: 1000,
-  registrationsPerSecondPerPeer: 1000,
-  maxMessageBytes: 1024 * 1024,
-  firstHeartbeatTimeoutMs: 10_000,
-};
+export { DEFAULT_TRANSPORT_LIMITS, type ServeOptions } from "./serve-options.js";
+export type { SecurityOptions } from "./security/server-security.js";
 
 /** A running registry server. */
 export interface RegistryServer {
@@ -140,113 +48,116 @@ export interface RegistryServer {
 }
 
 /**
- * The composition root: config, then the database's lock, store, registry,
- * gRPC server and, when `metricsPort` is set, the metrics endpoint.
- * Resolves once the server is bound and serving.
+ * What a server holds, in the order it took it; closed in the reverse order,
+ * at shutdown or when start-up fails half-way, so nothing stays held or bound.
+ */
+class Holdings {
+  private readonly held: Array<{ readonly name: string; readonly close: () => unknown }> = [];
+
+  constructor(private readonly log: Logger) {}
+
+  add(name: string, close: () => unknown): void {
+    this.held.push({ name, close });
+  }
+
+  /** Closes everything, last taken first; a failure is logged and the rest still close. */
+  async closeAll(): Promise<void> {
+    for (const { name, close } of this.held.splice(0).reverse()) {
+      try {
+        await close();
+      } catch (error) {
+        this.log.warn({ err: error, resource: name }, "could not close cleanly");
+      }
+    }
+  }
+}
+
+/**
+ * The composition root: options, then the database's lock, the store, the
+ * registry, the gRPC server and, when `metricsPort` is set, the metrics
+ * endpoint with the dashboard. Resolves once the server is bound and serving.
  * @throws ConfigError for settings an operator must change: among them
  *   DatabaseInUseError (another server holds the database, named) and a port
  *   in use; nothing stays held or bound after a failed start.
  */
-export async function startRegistryServer(options: ServeOptions = {}): Promise<RegistryServer> {
-  const clock = options.clock ?? systemClock;
-  const log = options.logger ?? createLogger(options.logLevel ?? "info");
-  const registryOptions = compileRegistryOptions(options.registry);
-  const host = options.host ?? "localhost";
-  const security = options.security ?? {};
-  const tls = readTls(security);
-  const roleTokens = security.tokensFile === undefined ? undefined : loadTokenFile(security.tokensFile);
-  if (!isLoopback(host) && tls === undefined && roleTokens === undefined && !security.insecure) {
-    throw new ConfigError(
-      `refusing to serve ${host} in plaintext without tokens: anyone who can reach it could register workers, steal tasks ` +
-        `or evict the fleet. Configure --tls-cert/--tls-key and/or --tokens-file, or pass --insecure to accept the risk`,
-    );
-  }
-  const metricsHost = options.metricsHost ?? host;
-  if (options.metricsPort !== undefined && !isLoopback(metricsHost) && roleTokens === undefined && !security.insecure) {
-    throw new ConfigError(
-      `refusing to serve the dashboard's fleet feed on ${metricsHost} without tokens: it shows every worker to anyone ` +
-        `who can reach it. Configure --tokens-file, bind the metrics port to loopback, or pass --insecure`,
-    );
-  }
-  const limits = { ...DEFAULT_TRANSPORT_LIMITS, ...options.limits };
-  const dbPath = options.dbPath ?? "data/registry.db";
-  const port = options.port ?? 50051;
+export async function startRegistryServer(given: ServeOptions = {}): Promise<RegistryServer> {
+  const options = compileServeOptions(given);
+  const { clock, host, port, dbPath, metricsHost, metricsPort, registry: registryOptions } = options;
+  const log = options.logger ?? createLogger(options.logLevel);
+  const { tls, roleTokens } = loadServerSecurity(options.security, { host, metricsHost, metricsPort });
   const shared = isPostgresUrl(dbPath);
-  // Before the store: a second server must not even migrate or recover a SQLite file that another one serves.
-  const lock = shared || dbPath === ":memory:" ? undefined : lockDatabase(dbPath, { pid: process.pid, host: hostname(), sinceMs: clock.now() });
-  if (lock !== undefined && !lock.held) {
-    log.warn({ lockFile: lock.file }, "database lock not taken: its file cannot be written (read-only file system?); it is taken once it can");
-  }
-  let store: RegistryStore;
+  const holdings = new Holdings(log);
   try {
+    // Before the store: a second server must not even migrate or recover a SQLite file that another one serves.
+    const lock = shared || dbPath === ":memory:" ? undefined : lockDatabase(dbPath, { pid: process.pid, host: hostname(), sinceMs: clock.now() });
+    if (lock !== undefined) holdings.add("database lock", () => lock.release());
+    if (lock !== undefined && !lock.held) {
+      log.warn({ lockFile: lock.file }, "database lock not taken: its file cannot be written (read-only file system?); it is taken once it can");
+    }
     // Before recovering the store, which can take a while on a large fleet, only to fail on a port that is taken.
     await assertPortFree(host, port);
-    store = shared
+    const store: RegistryStore = shared
       ? await openPostgresStore({ url: dbPath, log })
-      : openSqliteStore({ path: dbPath, synchronous: options.synchronous ?? "normal", ...(lock === undefined ? {} : { lock }) });
-  } catch (error) {
-    lock?.release();
-    throw error;
-  }
-  let registry: WorkerRegistry;
-  let server: Awaited<ReturnType<typeof startGrpcServer>>;
-  let authenticator: Authenticator;
-  const metricsPort = options.metricsPort;
-  // The source reads lazily: nothing can scrape before the registry and the gRPC server exist.
-  const metrics =
-    metricsPort === undefined
-      ? undefined
-      : createRegistryMetrics({
-          stats: () => registry.getRegistryStats(),
-          counters: () => registry.counters,
-          openStreams: () => ({ heartbeat: server.heartbeatStreams.size, watch: server.watchStreams.size }),
-        });
-  try {
-    registry = await WorkerRegistry.create({
+      : openSqliteStore({ path: dbPath, synchronous: options.synchronous, ...(lock === undefined ? {} : { lock }) });
+    holdings.add("store", () => store.close());
+
+    const randomBytes = options.randomBytes ?? cryptoRandomBytes;
+    const registry = await WorkerRegistry.create({
       store,
       clock,
       log,
       options: registryOptions,
-      newWorkerId: createWorkerIdGenerator(clock, options.randomBytes ?? cryptoRandomBytes),
-      newReservationId: createReservationIdGenerator(clock, options.randomBytes ?? cryptoRandomBytes),
-      newWorkerSecret: () => Buffer.from((options.randomBytes ?? cryptoRandomBytes)(32)).toString("base64url"),
-      random: options.random ?? Math.random,
-      replicaId: options.replication?.replicaId ?? `${hostname()}:${process.pid}`,
-      timing: { leaseTtlMs: options.replication?.leaseTtlMs ?? 5000 },
+      newWorkerId: createWorkerIdGenerator(clock, randomBytes),
+      newReservationId: createReservationIdGenerator(clock, randomBytes),
+      newWorkerSecret: () => Buffer.from(randomBytes(32)).toString("base64url"),
+      random: options.random,
+      replicaId: options.replication.replicaId ?? `${hostname()}:${process.pid}`,
+      timing: { leaseTtlMs: options.replication.leaseTtlMs },
     });
-    const live = registry;
-    authenticator = new Authenticator(roleTokens, (workerId) => live.workerTokenHash(workerId));
-    server = await startGrpcServer({
+    holdings.add("registry", () => registry.close());
+    const authenticator = new Authenticator(roleTokens, (workerId) => registry.workerTokenHash(workerId), (workerId) => registry.removalReasonOf(workerId));
+
+    const build = options.buildInfo;
+    // The source reads lazily: nothing can scrape before the gRPC server exists.
+    let streams = () => ({ heartbeat: 0, watch: 0, introspection: 0 });
+    const metrics =
+      metricsPort === undefined
+        ? undefined
+        : createRegistryMetrics(
+            { stats: () => registry.getRegistryStats(), counters: () => registry.counters, openStreams: () => streams(), watchers: () => registry.watcherCount },
+            build,
+          );
+    if (metrics !== undefined) registry.onApplied(metrics.applied);
+    const server = await startGrpcServer({
       host,
       port,
       registry,
       clock,
       log,
       watchBufferEvents: registryOptions.watchBufferEvents,
-      observeRpc: metrics?.observeRpc,
+      ...(metrics === undefined ? {} : { observer: metrics.transport }),
       security: {
         ...(tls === undefined ? {} : { tls }),
         authenticator,
-        authenticateHealth: security.authenticateHealth ?? false,
-        authenticateReflection: security.authenticateReflection ?? false,
+        authenticateHealth: options.security.authenticateHealth,
+        authenticateReflection: options.security.authenticateReflection,
       },
-      limits,
-      keepalive: { ...DEFAULT_KEEPALIVE, ...options.keepalive },
+      limits: options.limits,
+      keepalive: options.keepalive,
     }).catch((error: unknown) => {
       // Another process may have taken the port since the check above.
       throw bindError(error, host, port, "--port") ?? error;
     });
-  } catch (error) {
-    await store.close().finally(() => lock?.release());
-    throw error;
-  }
-  // The grace for recovered workers starts now that calls can arrive, not when start-up began.
-  registry.beginServing();
-  const address = `${host.includes(":") ? `[${host}]` : host}:${server.port}`;
-  let metricsServer: MetricsServer | undefined;
-  if (metrics !== undefined && metricsPort !== undefined) {
-    try {
+    holdings.add("gRPC server", () => server.shutdown(options.shutdownGraceMs));
+    streams = () => server.openStreams();
+    // The grace for recovered workers starts now that calls can arrive, not when start-up began.
+    registry.beginServing();
+
+    let metricsServerPort: number | undefined;
+    if (metrics !== undefined && metricsPort !== undefined) {
       // The dashboard shares the metrics port: one plain-HTTP server for operators.
+      const mayReadFleet = dashboardAuthorizer(authenticator);
+      const mayAct = dashboardActionGuard(authenticator, (workerId) => registry.registrantOf(workerId));
       const dashboard = createDashboardRoutes({
         registry,
         scoring: registryOptions.scoring,
@@ -258,86 +169,70 @@ export async function startRegistryServer(options: ServeOptions = {}): Promise<R
         clock,
         log,
         feed: { snapshotPageSize: registryOptions.limits.maxPageSize },
-        // With tokens on, the feed needs a token that may read the fleet, as DiscoverWorkers does.
-        authorize: (request) => {
-          try {
-            const value = request.headers.authorization;
-            authorize(authenticator.authenticate(value === undefined ? [] : [value]), "read-fleet");
-            return true;
-          } catch {
-            return false;
-          }
+        authorize: (request) => mayReadFleet(request.headers.authorization),
+        actions: {
+          registry,
+          guard: {
+            allowed: (request) => mayAct.allowed(request.headers.authorization),
+            authorize: (request, action, workerId) => mayAct.authorize(request.headers.authorization, action, workerId),
+          },
         },
       });
-      metricsServer = await startMetricsServer({ host: metricsHost, port: metricsPort, registry: metrics.registry, log, routes: dashboard });
+      const metricsServer = await startMetricsServer({ host: metricsHost, port: metricsPort, registry: metrics.registry, log, routes: dashboard }).catch(
+        (error: unknown) => {
+          throw bindError(error, metricsHost, metricsPort, "--metrics-port") ?? error;
+        },
+      );
+      holdings.add("metrics server", () => metricsServer.close());
+      metricsServerPort = metricsServer.port;
       log.info({ port: metricsServer.port, path: DASHBOARD_PATH }, "dashboard serving");
-    } catch (error) {
-      await server.shutdown(0);
-      await registry.close();
-      await store.close().finally(() => lock?.release());
-      throw bindError(error, metricsHost, metricsPort, "--metrics-port") ?? error;
     }
-  }
-  log.info(
-    {
+
+    const address = `${host.includes(":") ? `[${host}]` : host}:${server.port}`;
+    log.info(
+      {
+        address,
+        store: store.kind,
+        db: shared ? redact(dbPath) : dbPath,
+        synchronous: options.synchronous,
+        tls: tls === undefined ? "off" : tls.clientCa === undefined ? "on" : "mutual",
+        authentication: authenticator.enabled ? `${authenticator.roleTokenCount} role tokens` : "off",
+        workers: registry.getRegistryStats().totalWorkers,
+        version: build.version,
+        commit: build.commit,
+        nodeVersion: build.nodeVersion,
+      },
+      "registry serving",
+    );
+
+    let closing: Promise<void> | undefined;
+    return {
+      port: server.port,
       address,
-      store: store.kind,
-      db: isPostgresUrl(dbPath) ? redact(dbPath) : dbPath,
-      synchronous: options.synchronous ?? "normal",
-      tls: tls === undefined ? "off" : tls.clientCa === undefined ? "on" : "mutual",
-      authentication: authenticator.enabled ? `${authenticator.roleTokenCount} role tokens` : "off",
-      workers: registry.getRegistryStats().totalWorkers,
-    },
-    "registry serving",
-  );
-
-  let closing: Promise<void> | undefined;
-  return {
-    port: server.port,
-    address,
-    registry,
-    metricsPort: metricsServer?.port,
-    reloadTokens() {
-      if (security.tokensFile === undefined) throw new ConfigError("no tokens file is configured; nothing to reload");
-      const tokens = loadTokenFile(security.tokensFile);
-      authenticator.replaceRoleTokens(tokens);
-      // A removed token must not live on in the streams it opened.
-      const streamsEnded = server.endRevokedStreams();
-      log.info({ roleTokens: tokens.length, streamsEnded }, "tokens reloaded");
-    },
-    close() {
-      closing ??= (async () => {
-        log.info({}, "registry shutting down");
-        await metricsServer?.close();
-        await server.shutdown(options.shutdownGraceMs ?? 5000);
-        await registry.close();
-        await store.close().finally(() => lock?.release());
-        log.info({}, "registry stopped");
-      })();
-      return closing;
-    },
-  };
-}
-
-function readTls(security: SecurityOptions): { cert: Buffer; key: Buffer; clientCa?: Buffer } | undefined {
-  const { tlsCertFile, tlsKeyFile, tlsClientCaFile } = security;
-  if (tlsCertFile === undefined && tlsKeyFile === undefined) {
-    if (tlsClientCaFile !== undefined) throw new ConfigError("--tls-client-ca needs TLS: give --tls-cert and --tls-key too");
-    return undefined;
+      registry,
+      metricsPort: metricsServerPort,
+      reloadTokens() {
+        const { tokensFile } = options.security;
+        if (tokensFile === undefined) throw new ConfigError("no tokens file is configured; nothing to reload");
+        const tokens = loadTokenFile(tokensFile);
+        authenticator.replaceRoleTokens(tokens);
+        // A removed token must not live on in the streams it opened.
+        const streamsEnded = server.endRevokedStreams();
+        log.info({ roleTokens: tokens.length, streamsEnded }, "tokens reloaded");
+      },
+      close() {
+        closing ??= (async () => {
+          log.info({}, "registry shutting down");
+          await holdings.closeAll();
+          log.info({}, "registry stopped");
+        })();
+        return closing;
+      },
+    };
+  } catch (error) {
+    await holdings.closeAll();
+    throw error;
   }
-  if (tlsCertFile === undefined || tlsKeyFile === undefined) throw new ConfigError("TLS needs both --tls-cert and --tls-key");
-  const read = (flag: string, path: string) => {
-    try {
-      return readFileSync(path);
-    } catch (error) {
-      throw new ConfigError(`${flag}: cannot read ${path}: ${(error as Error).message}`);
-    }
-  };
-  return {
-    cert: read("--tls-cert", tlsCertFile),
-    key: read("--tls-key", tlsKeyFile),
-    ...(tlsClientCaFile === undefined ? {} : { clientCa: read("--tls-client-ca", tlsClientCaFile) }),
-  };
 }
 
 /**
@@ -365,17 +260,4 @@ function bindError(error: unknown, host: string, port: number, flag: string): Co
   }
   if (text.includes("EADDRNOTAVAIL")) return new ConfigError(`cannot bind ${host}: it is not an address of this machine; check --host`, { cause: error });
   return undefined;
-}
-
-/** Whether an address to bind reaches this machine only. */
-function isLoopback(host: string): boolean {
-  const bare = host.replace(/^\[(.*)\]$/, "$1");
-  if (bare === "localhost") return true;
-  if (isIP(bare) === 4) return bare.startsWith("127.");
-  return bare === "::1";
-}
-
-/** Whether `--db` names a PostgreSQL database rather than a SQLite file. */
-function isPostgresUrl(db: string): boolean {
-  return /^postgres(ql)?:\/\//.test(db);
 }

@@ -4,8 +4,8 @@
  * orchestrators, fleet reads, watchers, and a watcher that never reads.
  */
 import * as grpc from "@grpc/grpc-js";
-import { WorkerNode } from "../../clients/typescript/src/worker-node.js";
-import { WorkerRegistryClient } from "../../clients/typescript/src/worker-registry-client.js";
+import { WorkerNode } from "@sentinel/worker-registry-client";
+import { WorkerRegistryClient } from "@sentinel/worker-registry-client";
 import { sleep, timeout } from "../proc.js";
 import type { LoadTally } from "./load-tally.js";
 import { call, rawClient, type WatchClient } from "./raw-client.js";

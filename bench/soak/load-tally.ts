@@ -1,6 +1,6 @@
 /** What the soak's load counts: calls by outcome, failures it did not expect, and what the watchers saw. */
 import * as grpc from "@grpc/grpc-js";
-import { RegistryClientError } from "../../clients/typescript/src/registry-client-error.js";
+import { RegistryClientError } from "@sentinel/worker-registry-client";
 
 /** Status codes each kind of call may legitimately end with under this load, besides OK. */
 const EXPECTED: Record<string, readonly string[]> = {

@@ -5,7 +5,7 @@
  * loop, stopping the nodes and exiting.
  */
 import type * as grpc from "@grpc/grpc-js";
-import type { WorkerNode } from "../../clients/typescript/src/worker-node.js";
+import type { WorkerNode } from "@sentinel/worker-registry-client";
 import { sleep, timeout } from "../proc.js";
 import { churn, crashWorkers, orchestrate, readFleet, runTasks, startNode, watch, watchWithoutReading, type LoadRun } from "./load-actors.js";
 import { createLoadTally } from "./load-tally.js";

@@ -3,7 +3,7 @@
  * channel of its own (and kept alive with a unary heartbeat every 40th
  * call). Its latencies are the soak's p50 and p99.
  */
-import { WorkerRegistryClient } from "../../clients/typescript/src/worker-registry-client.js";
+import { WorkerRegistryClient } from "@sentinel/worker-registry-client";
 import { sleep } from "../proc.js";
 
 export interface Probe {

@@ -1,7 +1,7 @@
 /** A plain grpc-js client of the registry, for calls the TypeScript client wraps too kindly (raw statuses, watch streams read by hand). */
 import * as grpc from "@grpc/grpc-js";
-import { WorkerRegistryService } from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
-import { grpcServiceDefinition } from "../../clients/typescript/src/grpc-definition.js";
+import { WorkerRegistryService } from "@sentinel/worker-registry-client/contract";
+import { grpcServiceDefinition } from "@sentinel/worker-registry-client/contract";
 
 export type RawClient = grpc.Client & Record<string, (request: object, callback: (error: grpc.ServiceError | null, response: any) => void) => void>;
 

@@ -15,3 +15,11 @@ export function parseDuration(text: string): number {
   }
   return Math.round(ms);
 }
+
+/** Writes milliseconds as `parseDuration` reads them, in the largest unit that divides them: 600000 is `10m`. */
+export function formatDuration(ms: number): string {
+  for (const [unit, size] of [["h", 3_600_000], ["m", 60_000], ["s", 1000]] as const) {
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}

@@ -1,12 +1,12 @@
 import type { ChangeFeed } from "./change-feed.js";
 import type { Clock } from "./clock.js";
 import { NoWorkerAvailableError, ReservationNotFoundError } from "./errors.js";
-import type { Fleet, LiveWorker } from "./fleet.js";
+import { recordView, type Fleet, type LiveWorker } from "./fleet.js";
 import type { HealthStatus } from "./health.js";
 import type { CompiledRegistryOptions } from "./registry-options.js";
 import type { RegistryStore } from "./registry-store.js";
 import type { ReservationBook } from "./reservation-book.js";
-import { validateDuration, validateFilter, validateReservationId, type FilterInput } from "./validation.js";
+import { compileFilter, matchesLabels, validateDuration, validateReservationId, type CompiledFilter, type FilterInput } from "./validation.js";
 import type { RankedWorkerView, WorkerView } from "./worker-view.js";
 
 /** A slot granted by {@link Acquisitions.acquire}. */
@@ -25,7 +25,15 @@ export interface Release {
 
 /** Counters a metrics endpoint reads; they only go up. */
 export interface AcquisitionCounters {
+  /** Slots granted. */
   acquisitions: number;
+  /** AcquireWorker calls refused because no worker matched the filter. */
+  noMatch: number;
+  /** AcquireWorker calls refused because every matching worker was full. */
+  noFreeSlot: number;
+  /** AcquireWorker calls refused because other acquisitions took the chosen workers first, every attempt. */
+  contended: number;
+  /** Reservations ended by ReleaseWorker (repeats not counted). */
   releases: number;
 }
 
@@ -41,7 +49,7 @@ const CANDIDATES = 16;
  * race means trying the next candidate.
  */
 export class Acquisitions {
-  readonly counters: AcquisitionCounters = { acquisitions: 0, releases: 0 };
+  readonly counters: AcquisitionCounters = { acquisitions: 0, noMatch: 0, noFreeSlot: 0, contended: 0, releases: 0 };
 
   constructor(
     private readonly deps: {
@@ -64,9 +72,9 @@ export class Acquisitions {
    * workers share the load.
    * @throws NoWorkerAvailableError (nothing matched, or nothing had a free slot); InvalidArgumentError; StoreUnavailableError.
    */
-  async acquire(filter: FilterInput): Promise<Acquisition> {
+  async acquire(input: FilterInput): Promise<Acquisition> {
     const { options, store, feed, fleet, clock } = this.deps;
-    validateFilter(filter, options.limits);
+    const filter = compileFilter(input, options.limits);
     for (let attempt = 1; ; attempt++) {
       const worker = this.choose(filter);
       const createdAtMs = clock.now();
@@ -82,7 +90,8 @@ export class Acquisitions {
       await feed.offer(committed.events);
       if (committed.status !== "ok") {
         if (attempt < ATTEMPTS) continue;
-        throw new NoWorkerAvailableError(`worker ${worker.id} was taken or removed while reserving; retry`);
+        this.counters.contended++;
+        throw new NoWorkerAvailableError(`worker ${worker.id} was taken, removed or taken out of rotation while reserving; retry`);
       }
       this.counters.acquisitions++;
       // Removed right after the grant: the worker as the grant left it.
@@ -109,7 +118,9 @@ export class Acquisitions {
     await feed.offer(events);
     if (result.status === "not-found") throw new ReservationNotFoundError(reservationId);
     if (result.status !== "already-released") this.counters.releases++;
-    return { outcome: result.status, worker: this.viewOf(result.workerId) };
+    // A draining worker is removed in the release's own transaction when it frees its last slot: as the event left it.
+    const removed = events.filter((event) => event.worker.id === result.workerId && (event.type === "unregistered" || event.type === "removed")).at(-1);
+    return { outcome: result.status, worker: removed === undefined ? this.viewOf(result.workerId) : recordView(removed.worker) };
   }
 
   /**
@@ -117,18 +128,23 @@ export class Acquisitions {
    * near-equal best. Reads the rank index from the front: O(candidates
    * skipped), not a scan of the fleet.
    */
-  private choose(filter: FilterInput): LiveWorker {
+  private choose(filter: CompiledFilter): LiveWorker {
     const statuses = loadBalancingStatuses(filter);
     const slotsNeeded = Math.max(1, filter.minAvailableCapacity);
     let matched = 0;
     const best: LiveWorker[] = [];
     for (const worker of this.deps.fleet.ranked(filter.capabilities, statuses)) {
+      if (!matchesLabels(filter, worker)) continue;
       matched++;
       if (worker.maxConcurrentTasks - worker.currentTasks - worker.acquiring < slotsNeeded) continue;
       best.push(worker);
       if (best.length === CANDIDATES) break;
     }
-    if (best.length === 0) throw new NoWorkerAvailableError(describeShortage(filter, statuses, matched, slotsNeeded));
+    if (best.length === 0) {
+      if (matched === 0) this.counters.noMatch++;
+      else this.counters.noFreeSlot++;
+      throw new NoWorkerAvailableError(describeShortage(filter, statuses, matched, slotsNeeded));
+    }
     const top = best[0]!;
     const tolerance = this.deps.options.acquireTieTolerance;
     const ties = best.filter((w) => w.health === top.health && top.score.priority - w.score.priority <= tolerance);
@@ -147,8 +163,10 @@ export function loadBalancingStatuses(filter: FilterInput): readonly HealthStatu
   return filter.healthStatuses.length > 0 ? filter.healthStatuses : ["healthy", "degraded"];
 }
 
-function describeShortage(filter: FilterInput, statuses: readonly HealthStatus[], matched: number, slotsNeeded: number): string {
-  const wanted = `capabilities [${filter.capabilities.join(", ")}] and health ${statuses.join(" or ")}`;
+function describeShortage(filter: CompiledFilter, statuses: readonly HealthStatus[], matched: number, slotsNeeded: number): string {
+  const labels = (filter.labelSelector ?? "").trim() === "" ? "" : ` and labels ${JSON.stringify(filter.labelSelector)}`;
+  const versions = filter.versions.length === 0 ? "" : ` and version ${filter.versions.join(" or ")}`;
+  const wanted = `capabilities [${filter.capabilities.join(", ")}] and health ${statuses.join(" or ")}${labels}${versions}`;
   if (matched === 0) return `no worker matches ${wanted}`;
   return `${matched} worker${matched === 1 ? "" : "s"} match ${wanted}, but none has ${slotsNeeded} free slot${slotsNeeded === 1 ? "" : "s"}`;
 }

@@ -102,10 +102,7 @@ export class BackgroundLoop {
     const stallMs = guard.tick(fleet.size);
     if (stallMs > 0) {
       // The registry was blind, not the workers silent: nobody's deadline should have run during the stall.
-      for (const worker of fleet.values()) {
-        worker.lastSeenMono += stallMs;
-        if (worker.holdUntilMono > 0) worker.holdUntilMono += stallMs;
-      }
+      fleet.postponeDeadlines(stallMs);
       book.extend(stallMs);
       log.warn({ stallMs, workers: fleet.size }, "registry stall detected; deadlines extended by its length");
     }
@@ -115,6 +112,7 @@ export class BackgroundLoop {
     if (lease === undefined) return;
     await this.writeTransitions(lease);
     await this.expireReservations(lease, clock.monotonic());
+    await this.removeOverdueDrains(lease);
   }
 
   /**
@@ -241,6 +239,20 @@ export class BackgroundLoop {
       if (change === undefined || !("ended" in change)) continue;
       this.counters.reservationsExpired++;
       log.info({ reservationId: change.ended, workerId: event.worker.id }, "reservation expired; slot freed");
+    }
+  }
+
+  /** Removes the draining workers past their drain deadline, whatever they still run. O(draining workers). */
+  private async removeOverdueDrains(lease: Lease): Promise<void> {
+    const { fleet, store, feed, clock, log } = this.deps;
+    const now = clock.now();
+    const overdue: string[] = [];
+    for (const worker of fleet.draining()) if (worker.drainDeadlineMs !== null && worker.drainDeadlineMs <= now) overdue.push(worker.id);
+    if (overdue.length === 0) return;
+    const { events } = await this.fenced(() => store.removeOverdueDrains(overdue, now, lease));
+    await feed.offer(events);
+    for (const event of events) {
+      log.warn({ workerId: event.worker.id, nodeId: event.worker.nodeId, currentTasks: event.worker.currentTasks }, "draining worker removed at its drain deadline");
     }
   }
 

@@ -1,11 +1,10 @@
 import { loadBalancingStatuses } from "./acquisition.js";
 import { selectTopK } from "./binary-heap.js";
 import type { Clock } from "./clock.js";
-import { WorkerNotFoundError } from "./errors.js";
 import type { Fleet, LiveWorker } from "./fleet.js";
 import type { HealthStatus } from "./health.js";
 import type { CompiledRegistryOptions } from "./registry-options.js";
-import { validateFilter, validateIntegerRange, validateWorkerId, type FilterInput } from "./validation.js";
+import { compileFilter, matchesLabels, validateIntegerRange, validateWorkerId, type FilterInput } from "./validation.js";
 import type { RankedWorkerView, WorkerView } from "./worker-view.js";
 
 /** Default page size of DiscoverWorkers and limit of load balancing when the caller sends 0. */
@@ -35,7 +34,7 @@ export class FleetQueries {
   find(workerId: string): LiveWorker {
     validateWorkerId(workerId);
     const worker = this.fleet.get(workerId);
-    if (worker === undefined) throw new WorkerNotFoundError(workerId);
+    if (worker === undefined) throw this.fleet.notFound(workerId);
     return worker;
   }
 
@@ -49,8 +48,8 @@ export class FleetQueries {
    * empty health filter matches every status; health is as of now.
    * @throws InvalidArgumentError for a bad filter, page size or page token.
    */
-  discover(filter: FilterInput, pageSize: number, pageToken: string): WorkerPage {
-    validateFilter(filter, this.options.limits);
+  discover(input: FilterInput, pageSize: number, pageToken: string): WorkerPage {
+    const filter = compileFilter(input, this.options.limits);
     validateIntegerRange("page_size", pageSize, 0, this.options.limits.maxPageSize);
     if (pageToken !== "") validateWorkerId(pageToken, "page_token");
     const size = pageSize === 0 ? DEFAULT_PAGE_SIZE : pageSize;
@@ -59,7 +58,8 @@ export class FleetQueries {
     const matches = (worker: LiveWorker) =>
       worker.id > pageToken &&
       worker.maxConcurrentTasks - worker.currentTasks >= filter.minAvailableCapacity &&
-      (statuses === undefined || statuses.has(this.fleet.healthOf(worker, now)));
+      (statuses === undefined || statuses.has(this.fleet.healthOf(worker, now))) &&
+      matchesLabels(filter, worker);
     // One more than the page tells whether another page follows, without counting the rest.
     const page = selectTopK(filtered(this.fleet.members(filter.capabilities), matches), size + 1, (a, b) => a.id < b.id);
     const hasMore = page.length > size;
@@ -74,14 +74,14 @@ export class FleetQueries {
    * candidates skipped by the filter).
    * @throws InvalidArgumentError for a bad filter or limit.
    */
-  rank(filter: FilterInput, limit: number): RankedWorkerView[] {
-    validateFilter(filter, this.options.limits);
+  rank(input: FilterInput, limit: number): RankedWorkerView[] {
+    const filter = compileFilter(input, this.options.limits);
     validateIntegerRange("limit", limit, 0, this.options.limits.maxPageSize);
     const now = this.clock.monotonic();
     const wanted = limit === 0 ? DEFAULT_RANK_LIMIT : limit;
     const best: RankedWorkerView[] = [];
     for (const worker of this.fleet.ranked(filter.capabilities, loadBalancingStatuses(filter))) {
-      if (worker.maxConcurrentTasks - worker.currentTasks < filter.minAvailableCapacity) continue;
+      if (worker.maxConcurrentTasks - worker.currentTasks < filter.minAvailableCapacity || !matchesLabels(filter, worker)) continue;
       best.push({ worker: this.fleet.view(worker, now), ...worker.score });
       if (best.length === wanted) break;
     }

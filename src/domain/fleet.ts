@@ -2,8 +2,10 @@ import type { CompiledRegistryOptions } from "./registry-options.js";
 import { healthForAge, healthTier, HEALTH_STATUSES, type HealthStatus } from "./health.js";
 import { OUT_OF_ROTATION, RankIndex, type RankKey } from "./rank-index.js";
 import { scoreWorker, type Score } from "./scoring.js";
-import type { CommittedEvent } from "./worker-events.js";
-import type { WorkerRecord } from "./worker-record.js";
+import { WorkerNotFoundError } from "./errors.js";
+import type { CommittedEvent, RemovalReason } from "./worker-events.js";
+import type { Labels } from "./labels.js";
+import type { WorkerRecord, WorkerState } from "./worker-record.js";
 import type { WorkerView } from "./worker-view.js";
 
 /**
@@ -28,6 +30,11 @@ export interface LiveWorker {
   health: HealthStatus;
   readonly tokenHash: string;
   readonly registeredBy: string | null;
+  readonly labels: Labels;
+  readonly version: string;
+  state: WorkerState;
+  /** Wall-clock ms; null unless draining. */
+  drainDeadlineMs: number | null;
   /** Monotonic ms of the last heartbeat known here (or of the moment a grace began). */
   lastSeenMono: number;
   /** Monotonic ms before which its health is held where recovery left it: no downgrade, no expiry. 0: none. */
@@ -58,6 +65,7 @@ export interface FleetTotals {
   readonly completed: number;
   readonly failed: number;
   readonly byHealth: Readonly<Record<HealthStatus, number>>;
+  readonly byState: Readonly<Record<WorkerState, number>>;
 }
 
 /**
@@ -73,6 +81,11 @@ export class Fleet {
   private readonly byNodeId = new Map<string, Set<LiveWorker>>();
   private readonly ranking = new RankIndex<LiveWorker>();
   private readonly byHealth: Record<HealthStatus, number> = { healthy: 0, degraded: 0, unhealthy: 0 };
+  private readonly byState: Record<WorkerState, number> = { active: 0, cordoned: 0, draining: 0 };
+  /** The workers draining now: the leader removes those past their deadline. */
+  private readonly drainingWorkers = new Set<LiveWorker>();
+  /** Why the last workers removed left, oldest first, at most {@link REMEMBERED_REMOVALS}. */
+  private readonly removals = new Map<string, RemovalReason>();
   private capacity = 0;
   private used = 0;
   private completed = 0;
@@ -113,6 +126,40 @@ export class Fleet {
     for (const worker of [...this.workers.values()]) this.remove(worker);
   }
 
+  /** The workers draining now, in no useful order. */
+  draining(): Iterable<LiveWorker> {
+    return this.drainingWorkers;
+  }
+
+  /** Moves every worker's deadlines `ms` later: time this process was blind (starting up, stalled) is nobody's silence. */
+  postponeDeadlines(ms: number): void {
+    for (const worker of this.workers.values()) {
+      worker.lastSeenMono += ms;
+      if (worker.holdUntilMono > 0) worker.holdUntilMono += ms;
+    }
+  }
+
+  /** Holds every worker's health where it is until `untilMono` (no downgrade, no expiry). */
+  holdAll(untilMono: number): void {
+    for (const worker of this.workers.values()) worker.holdUntilMono = Math.max(worker.holdUntilMono, untilMono);
+  }
+
+  /** The error for a worker not in the fleet, saying why it left if it was removed recently. */
+  notFound(workerId: string): WorkerNotFoundError {
+    return new WorkerNotFoundError(workerId, this.removals.get(workerId));
+  }
+
+  /** Why a worker left, if it was removed recently (the last {@link REMEMBERED_REMOVALS}). */
+  removalOf(workerId: string): RemovalReason | undefined {
+    return this.removals.get(workerId);
+  }
+
+  private rememberRemoval(workerId: string, reason: RemovalReason): void {
+    this.removals.delete(workerId);
+    this.removals.set(workerId, reason);
+    if (this.removals.size > REMEMBERED_REMOVALS) this.removals.delete(this.removals.keys().next().value!);
+  }
+
   /** Whether the worker is the one the fleet holds now: a worker removed meanwhile is never touched again. */
   isLive(worker: LiveWorker): boolean {
     return this.workers.get(worker.id) === worker;
@@ -126,6 +173,7 @@ export class Fleet {
       completed: this.completed,
       failed: this.failed,
       byHealth: { ...this.byHealth },
+      byState: { ...this.byState },
     };
   }
 
@@ -144,11 +192,14 @@ export class Fleet {
       case "unregistered":
       case "removed":
         if (before !== undefined) this.remove(before);
+        if (event.reason !== undefined) this.rememberRemoval(record.id, event.reason);
         return { before, after: undefined };
       case "health_changed":
+      case "state_changed":
       case "updated":
         if (before === undefined) return { before, after: undefined };
         this.update(before, record, event.type === "health_changed", nowMono, nowMs);
+        if (event.type === "state_changed") this.setState(before, record.state, record.drainDeadlineMs);
         if (event.reservation !== undefined) before.reservedTasks += "granted" in event.reservation ? 1 : -1;
         this.rerank(before);
         return { before, after: before };
@@ -171,6 +222,10 @@ export class Fleet {
       health: record.health,
       tokenHash: record.tokenHash,
       registeredBy: record.registeredBy,
+      labels: record.labels,
+      version: record.version,
+      state: record.state,
+      drainDeadlineMs: record.drainDeadlineMs,
       lastSeenMono: nowMono - Math.max(0, nowMs - record.lastHeartbeatAtMs),
       holdUntilMono: 0,
       unconfirmed: false,
@@ -188,6 +243,8 @@ export class Fleet {
     sameNode.add(worker);
     this.ranking.add(worker, rankKeyOf(worker));
     this.byHealth[worker.health]++;
+    this.byState[worker.state]++;
+    if (worker.state === "draining") this.drainingWorkers.add(worker);
     this.capacity += worker.maxConcurrentTasks;
     this.used += worker.currentTasks;
     this.completed += worker.tasksCompleted;
@@ -293,10 +350,21 @@ export class Fleet {
     if (sameNode?.size === 0) this.byNodeId.delete(worker.nodeId);
     this.ranking.remove(worker);
     this.byHealth[worker.health]--;
+    this.byState[worker.state]--;
+    this.drainingWorkers.delete(worker);
     this.capacity -= worker.maxConcurrentTasks;
     this.used -= worker.currentTasks;
     this.completed -= worker.tasksCompleted;
     this.failed -= worker.tasksFailed;
+  }
+
+  private setState(worker: LiveWorker, state: WorkerState, drainDeadlineMs: number | null): void {
+    this.byState[worker.state]--;
+    this.byState[state]++;
+    worker.state = state;
+    worker.drainDeadlineMs = drainDeadlineMs;
+    if (state === "draining") this.drainingWorkers.add(worker);
+    else this.drainingWorkers.delete(worker);
   }
 
   private rerank(worker: LiveWorker): void {
@@ -312,9 +380,13 @@ export class Fleet {
   }
 }
 
+/** How many removals the fleet remembers the reason of: enough for every worker of a large drain to be told. */
+const REMEMBERED_REMOVALS = 100_000;
+
 /** Where a worker belongs in the rank index now. */
 function rankKeyOf(worker: LiveWorker): RankKey {
-  const tier = worker.unconfirmed ? OUT_OF_ROTATION : healthTier(worker.health);
+  // Cordoned and draining workers keep heartbeating and keep their health, but are never ranked or granted.
+  const tier = worker.unconfirmed || worker.state !== "active" ? OUT_OF_ROTATION : healthTier(worker.health);
   return { tier, priority: worker.score.priority, currentTasks: worker.currentTasks };
 }
 
@@ -332,6 +404,10 @@ export function recordFields(worker: Omit<WorkerRecord, "health">): Omit<WorkerV
     successRate: completions === 0 ? 0 : worker.tasksCompleted / completions,
     registeredAtMs: worker.registeredAtMs,
     lastHeartbeatAtMs: worker.lastHeartbeatAtMs,
+    labels: worker.labels,
+    version: worker.version,
+    state: worker.state,
+    drainDeadlineMs: worker.drainDeadlineMs,
     metrics: {
       tasksCompleted: worker.tasksCompleted,
       tasksFailedCount: worker.tasksFailed,

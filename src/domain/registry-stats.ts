@@ -8,6 +8,10 @@ export interface RegistryStats {
   readonly healthyWorkers: number;
   readonly degradedWorkers: number;
   readonly unhealthyWorkers: number;
+  /** Out of rotation until uncordoned. */
+  readonly cordonedWorkers: number;
+  /** Out of rotation until removed. */
+  readonly drainingWorkers: number;
   readonly totalCapacity: number;
   readonly usedCapacity: number;
   readonly availableCapacity: number;
@@ -44,6 +48,8 @@ export function registryStats(
     healthyWorkers: totals.byHealth.healthy,
     degradedWorkers: totals.byHealth.degraded,
     unhealthyWorkers: totals.byHealth.unhealthy,
+    cordonedWorkers: totals.byState.cordoned,
+    drainingWorkers: totals.byState.draining,
     totalCapacity: capacity,
     usedCapacity: used,
     availableCapacity: capacity - used,

@@ -61,6 +61,21 @@ export type AdjustTaskCountResult =
       readonly reservedTasks: number;
     };
 
+/** What {@link RegistryStore.changeState} is asked to do. */
+export type StateTransition =
+  | { readonly to: "cordoned" }
+  | { readonly to: "active" }
+  /** Draining until `deadlineMs` (wall-clock ms), or an earlier deadline it already has. */
+  | { readonly to: "draining"; readonly deadlineMs: number };
+
+/** Result of {@link RegistryStore.changeState}. */
+export type ChangeStateResult =
+  /** Done, or nothing to do (already in that state): the events say which. */
+  | { readonly status: "ok" }
+  | { readonly status: "not-found" }
+  /** The worker drains: only a new registration undoes that. */
+  | { readonly status: "draining" };
+
 /** Result of {@link RegistryStore.releaseReservation}. */
 export type ReleaseReservationResult =
   | { readonly status: "released"; readonly workerId: string }
@@ -134,16 +149,37 @@ export interface RegistryStore {
   unregisterWorker(workerId: string, atMs: number): Promise<Committed>;
 
   /**
+   * Cordons, uncordons or drains a worker (event `state_changed`), if the
+   * transition applies: cordon an active worker, uncordon a cordoned one,
+   * drain any (a draining one only to an earlier deadline). A draining worker
+   * is never cordoned or uncordoned. A worker drained while idle is deleted
+   * in the same transaction (event `unregistered`, reason `drained`).
+   */
+  changeState(workerId: string, transition: StateTransition, atMs: number): Promise<Committed & { readonly result: ChangeStateResult }>;
+
+  /**
+   * Deletes the draining workers whose drain deadline is no later than
+   * `atMs`, whatever they still run (event `unregistered`, reason
+   * `drain_deadline`), with their reservations.
+   */
+  removeOverdueDrains(workerIds: readonly string[], atMs: number, lease: Lease): Promise<Committed>;
+
+  /**
    * Adds delta to current_tasks if the result stays within
    * reserved..max_concurrent_tasks, where reserved counts the slots held by
    * active reservations; otherwise changes nothing and says why.
+   *
+   * Every write that takes a draining worker's current_tasks (tasks and
+   * reservations alike) to zero deletes it in the same transaction (event
+   * `unregistered`, reason `drained`): so does this, releaseReservation and
+   * expireReservations.
    */
   adjustTaskCount(workerId: string, delta: number, atMs: number): Promise<Committed & { readonly result: AdjustTaskCountResult }>;
 
   /** Adds one completion to a worker's counters; no event if the worker does not exist. */
   recordCompletion(workerId: string, outcome: TaskOutcome, atMs: number): Promise<Committed>;
 
-  /** Takes one slot of the reservation's worker and records the reservation, if the worker has a free slot. */
+  /** Takes one slot of the reservation's worker and records the reservation, if the worker is active and has a free slot. */
   acquireSlot(
     reservation: ReservationRecord,
     atMs: number,

@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from "./errors.js";
 import type { HealthStatus } from "./health.js";
+import { LabelSelector, validateLabels, validateVersion, type Labels } from "./labels.js";
 import type { RegistryLimits } from "./registry-options.js";
 
 // Control characters (C0, C1, DEL), format characters (bidi overrides and isolates, zero-width characters, the
@@ -19,6 +20,10 @@ export interface RegistrationInput {
   readonly nodeId: string;
   readonly capabilities: readonly string[];
   readonly maxConcurrentTasks: number;
+  /** Kubernetes' rules; none when absent. */
+  readonly labels?: Labels;
+  /** "" or absent: unversioned. */
+  readonly version?: string;
 }
 
 /** A worker filter as the caller sends it. Empty or zero fields do not filter. */
@@ -26,7 +31,24 @@ export interface FilterInput {
   readonly capabilities: readonly string[];
   readonly healthStatuses: readonly HealthStatus[];
   readonly minAvailableCapacity: number;
+  /** Kubernetes' set-based syntax; "" or absent matches every worker. */
+  readonly labelSelector?: string;
+  /** Any of; empty or absent matches every worker. */
+  readonly versions?: readonly string[];
 }
+
+/** A filter that passed validation, its selector parsed once. */
+export interface CompiledFilter extends FilterInput {
+  readonly selector: LabelSelector;
+  readonly versions: readonly string[];
+  /** Whether the labels or the version narrow it: a check per candidate worker. */
+  readonly narrowsLabels: boolean;
+}
+
+/** At most this many versions in a filter. */
+const MAX_FILTER_VERSIONS = 64;
+/** At most this many characters in a label selector. */
+const MAX_SELECTOR_LENGTH = 4096;
 
 /** @throws InvalidArgumentError naming the first field that breaks a rule. */
 export function validateRegistration(input: RegistrationInput, limits: RegistryLimits): void {
@@ -39,6 +61,8 @@ export function validateRegistration(input: RegistrationInput, limits: RegistryL
   }
   validateCapabilities(capabilities, limits);
   validateIntegerRange("max_concurrent_tasks", input.maxConcurrentTasks, 1, limits.maxConcurrentTasksLimit);
+  validateLabels(input.labels ?? {});
+  validateVersion(input.version ?? "");
 }
 
 /** @throws InvalidArgumentError if the id is empty or not of the form worker-<timestamp>-<random>. */
@@ -73,6 +97,35 @@ export function validateFilter(filter: FilterInput, limits: RegistryLimits): voi
     if (filter.healthStatuses.indexOf(health) < index) throw new InvalidArgumentError(`filter.health_statuses[${index}]`, `repeats ${health}`);
   });
   validateIntegerRange("filter.min_available_capacity", filter.minAvailableCapacity, 0, limits.maxConcurrentTasksLimit);
+}
+
+/**
+ * Validates a filter and parses its label selector.
+ * @throws InvalidArgumentError naming the filter field at fault (and, for a selector, the position).
+ */
+export function compileFilter(filter: FilterInput, limits: RegistryLimits): CompiledFilter {
+  validateFilter(filter, limits);
+  const versions = filter.versions ?? [];
+  if (versions.length > MAX_FILTER_VERSIONS) {
+    throw new InvalidArgumentError("filter.versions", `must have at most ${MAX_FILTER_VERSIONS} entries, got ${versions.length}`);
+  }
+  versions.forEach((version, index) => {
+    validateVersion(version, `filter.versions[${index}]`);
+    if (versions.indexOf(version) < index) throw new InvalidArgumentError(`filter.versions[${index}]`, `repeats ${quote(version)}`);
+  });
+  const text = filter.labelSelector ?? "";
+  if (text.length > MAX_SELECTOR_LENGTH) {
+    throw new InvalidArgumentError("filter.label_selector", `must be at most ${MAX_SELECTOR_LENGTH} characters, got ${text.length}`);
+  }
+  const selector = LabelSelector.parse(text);
+  return { ...filter, selector, versions, narrowsLabels: !selector.isEmpty || versions.length > 0 };
+}
+
+/** Whether a worker's labels and version pass the filter. */
+export function matchesLabels(filter: CompiledFilter, worker: { readonly labels: Labels; readonly version: string }): boolean {
+  if (!filter.narrowsLabels) return true;
+  if (filter.versions.length > 0 && !filter.versions.includes(worker.version)) return false;
+  return filter.selector.matches(worker.labels);
 }
 
 /** @throws InvalidArgumentError unless 0 <= value <= max. */

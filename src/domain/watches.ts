@@ -3,7 +3,7 @@ import { FutureRevisionError, InvalidArgumentError, RevisionCompactedError } fro
 import { recordView } from "./fleet.js";
 import type { RegistryLimits } from "./registry-options.js";
 import type { RegistryStore } from "./registry-store.js";
-import { validateFilter, type FilterInput } from "./validation.js";
+import { compileFilter, type FilterInput } from "./validation.js";
 import { eventMatches, type CommittedEvent, type WatchFilter, type WatchListener, type WorkerEvent } from "./worker-events.js";
 
 const REPLAY_PAGE = 1000;
@@ -44,6 +44,7 @@ export function watcherEvent(event: CommittedEvent): WorkerEvent {
     occurredAtMs: event.occurredAtMs,
     ...(event.previousHealth === undefined ? {} : { previousHealth: event.previousHealth }),
     ...(event.reason === undefined ? {} : { reason: event.reason }),
+    ...(event.previousState === undefined ? {} : { previousState: event.previousState }),
   };
 }
 
@@ -183,9 +184,9 @@ export class Watches {
  * @throws InvalidArgumentError naming the field.
  */
 export function watchFilter(filter: FilterInput, limits: RegistryLimits): WatchFilter {
-  validateFilter(filter, limits);
+  const compiled = compileFilter(filter, limits);
   if (filter.minAvailableCapacity !== 0) {
     throw new InvalidArgumentError("filter.min_available_capacity", "is not supported by WatchWorkers: it must be 0");
   }
-  return { capabilities: filter.capabilities, healthStatuses: filter.healthStatuses };
+  return { capabilities: filter.capabilities, healthStatuses: filter.healthStatuses, labelSelector: compiled.selector, versions: compiled.versions };
 }

@@ -1,12 +1,17 @@
 import type { HealthStatus } from "./health.js";
-import type { ReservationRecord, WorkerRecord } from "./worker-record.js";
+import type { LabelSelector } from "./labels.js";
+import type { ReservationRecord, WorkerRecord, WorkerState } from "./worker-record.js";
 import type { WorkerView } from "./worker-view.js";
 
 /** What happened to a worker; the type of a revisioned event. */
-export type WorkerEventType = "registered" | "updated" | "health_changed" | "unregistered" | "removed";
+export type WorkerEventType = "registered" | "updated" | "health_changed" | "state_changed" | "unregistered" | "removed";
 
-/** Why a worker left the registry: UnregisterWorker, cleanup past its TTL, or a new registration of its node_id. */
-export type RemovalReason = "unregistered" | "expired" | "replaced";
+/**
+ * Why a worker left the registry: UnregisterWorker, cleanup past its TTL, a
+ * new registration of its node_id, a drain that ran out of tasks, or a drain
+ * that ran out of time.
+ */
+export type RemovalReason = "unregistered" | "expired" | "replaced" | "drained" | "drain_deadline";
 
 /** A reservation that a change granted or ended, carried by its event so every replica's read model follows. */
 export type ReservationChange = { readonly granted: ReservationRecord } | { readonly ended: string };
@@ -33,6 +38,8 @@ export interface CommittedEvent {
   readonly heardUntilMs?: number;
   /** For unregistered and removed: why the worker left. */
   readonly reason?: RemovalReason;
+  /** For state_changed: the state before. */
+  readonly previousState?: WorkerState;
   readonly reservation?: ReservationChange;
 }
 
@@ -48,6 +55,8 @@ export interface WorkerEvent {
   readonly previousHealth?: HealthStatus;
   /** For unregistered and removed: why the worker left. */
   readonly reason?: RemovalReason;
+  /** For state_changed: the state before. */
+  readonly previousState?: WorkerState;
 }
 
 /** What a watcher asks for. Only static or before/after-comparable conditions: see {@link eventMatches}. */
@@ -56,6 +65,10 @@ export interface WatchFilter {
   readonly capabilities: readonly string[];
   /** The worker's health before or after the event must be one of them; empty matches any. */
   readonly healthStatuses: readonly HealthStatus[];
+  /** The worker's labels must match it (labels never change on a worker). */
+  readonly labelSelector: LabelSelector;
+  /** The worker's version must be one of them; empty matches any. */
+  readonly versions: readonly string[];
 }
 
 /**
@@ -65,6 +78,8 @@ export interface WatchFilter {
  */
 export function eventMatches(filter: WatchFilter, event: WorkerEvent): boolean {
   if (!filter.capabilities.every((capability) => event.worker.capabilities.includes(capability))) return false;
+  if (filter.versions.length > 0 && !filter.versions.includes(event.worker.version)) return false;
+  if (!filter.labelSelector.matches(event.worker.labels)) return false;
   if (filter.healthStatuses.length === 0) return true;
   return (
     filter.healthStatuses.includes(event.worker.healthStatus) ||
@@ -76,7 +91,7 @@ export function eventMatches(filter: WatchFilter, event: WorkerEvent): boolean {
 export type WatchListener = (event: WorkerEvent) => void;
 
 /** The parts of an event a store keeps in its payload column; the rest are columns of their own. */
-type Payload = Pick<CommittedEvent, "worker" | "previousHealth" | "heardUntilMs" | "reason" | "reservation">;
+type Payload = Pick<CommittedEvent, "worker" | "previousHealth" | "heardUntilMs" | "reason" | "previousState" | "reservation">;
 
 /** The payload a store keeps for an event: JSON, version 2 (the record, not a view). */
 export function encodeEventPayload(event: Payload): string {
@@ -86,6 +101,7 @@ export function encodeEventPayload(event: Payload): string {
     ...(event.previousHealth === undefined ? {} : { previousHealth: event.previousHealth }),
     ...(event.heardUntilMs === undefined ? {} : { heardUntilMs: event.heardUntilMs }),
     ...(event.reason === undefined ? {} : { reason: event.reason }),
+    ...(event.previousState === undefined ? {} : { previousState: event.previousState }),
     ...(event.reservation === undefined ? {} : { reservation: event.reservation }),
   });
 }
@@ -97,14 +113,20 @@ export function encodeEventPayload(event: Payload): string {
  */
 export function decodeEventPayload(payload: string): Payload {
   const parsed = JSON.parse(payload) as Omit<Partial<Payload>, "worker"> & { v?: number; worker: unknown };
-  const worker = parsed.v === 2 ? (parsed.worker as WorkerRecord) : recordOfV1View(parsed.worker as WorkerView);
+  const worker = parsed.v === 2 ? withLifecycleDefaults(parsed.worker as WorkerRecord) : recordOfV1View(parsed.worker as WorkerView);
   return {
     worker,
     ...(parsed.previousHealth === undefined ? {} : { previousHealth: parsed.previousHealth }),
     ...(parsed.heardUntilMs === undefined ? {} : { heardUntilMs: parsed.heardUntilMs }),
     ...(parsed.reason === undefined ? {} : { reason: parsed.reason }),
+    ...(parsed.previousState === undefined ? {} : { previousState: parsed.previousState }),
     ...(parsed.reservation === undefined ? {} : { reservation: parsed.reservation }),
   };
+}
+
+/** Records written before labels, versions and states existed: none, unversioned, active. */
+function withLifecycleDefaults(record: Partial<WorkerRecord> & Omit<WorkerRecord, "labels" | "version" | "state" | "drainDeadlineMs">): WorkerRecord {
+  return { ...record, labels: record.labels ?? {}, version: record.version ?? "", state: record.state ?? "active", drainDeadlineMs: record.drainDeadlineMs ?? null };
 }
 
 function recordOfV1View(view: WorkerView): WorkerRecord {
@@ -123,5 +145,9 @@ function recordOfV1View(view: WorkerView): WorkerRecord {
     health: view.healthStatus,
     tokenHash: "",
     registeredBy: null,
+    labels: {},
+    version: "",
+    state: "active",
+    drainDeadlineMs: null,
   };
 }

@@ -1,4 +1,8 @@
 import type { HealthStatus } from "./health.js";
+import type { Labels } from "./labels.js";
+
+/** Whether a worker is in rotation: ranked and granted (active), or out of it until uncordoned, or for good. */
+export type WorkerState = "active" | "cordoned" | "draining";
 
 /**
  * A worker as the store keeps it and as every event carries it: everything
@@ -33,6 +37,13 @@ export interface WorkerRecord {
   readonly tokenHash: string;
   /** SHA-256 of the role token that registered the worker; null when authentication was off. */
   readonly registeredBy: string | null;
+  /** As given at registration. */
+  readonly labels: Labels;
+  /** As given at registration; "" for none. */
+  readonly version: string;
+  readonly state: WorkerState;
+  /** Wall-clock ms at which a draining worker is removed whatever it still runs; null unless draining. */
+  readonly drainDeadlineMs: number | null;
 }
 
 /** A slot taken by AcquireWorker and not yet released or expired. */

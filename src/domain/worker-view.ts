@@ -1,4 +1,6 @@
 import type { HealthStatus } from "./health.js";
+import type { Labels } from "./labels.js";
+import type { WorkerState } from "./worker-record.js";
 import type { Score } from "./scoring.js";
 
 /** A worker as callers see it, with its health as of the moment it was read. */
@@ -13,6 +15,11 @@ export interface WorkerView {
   readonly healthStatus: HealthStatus;
   readonly registeredAtMs: number;
   readonly lastHeartbeatAtMs: number;
+  readonly labels: Labels;
+  readonly version: string;
+  readonly state: WorkerState;
+  /** Wall-clock ms; null unless draining. */
+  readonly drainDeadlineMs: number | null;
   readonly metrics: {
     readonly tasksCompleted: number;
     readonly tasksFailedCount: number;

@@ -1,5 +1,5 @@
 import { PermissionDeniedError } from "../domain/errors.js";
-import type { Principal, Role } from "./roles.js";
+import { ROLES, type Principal, type Role } from "./roles.js";
 
 /** What a call does, as far as permissions go. */
 export type Operation =
@@ -18,7 +18,11 @@ export type Operation =
   /** AcquireWorker, ReleaseWorker. */
   | "reserve"
   /** ResumeEviction: overrides the registry's own safety brake. */
-  | "administer";
+  | "administer"
+  /** CordonWorker, UncordonWorker: in and out of rotation. */
+  | "cordon"
+  /** DrainWorker: out of rotation for good; a worker may ask it for itself. */
+  | "drain";
 
 /** The worker a call names, with who registered it. */
 export interface TargetWorker {
@@ -33,13 +37,23 @@ export interface TargetWorker {
 }
 
 const BY_ROLE: Record<Role, ReadonlySet<Operation>> = {
-  admin: new Set<Operation>(["register", "heartbeat", "unregister", "account", "read-worker", "read-fleet", "reserve", "administer"]),
-  orchestrator: new Set<Operation>(["account", "read-worker", "read-fleet", "reserve"]),
+  admin: new Set<Operation>(["register", "heartbeat", "unregister", "account", "read-worker", "read-fleet", "reserve", "administer", "cordon", "drain"]),
+  orchestrator: new Set<Operation>(["account", "read-worker", "read-fleet", "reserve", "cordon", "drain"]),
   worker: new Set<Operation>(["register"]),
 };
 
+/**
+ * The roles whose tokens may do `operation` to any worker, in the order of
+ * {@link ROLES} (a worker-role token may also act on the workers it
+ * registered, which this leaves out). For messages that tell a caller which
+ * token to use.
+ */
+export function rolesAllowedTo(operation: Operation): Role[] {
+  return ROLES.filter((role) => BY_ROLE[role].has(operation));
+}
+
 /** What a worker may do to itself: with its own worker token, or with the worker-role token that registered it. */
-const ON_OWN_WORKER: ReadonlySet<Operation> = new Set<Operation>(["heartbeat", "unregister", "account", "read-worker"]);
+const ON_OWN_WORKER: ReadonlySet<Operation> = new Set<Operation>(["heartbeat", "unregister", "account", "read-worker", "drain"]);
 
 /**
  * The permission rules, in one place. A worker token acts only on its own

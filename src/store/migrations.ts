@@ -116,6 +116,17 @@ export const migrations: readonly Migration[] = [
         ) STRICT;
       `),
   },
+  {
+    version: 7,
+    description: "fleet lifecycle: labels, version, state (active, cordoned, draining) and the drain deadline",
+    up: (db) =>
+      db.exec(`
+        ALTER TABLE workers ADD COLUMN labels TEXT NOT NULL DEFAULT '{}' CHECK (json_type(labels) = 'object');
+        ALTER TABLE workers ADD COLUMN version TEXT NOT NULL DEFAULT '';
+        ALTER TABLE workers ADD COLUMN state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'cordoned', 'draining'));
+        ALTER TABLE workers ADD COLUMN drain_deadline_ms INTEGER CHECK ((state = 'draining') = (drain_deadline_ms IS NOT NULL));
+      `),
+  },
 ];
 
 /** The schema version this build writes: the last migration's. */

@@ -3,11 +3,13 @@ import { LeaseLostError } from "../domain/errors.js";
 import {
   DuplicateWorkerIdError,
   type AdjustTaskCountResult,
+  type ChangeStateResult,
   type Committed,
   type HealthChange,
   type Lease,
   type ReleaseReservationResult,
   type Snapshot,
+  type StateTransition,
   type TaskOutcome,
 } from "../domain/registry-store.js";
 import { encodeEventPayload, type CommittedEvent } from "../domain/worker-events.js";
@@ -22,7 +24,8 @@ const NODE_LOCK_CLASS = 7262;
 const columns = `id, node_id AS "nodeId", capabilities, max_concurrent_tasks AS "maxConcurrentTasks",
   current_tasks AS "currentTasks", tasks_completed AS "tasksCompleted", tasks_failed AS "tasksFailed",
   total_task_duration_ms AS "totalTaskDurationMs", registered_at_ms AS "registeredAtMs",
-  last_heartbeat_at_ms AS "lastHeartbeatAtMs", health, token_hash AS "tokenHash", registered_by AS "registeredBy"`;
+  last_heartbeat_at_ms AS "lastHeartbeatAtMs", health, token_hash AS "tokenHash", registered_by AS "registeredBy",
+  labels, version, state, drain_deadline_ms AS "drainDeadlineMs"`;
 
 /** The same columns of a table aliased `w`, for statements that join workers with something else. */
 const columnsOfW = columns.replaceAll(/(^|,\s*)(\w+)/g, "$1w.$2");
@@ -71,6 +74,13 @@ const updated = (worker: WorkerRecord, occurredAtMs: number, reservation?: Commi
   ...(reservation === undefined ? {} : { reservation }),
 });
 
+/** A draining worker whose task count reached zero leaves, in the transaction that took it there. */
+async function drainedIfIdle(client: Client, row: WorkerRecord | undefined, atMs: number): Promise<Draft[]> {
+  if (row === undefined || row.state !== "draining" || row.currentTasks !== 0) return [];
+  const [removed] = await rows<WorkerRecord>(client, `DELETE FROM workers WHERE id = $1 AND state = 'draining' AND current_tasks = 0 RETURNING ${columns}`, [row.id]);
+  return removed === undefined ? [] : [{ type: "unregistered", reason: "drained", occurredAtMs: atMs, worker: removed }];
+}
+
 /** Adds an outcome to a worker's counters (and frees a slot when `freed`); the worker's row as it is after. */
 async function complete(client: Client, workerId: string, outcome: TaskOutcome, freed: boolean): Promise<WorkerRecord | undefined> {
   const [row] = await rows<WorkerRecord>(
@@ -111,10 +121,11 @@ export const postgresOperations = {
     const inserted = await rows(
       client,
       `INSERT INTO workers (id, node_id, capabilities, max_concurrent_tasks, current_tasks, tasks_completed, tasks_failed,
-         total_task_duration_ms, registered_at_ms, last_heartbeat_at_ms, health, token_hash, registered_by)
-       VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (id) DO NOTHING RETURNING 1`,
+         total_task_duration_ms, registered_at_ms, last_heartbeat_at_ms, health, token_hash, registered_by, labels, version, state, drain_deadline_ms)
+       VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb, $15, $16, $17) ON CONFLICT (id) DO NOTHING RETURNING 1`,
       [worker.id, worker.nodeId, JSON.stringify(worker.capabilities), worker.maxConcurrentTasks, worker.currentTasks, worker.tasksCompleted,
-        worker.tasksFailed, worker.totalTaskDurationMs, worker.registeredAtMs, worker.lastHeartbeatAtMs, worker.health, worker.tokenHash, worker.registeredBy],
+        worker.tasksFailed, worker.totalTaskDurationMs, worker.registeredAtMs, worker.lastHeartbeatAtMs, worker.health, worker.tokenHash, worker.registeredBy,
+        JSON.stringify(worker.labels), worker.version, worker.state, worker.drainDeadlineMs],
     );
     if (inserted.length === 0) throw new DuplicateWorkerIdError(worker.id);
     const replaced = await rows<WorkerRecord>(client, `DELETE FROM workers WHERE node_id = $1 AND id <> $2 RETURNING ${columns}`, [worker.nodeId, worker.id]);
@@ -127,6 +138,40 @@ export const postgresOperations = {
     return { events: row === undefined ? [] : await log(client, [{ type: "unregistered", reason: "unregistered", occurredAtMs: atMs, worker: row }]) };
   },
 
+  async changeState(client: Client, workerId: string, transition: StateTransition, atMs: number): Promise<Committed & { result: ChangeStateResult }> {
+    const [before] = await rows<{ state: WorkerRecord["state"] }>(client, "SELECT state FROM workers WHERE id = $1 FOR UPDATE", [workerId]);
+    if (before === undefined) return { events: [], result: { status: "not-found" } };
+    if (before.state === "draining" && transition.to !== "draining") return { events: [], result: { status: "draining" } };
+    const [row] =
+      transition.to === "draining"
+        ? await rows<WorkerRecord>(
+            client,
+            `UPDATE workers SET state = 'draining', drain_deadline_ms = $2
+             WHERE id = $1 AND (state <> 'draining' OR drain_deadline_ms > $2) RETURNING ${columns}`,
+            [workerId, transition.deadlineMs],
+          )
+        : await rows<WorkerRecord>(client, `UPDATE workers SET state = $2 WHERE id = $1 AND state = $3 RETURNING ${columns}`, [
+            workerId,
+            transition.to,
+            transition.to === "cordoned" ? "active" : "cordoned",
+          ]);
+    if (row === undefined) return { events: [], result: { status: "ok" } };
+    const changed: Draft = { type: "state_changed", occurredAtMs: atMs, worker: row, previousState: before.state };
+    return { events: await log(client, [changed, ...(await drainedIfIdle(client, row, atMs))]), result: { status: "ok" } };
+  },
+
+  async removeOverdueDrains(client: Client, workerIds: readonly string[], atMs: number, lease: Lease): Promise<Committed> {
+    await fence(client, lease);
+    const removed = await rows<WorkerRecord>(
+      client,
+      `DELETE FROM workers WHERE id = ANY($1::text[]) AND state = 'draining' AND drain_deadline_ms <= $2 RETURNING ${columns}`,
+      [workerIds, atMs],
+    );
+    const order = new Map(workerIds.map((id, i) => [id, i]));
+    removed.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
+    return { events: await log(client, removed.map((worker) => ({ type: "unregistered", reason: "drain_deadline", occurredAtMs: atMs, worker }))) };
+  },
+
   async adjustTaskCount(client: Client, workerId: string, delta: number, atMs: number): Promise<Committed & { result: AdjustTaskCountResult }> {
     const [row] = await rows<WorkerRecord>(
       client,
@@ -134,7 +179,7 @@ export const postgresOperations = {
        WHERE id = $1 AND current_tasks + $2 BETWEEN reserved_tasks AND max_concurrent_tasks RETURNING ${columns}`,
       [workerId, delta],
     );
-    if (row !== undefined) return { events: await log(client, [updated(row, atMs)]), result: { status: "ok" } };
+    if (row !== undefined) return { events: await log(client, [updated(row, atMs), ...(await drainedIfIdle(client, row, atMs))]), result: { status: "ok" } };
     const [current] = await rows<{ currentTasks: number; maxConcurrentTasks: number; reservedTasks: number }>(
       client,
       `SELECT current_tasks AS "currentTasks", max_concurrent_tasks AS "maxConcurrentTasks", reserved_tasks AS "reservedTasks" FROM workers WHERE id = $1`,
@@ -152,7 +197,7 @@ export const postgresOperations = {
     const [row] = await rows<WorkerRecord>(
       client,
       `UPDATE workers SET current_tasks = current_tasks + 1, reserved_tasks = reserved_tasks + 1
-       WHERE id = $1 AND current_tasks < max_concurrent_tasks RETURNING ${columns}`,
+       WHERE id = $1 AND current_tasks < max_concurrent_tasks AND state = 'active' RETURNING ${columns}`,
       [reservation.workerId],
     );
     if (row === undefined) {
@@ -174,7 +219,8 @@ export const postgresOperations = {
     const released = await rows(client, "UPDATE reservations SET state = 'released', ended_at_ms = $2 WHERE id = $1 AND state = 'active' RETURNING 1", [reservationId, atMs]);
     if (released.length > 0) {
       const row = await complete(client, workerId, outcome, true);
-      return { events: await log(client, [updated(row!, atMs, { ended: reservationId })]), result: { status: "released", workerId } };
+      const drafts = [updated(row!, atMs, { ended: reservationId }), ...(await drainedIfIdle(client, row, atMs))];
+      return { events: await log(client, drafts), result: { status: "released", workerId } };
     }
     const late = await rows(client, "UPDATE reservations SET state = 'released' WHERE id = $1 AND state = 'expired' RETURNING 1", [reservationId]);
     if (late.length > 0) {
@@ -236,7 +282,7 @@ export const postgresOperations = {
         `UPDATE workers SET current_tasks = current_tasks - 1, reserved_tasks = reserved_tasks - 1 WHERE id = $1 RETURNING ${columns}`,
         [workerId],
       );
-      drafts.push(updated(row!, atMs, { ended: id }));
+      drafts.push(updated(row!, atMs, { ended: id }), ...(await drainedIfIdle(client, row, atMs)));
     }
     return { events: await log(client, drafts) };
   },

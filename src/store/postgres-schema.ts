@@ -79,6 +79,18 @@ export const postgresMigrations: readonly PostgresMigration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    description: "fleet lifecycle: labels, version, state (active, cordoned, draining) and the drain deadline",
+    sql: `
+      ALTER TABLE workers
+        ADD COLUMN labels jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(labels) = 'object'),
+        ADD COLUMN version text NOT NULL DEFAULT '',
+        ADD COLUMN state text NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'cordoned', 'draining')),
+        ADD COLUMN drain_deadline_ms bigint,
+        ADD CHECK ((state = 'draining') = (drain_deadline_ms IS NOT NULL));
+    `,
+  },
 ];
 
 /** The schema version this build writes: the last migration's. */

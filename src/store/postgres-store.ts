@@ -4,12 +4,14 @@ import type { Logger } from "../domain/logger.js";
 import {
   DuplicateWorkerIdError,
   type AdjustTaskCountResult,
+  type ChangeStateResult,
   type Committed,
   type HealthChange,
   type Lease,
   type RegistryStore,
   type ReleaseReservationResult,
   type Snapshot,
+  type StateTransition,
   type TaskOutcome,
 } from "../domain/registry-store.js";
 import { decodeEventPayload, type CommittedEvent, type WorkerEventType } from "../domain/worker-events.js";
@@ -72,6 +74,10 @@ export class PostgresStore implements RegistryStore {
     const pool = new pg.Pool(config);
     // An idle connection that dies (database restarted) must not crash the process: the pool replaces it.
     pool.on("error", (error) => options.log.warn({ err: error }, "an idle database connection failed; it will be replaced"));
+    // A connection that dies while checked out (PostgreSQL restarted mid-transaction) emits 'error' on its client,
+    // where the pool has no listener: the query in flight fails with the same error, and the transaction discards the
+    // connection. Without this listener the event would end the process.
+    pool.on("connect", (client) => client.on("error", (error) => options.log.warn({ err: error }, "a database connection in use failed; it will be discarded")));
     let client: pg.PoolClient | undefined;
     try {
       client = await pool.connect();
@@ -137,6 +143,14 @@ export class PostgresStore implements RegistryStore {
 
   changeHealth(changes: readonly HealthChange[], atMs: number, lease?: Lease): Promise<Committed> {
     return this.transaction("change worker health", (c) => postgresOperations.changeHealth(c, changes, atMs, lease));
+  }
+
+  changeState(workerId: string, transition: StateTransition, atMs: number): Promise<Committed & { result: ChangeStateResult }> {
+    return this.transaction("change a worker's state", (c) => postgresOperations.changeState(c, workerId, transition, atMs));
+  }
+
+  removeOverdueDrains(workerIds: readonly string[], atMs: number, lease: Lease): Promise<Committed> {
+    return this.transaction("remove workers past their drain deadline", (c) => postgresOperations.removeOverdueDrains(c, workerIds, atMs, lease));
   }
 
   removeExpired(candidates: ReadonlyArray<{ readonly workerId: string; readonly heardUntilMs: number }>, atMs: number, lease: Lease): Promise<Committed> {

@@ -3,10 +3,12 @@ import { LeaseLostError } from "../domain/errors.js";
 import {
   DuplicateWorkerIdError,
   type AdjustTaskCountResult,
+  type ChangeStateResult,
   type HealthChange,
   type Lease,
   type ReleaseReservationResult,
   type Snapshot,
+  type StateTransition,
   type TaskOutcome,
 } from "../domain/registry-store.js";
 import { encodeEventPayload, type CommittedEvent } from "../domain/worker-events.js";
@@ -46,6 +48,12 @@ export function prepareOperations(db: Database.Database, s: Statements) {
     const held = s.readLease.get();
     if (held === undefined || held.owner !== lease.owner || held.epoch !== lease.epoch) throw new LeaseLostError();
   };
+  /** A draining worker whose task count reached zero leaves, in the transaction that took it there. */
+  const drainedIfIdle = (row: WorkerRow | undefined, atMs: number): Draft[] => {
+    if (row === undefined || row.state !== "draining" || row.currentTasks !== 0) return [];
+    const removed = s.deleteIfDrainedIdle.get(row.id);
+    return removed === undefined ? [] : [{ type: "unregistered", reason: "drained", occurredAtMs: atMs, worker: toWorkerRecord(removed) }];
+  };
   const complete = (workerId: string, outcome: TaskOutcome, freed: 0 | 1) =>
     s.recordCompletion.get({ id: workerId, succeeded: outcome.success ? 1 : 0, failed: outcome.success ? 0 : 1, durationMs: outcome.durationMs, freed });
 
@@ -60,7 +68,7 @@ export function prepareOperations(db: Database.Database, s: Statements) {
       }),
     ),
     registerWorker: db.transaction((worker: WorkerRecord, atMs: number) => {
-      if (s.insertWorker.run({ ...worker, capabilities: JSON.stringify(worker.capabilities) }).changes === 0) {
+      if (s.insertWorker.run({ ...worker, capabilities: JSON.stringify(worker.capabilities), labels: JSON.stringify(worker.labels) }).changes === 0) {
         throw new DuplicateWorkerIdError(worker.id);
       }
       const replaced = s.workersOfNode.all(worker.nodeId, worker.id).map(({ id }): Draft => {
@@ -73,10 +81,29 @@ export function prepareOperations(db: Database.Database, s: Statements) {
       const row = s.deleteWorker.get(workerId);
       return { events: row === undefined ? [] : log([{ type: "unregistered", reason: "unregistered", occurredAtMs: atMs, worker: toWorkerRecord(row) }]) };
     }),
+    changeState: db.transaction((workerId: string, transition: StateTransition, atMs: number) => {
+      const before = s.stateOf.get(workerId)?.state;
+      if (before === undefined) return { events: [], result: { status: "not-found" } as ChangeStateResult };
+      if (before === "draining" && transition.to !== "draining") return { events: [], result: { status: "draining" } as ChangeStateResult };
+      const row =
+        transition.to === "cordoned" ? s.cordon.get(workerId) : transition.to === "active" ? s.uncordon.get(workerId) : s.drain.get({ id: workerId, deadlineMs: transition.deadlineMs });
+      if (row === undefined) return { events: [], result: { status: "ok" } as ChangeStateResult };
+      const changed: Draft = { type: "state_changed", occurredAtMs: atMs, worker: toWorkerRecord(row), previousState: before };
+      return { events: log([changed, ...drainedIfIdle(row, atMs)]), result: { status: "ok" } as ChangeStateResult };
+    }),
+    removeOverdueDrains: db.transaction((workerIds: readonly string[], atMs: number, lease: Lease) => {
+      fence(lease);
+      const drafts: Draft[] = [];
+      for (const id of workerIds) {
+        const row = s.deleteIfDrainOverdue.get(id, atMs);
+        if (row !== undefined) drafts.push({ type: "unregistered", reason: "drain_deadline", occurredAtMs: atMs, worker: toWorkerRecord(row) });
+      }
+      return { events: log(drafts) };
+    }),
     // One transaction so the reported counts are the ones that refused the change.
     adjustTaskCount: db.transaction((workerId: string, delta: number, atMs: number) => {
       const row = s.adjustTaskCount.get({ id: workerId, delta });
-      if (row !== undefined) return { events: log([updated(row, atMs)]), result: { status: "ok" } as AdjustTaskCountResult };
+      if (row !== undefined) return { events: log([updated(row, atMs), ...drainedIfIdle(row, atMs)]), result: { status: "ok" } as AdjustTaskCountResult };
       const current = s.taskCount.get(workerId);
       const result: AdjustTaskCountResult = current === undefined ? { status: "not-found" } : { status: "out-of-range", ...current };
       return { events: [], result };
@@ -97,7 +124,7 @@ export function prepareOperations(db: Database.Database, s: Statements) {
         const row = complete(ended.workerId, outcome, 1);
         if (row === undefined) throw new Error(`reservation ${reservationId} outlived its worker ${ended.workerId}`);
         const result: ReleaseReservationResult = { status: "released", workerId: ended.workerId };
-        return { events: log([updated(row, atMs, { ended: reservationId })]), result };
+        return { events: log([updated(row, atMs, { ended: reservationId }), ...drainedIfIdle(row, atMs)]), result };
       }
       const existing = s.reservationState.get(reservationId);
       if (existing?.state === "expired") {
@@ -142,7 +169,7 @@ export function prepareOperations(db: Database.Database, s: Statements) {
       for (const id of reservationIds) {
         const ended = s.endReservation.get({ id, state: "expired", atMs });
         const row = ended === undefined ? undefined : s.freeSlot.get(ended.workerId);
-        if (row !== undefined) drafts.push(updated(row, atMs, { ended: id }));
+        if (row !== undefined) drafts.push(updated(row, atMs, { ended: id }), ...drainedIfIdle(row, atMs));
       }
       return { events: log(drafts) };
     }),

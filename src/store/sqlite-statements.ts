@@ -1,19 +1,22 @@
 import type Database from "better-sqlite3";
 import type { HealthStatus } from "../domain/health.js";
-import type { ReservationRecord, WorkerRecord } from "../domain/worker-record.js";
+import type { ReservationRecord, WorkerRecord, WorkerState } from "../domain/worker-record.js";
 import type { WorkerEventType } from "../domain/worker-events.js";
 
 const workerColumns = `id, node_id AS nodeId, capabilities, max_concurrent_tasks AS maxConcurrentTasks,
   current_tasks AS currentTasks, tasks_completed AS tasksCompleted, tasks_failed AS tasksFailed,
   total_task_duration_ms AS totalTaskDurationMs, registered_at_ms AS registeredAtMs,
-  last_heartbeat_at_ms AS lastHeartbeatAtMs, health, token_hash AS tokenHash, registered_by AS registeredBy`;
+  last_heartbeat_at_ms AS lastHeartbeatAtMs, health, token_hash AS tokenHash, registered_by AS registeredBy,
+  labels, version, state, drain_deadline_ms AS drainDeadlineMs`;
 
 /** The SQL of the SQLite store's statements, exported so tests can EXPLAIN exactly what runs. */
 export const storeSql = {
   insertWorker: `INSERT INTO workers (id, node_id, capabilities, max_concurrent_tasks, current_tasks,
-      tasks_completed, tasks_failed, total_task_duration_ms, registered_at_ms, last_heartbeat_at_ms, health, token_hash, registered_by)
+      tasks_completed, tasks_failed, total_task_duration_ms, registered_at_ms, last_heartbeat_at_ms, health, token_hash, registered_by,
+      labels, version, state, drain_deadline_ms)
     VALUES (@id, @nodeId, @capabilities, @maxConcurrentTasks, @currentTasks,
-      @tasksCompleted, @tasksFailed, @totalTaskDurationMs, @registeredAtMs, @lastHeartbeatAtMs, @health, @tokenHash, @registeredBy)
+      @tasksCompleted, @tasksFailed, @totalTaskDurationMs, @registeredAtMs, @lastHeartbeatAtMs, @health, @tokenHash, @registeredBy,
+      @labels, @version, @state, @drainDeadlineMs)
     ON CONFLICT (id) DO NOTHING`,
   workersOfNode: `SELECT id FROM workers WHERE node_id = ? AND id <> ?`,
   deleteWorker: `DELETE FROM workers WHERE id = ? RETURNING ${workerColumns}`,
@@ -32,8 +35,9 @@ export const storeSql = {
       current_tasks = current_tasks - @freed
     WHERE id = @id
     RETURNING ${workerColumns}`,
+  // Only an active worker: one cordoned or drained meanwhile (by any process) is never granted.
   takeSlot: `UPDATE workers SET current_tasks = current_tasks + 1
-    WHERE id = ? AND current_tasks < max_concurrent_tasks RETURNING ${workerColumns}`,
+    WHERE id = ? AND current_tasks < max_concurrent_tasks AND state = 'active' RETURNING ${workerColumns}`,
   freeSlot: `UPDATE workers SET current_tasks = current_tasks - 1
     WHERE id = ? AND current_tasks > 0 RETURNING ${workerColumns}`,
   workerExists: `SELECT 1 AS found FROM workers WHERE id = ?`,
@@ -42,6 +46,13 @@ export const storeSql = {
     WHERE id = @id AND health <> @to AND (@from IS NULL OR health = @from)
       AND (@heardUntilMs IS NULL OR last_heartbeat_at_ms <= @heardUntilMs)
     RETURNING ${workerColumns}`,
+  stateOf: `SELECT state FROM workers WHERE id = ?`,
+  cordon: `UPDATE workers SET state = 'cordoned' WHERE id = ? AND state = 'active' RETURNING ${workerColumns}`,
+  uncordon: `UPDATE workers SET state = 'active' WHERE id = ? AND state = 'cordoned' RETURNING ${workerColumns}`,
+  drain: `UPDATE workers SET state = 'draining', drain_deadline_ms = @deadlineMs
+    WHERE id = @id AND (state <> 'draining' OR drain_deadline_ms > @deadlineMs) RETURNING ${workerColumns}`,
+  deleteIfDrainedIdle: `DELETE FROM workers WHERE id = ? AND state = 'draining' AND current_tasks = 0 RETURNING ${workerColumns}`,
+  deleteIfDrainOverdue: `DELETE FROM workers WHERE id = ? AND state = 'draining' AND drain_deadline_ms <= ? RETURNING ${workerColumns}`,
   writeHeartbeat: `UPDATE workers SET last_heartbeat_at_ms = ? WHERE id = ?`,
   heartbeatsSince: `SELECT id AS workerId, last_heartbeat_at_ms AS lastHeartbeatAtMs FROM workers WHERE last_heartbeat_at_ms > ?`,
   allWorkers: `SELECT ${workerColumns} FROM workers ORDER BY last_heartbeat_at_ms, id`,
@@ -75,15 +86,15 @@ export const storeSql = {
   resign: `UPDATE registry_lease SET expires_at_ms = 0 WHERE id = 1 AND owner = ?`,
 } as const;
 
-/** A workers row as the statements return it: capabilities still JSON. */
-export type WorkerRow = Omit<WorkerRecord, "capabilities"> & { capabilities: string };
+/** A workers row as the statements return it: capabilities and labels still JSON. */
+export type WorkerRow = Omit<WorkerRecord, "capabilities" | "labels"> & { capabilities: string; labels: string };
 
 export type Statements = ReturnType<typeof prepareStatements>;
 
 /** Prepares every statement once. */
 export function prepareStatements(db: Database.Database) {
   return {
-    insertWorker: db.prepare<WorkerRow>(storeSql.insertWorker),
+    insertWorker: db.prepare<Omit<WorkerRow, "drainDeadlineMs"> & { drainDeadlineMs: number | null }>(storeSql.insertWorker),
     workersOfNode: db.prepare<[string, string], { id: string }>(storeSql.workersOfNode),
     deleteWorker: db.prepare<[string], WorkerRow>(storeSql.deleteWorker),
     deleteIfSilent: db.prepare<[string, number], WorkerRow>(storeSql.deleteIfSilent),
@@ -95,6 +106,12 @@ export function prepareStatements(db: Database.Database) {
     workerExists: db.prepare<[string], { found: number }>(storeSql.workerExists),
     healthOf: db.prepare<[string], { health: HealthStatus }>(storeSql.healthOf),
     setHealth: db.prepare<{ id: string; to: HealthStatus; from: HealthStatus | null; heardUntilMs: number | null }, WorkerRow>(storeSql.setHealth),
+    stateOf: db.prepare<[string], { state: WorkerState }>(storeSql.stateOf),
+    cordon: db.prepare<[string], WorkerRow>(storeSql.cordon),
+    uncordon: db.prepare<[string], WorkerRow>(storeSql.uncordon),
+    drain: db.prepare<{ id: string; deadlineMs: number }, WorkerRow>(storeSql.drain),
+    deleteIfDrainedIdle: db.prepare<[string], WorkerRow>(storeSql.deleteIfDrainedIdle),
+    deleteIfDrainOverdue: db.prepare<[string, number], WorkerRow>(storeSql.deleteIfDrainOverdue),
     writeHeartbeat: db.prepare<[number, string]>(storeSql.writeHeartbeat),
     heartbeatsSince: db.prepare<[number], { workerId: string; lastHeartbeatAtMs: number }>(storeSql.heartbeatsSince),
     allWorkers: db.prepare<[], WorkerRow>(storeSql.allWorkers),
@@ -119,5 +136,5 @@ export function prepareStatements(db: Database.Database) {
 
 /** A row read back into a record. */
 export function toWorkerRecord(row: WorkerRow): WorkerRecord {
-  return { ...row, capabilities: JSON.parse(row.capabilities) as string[] };
+  return { ...row, capabilities: JSON.parse(row.capabilities) as string[], labels: JSON.parse(row.labels) as Record<string, string> };
 }

@@ -4,12 +4,14 @@ import Database from "better-sqlite3";
 import { ConfigError, StoreUnavailableError } from "../domain/errors.js";
 import type {
   AdjustTaskCountResult,
+  ChangeStateResult,
   Committed,
   HealthChange,
   Lease,
   RegistryStore,
   ReleaseReservationResult,
   Snapshot,
+  StateTransition,
   TaskOutcome,
 } from "../domain/registry-store.js";
 import { decodeEventPayload, type CommittedEvent } from "../domain/worker-events.js";
@@ -186,6 +188,16 @@ export class SqliteStore implements RegistryStore {
   /** See {@link RegistryStore.unregisterWorker}. */
   unregisterWorker(workerId: string, atMs: number): Promise<Committed> {
     return this.write("unregister a worker", () => this.operations.unregisterWorker.immediate(workerId, atMs));
+  }
+
+  /** See {@link RegistryStore.changeState}. */
+  changeState(workerId: string, transition: StateTransition, atMs: number): Promise<Committed & { result: ChangeStateResult }> {
+    return this.write("change a worker's state", () => this.operations.changeState.immediate(workerId, transition, atMs));
+  }
+
+  /** See {@link RegistryStore.removeOverdueDrains}. */
+  removeOverdueDrains(workerIds: readonly string[], atMs: number, lease: Lease): Promise<Committed> {
+    return this.write("remove workers past their drain deadline", () => this.operations.removeOverdueDrains.immediate(workerIds, atMs, lease));
   }
 
   /** See {@link RegistryStore.adjustTaskCount}. */

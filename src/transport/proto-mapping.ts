@@ -3,6 +3,7 @@ import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { InvalidArgumentError } from "../domain/errors.js";
 import type { HealthStatus } from "../domain/health.js";
 import type { FilterInput } from "../domain/validation.js";
+import type { WorkerState } from "../domain/worker-record.js";
 import type { EvictionStatus } from "../domain/eviction-guard.js";
 import type { RemovalReason as DomainRemovalReason, WorkerEvent, WorkerEventType } from "../domain/worker-events.js";
 import type { RankedWorkerView, WorkerView } from "../domain/worker-view.js";
@@ -16,7 +17,7 @@ import {
   WorkerEventType as ProtoWorkerEventType,
   type EvictionStatus as ProtoEvictionStatus,
   type WorkerEvent as ProtoWorkerEvent,
-} from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
+} from "@sentinel/worker-registry-client/contract";
 import {
   HealthStatus as ProtoHealthStatus,
   RankedWorkerSchema,
@@ -24,7 +25,8 @@ import {
   type RankedWorker,
   type Worker,
   type WorkerFilter,
-} from "../../clients/typescript/src/gen/sentinel/registry/v1/worker_pb.js";
+  WorkerState as ProtoWorkerState,
+} from "@sentinel/worker-registry-client/contract";
 
 const TO_PROTO: Record<HealthStatus, ProtoHealthStatus> = {
   healthy: ProtoHealthStatus.HEALTHY,
@@ -33,6 +35,12 @@ const TO_PROTO: Record<HealthStatus, ProtoHealthStatus> = {
 };
 
 const FROM_PROTO = new Map<number, HealthStatus>(Object.entries(TO_PROTO).map(([name, value]) => [value, name as HealthStatus]));
+
+const STATES: Record<WorkerState, ProtoWorkerState> = {
+  active: ProtoWorkerState.ACTIVE,
+  cordoned: ProtoWorkerState.CORDONED,
+  draining: ProtoWorkerState.DRAINING,
+};
 
 /** The wire form of a health status. */
 export function healthToProto(health: HealthStatus): ProtoHealthStatus {
@@ -52,6 +60,10 @@ export function workerToProto(worker: WorkerView): Worker {
     healthStatus: TO_PROTO[worker.healthStatus],
     registeredAt: timestampFromMs(worker.registeredAtMs),
     lastHeartbeatAt: timestampFromMs(worker.lastHeartbeatAtMs),
+    labels: { ...worker.labels },
+    version: worker.version,
+    state: STATES[worker.state],
+    ...(worker.drainDeadlineMs === null ? {} : { drainDeadline: timestampFromMs(worker.drainDeadlineMs) }),
     metrics: {
       tasksCompleted: BigInt(worker.metrics.tasksCompleted),
       tasksFailedCount: BigInt(worker.metrics.tasksFailedCount),
@@ -87,19 +99,28 @@ export function filterFromProto(filter: WorkerFilter | undefined): FilterInput {
     }
     return health;
   });
-  return { capabilities: filter.capabilities, healthStatuses, minAvailableCapacity: filter.minAvailableCapacity };
+  return {
+    capabilities: filter.capabilities,
+    healthStatuses,
+    minAvailableCapacity: filter.minAvailableCapacity,
+    labelSelector: filter.labelSelector,
+    versions: filter.versions,
+  };
 }
 
 const REMOVAL_REASONS: Record<DomainRemovalReason, RemovalReason> = {
   unregistered: RemovalReason.UNREGISTERED,
   expired: RemovalReason.EXPIRED,
   replaced: RemovalReason.REPLACED,
+  drained: RemovalReason.DRAINED,
+  drain_deadline: RemovalReason.DRAIN_DEADLINE,
 };
 
 const EVENT_TYPES: Record<WorkerEventType, ProtoWorkerEventType> = {
   registered: ProtoWorkerEventType.REGISTERED,
   updated: ProtoWorkerEventType.UPDATED,
   health_changed: ProtoWorkerEventType.HEALTH_CHANGED,
+  state_changed: ProtoWorkerEventType.STATE_CHANGED,
   unregistered: ProtoWorkerEventType.UNREGISTERED,
   removed: ProtoWorkerEventType.REMOVED_BY_CLEANUP,
 };
@@ -113,6 +134,7 @@ export function eventToProto(event: WorkerEvent): ProtoWorkerEvent {
     occurredAt: timestampFromMs(event.occurredAtMs),
     previousHealthStatus: event.previousHealth === undefined ? ProtoHealthStatus.UNSPECIFIED : TO_PROTO[event.previousHealth],
     removalReason: event.reason === undefined ? RemovalReason.UNSPECIFIED : REMOVAL_REASONS[event.reason],
+    previousState: event.previousState === undefined ? ProtoWorkerState.UNSPECIFIED : STATES[event.previousState],
   });
 }
 

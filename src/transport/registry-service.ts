@@ -1,11 +1,17 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { durationMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { status, type handleUnaryCall, type ServerUnaryCall, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Clock } from "../domain/clock.js";
 import type { Logger } from "../domain/logger.js";
 import type { WorkerRegistry } from "../domain/worker-registry.js";
 import {
   AcquireWorkerResponseSchema,
+  CordonWorkerResponseSchema,
+  DrainWorkerResponseSchema,
+  UncordonWorkerResponseSchema,
+  type CordonWorkerRequest,
+  type DrainWorkerRequest,
+  type UncordonWorkerRequest,
   DiscoverWorkersResponseSchema,
   GetRegistryStatsResponseSchema,
   GetWorkerResponseSchema,
@@ -28,7 +34,7 @@ import {
   type ReleaseWorkerRequest,
   type UnregisterWorkerRequest,
   type UpdateTaskCountRequest,
-} from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
+} from "@sentinel/worker-registry-client/contract";
 import type { Operation } from "../security/access-policy.js";
 import type { Principal } from "../security/roles.js";
 import type { CallGuard } from "./call-guard.js";
@@ -36,6 +42,7 @@ import type { HeartbeatStreams } from "./heartbeat-streams.js";
 import type { WatchStreams } from "./watch-streams.js";
 import { evictionToProto, filterFromProto, rankedWorkerToProto, replicaToProto, workerToProto } from "./proto-mapping.js";
 import { statusForError } from "./status.js";
+import type { TransportObserver } from "./transport-observer.js";
 
 const RELEASE_OUTCOMES = {
   released: ReleaseOutcome.RELEASED,
@@ -48,9 +55,9 @@ const RELEASE_OUTCOMES = {
  * and the domain; every rule lives in WorkerRegistry, and every error goes
  * through the one status table.
  *
- * `observe`, if given, is called once per unary call after its answer is
- * sent, with the method, the gRPC status name ("OK", "NOT_FOUND", ...) and
- * the seconds since the call arrived. Streams are not observed. Default: none.
+ * `observer` hears of each unary call once its answer is sent (the method,
+ * the gRPC status name and the seconds since the call arrived), and of each
+ * one answered with an error; the streams report to it themselves.
  */
 export function registryServiceHandlers(
   registry: WorkerRegistry,
@@ -58,7 +65,7 @@ export function registryServiceHandlers(
   guard: CallGuard,
   clock: Clock,
   log: Logger,
-  observe?: (method: string, code: string, seconds: number) => void,
+  observer: TransportObserver,
 ): UntypedServiceImplementation {
   /**
    * A unary handler: authenticates the call, checks `operation` against the
@@ -72,7 +79,11 @@ export function registryServiceHandlers(
   ): handleUnaryCall<Req, Res> =>
     (call, callback) => {
       const startedMs = clock.monotonic();
-      const observed = (code: status) => observe?.(method, status[code], (clock.monotonic() - startedMs) / 1000);
+      const observed = (code: status) => {
+        const name = status[code];
+        observer.unaryAnswered(method, name, (clock.monotonic() - startedMs) / 1000);
+        if (code !== status.OK) observer.callRefused(method, name);
+      };
       // A synchronous throw and a rejection take the same path.
       new Promise<Res>((resolve) => {
         const principal = guard.principal(call.metadata);
@@ -103,9 +114,14 @@ export function registryServiceHandlers(
       await registry.unregisterWorker(request.workerId);
       return create(UnregisterWorkerResponseSchema);
     }),
-    heartbeat: unary("Heartbeat", "heartbeat", byWorker, (request: HeartbeatRequest) =>
-      create(HeartbeatResponseSchema, { worker: workerToProto(registry.heartbeat(request.workerId)) }),
-    ),
+    heartbeat: unary("Heartbeat", "heartbeat", byWorker, (request: HeartbeatRequest) => {
+      const worker = registry.heartbeat(request.workerId);
+      return create(HeartbeatResponseSchema, {
+        worker: workerToProto(worker),
+        drainRequested: worker.drainDeadlineMs !== null,
+        ...(worker.drainDeadlineMs === null ? {} : { drainDeadline: timestampFromMs(worker.drainDeadlineMs) }),
+      });
+    }),
     heartbeatStream: streams.heartbeats.handle,
     updateTaskCount: unary("UpdateTaskCount", "account", byWorker, async (request: UpdateTaskCountRequest) => {
       const worker = await registry.updateTaskCount(request.workerId, request.delta);
@@ -159,6 +175,16 @@ export function registryServiceHandlers(
       return create(ReleaseWorkerResponseSchema, { outcome: RELEASE_OUTCOMES[release.outcome], worker: workerToProto(release.worker) });
     }),
     watchWorkers: streams.watches.handle,
+    cordonWorker: unary("CordonWorker", "cordon", byWorker, async (request: CordonWorkerRequest) =>
+      create(CordonWorkerResponseSchema, { worker: workerToProto(await registry.cordonWorker(request.workerId)) }),
+    ),
+    uncordonWorker: unary("UncordonWorker", "cordon", byWorker, async (request: UncordonWorkerRequest) =>
+      create(UncordonWorkerResponseSchema, { worker: workerToProto(await registry.uncordonWorker(request.workerId)) }),
+    ),
+    drainWorker: unary("DrainWorker", "drain", byWorker, async (request: DrainWorkerRequest) => {
+      const graceMs = request.grace === undefined ? undefined : durationMs(request.grace);
+      return create(DrainWorkerResponseSchema, { worker: workerToProto(await registry.drainWorker(request.workerId, graceMs)) });
+    }),
     resumeEviction: unary("ResumeEviction", "administer", undefined, () => {
       const { wasPaused, eviction } = registry.resumeEviction();
       return create(ResumeEvictionResponseSchema, { wasPaused, eviction: evictionToProto(eviction) });

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { parseDuration } from "../../src/cli/duration.js";
-import { parseServeArgs } from "../../src/cli/serve-command.js";
+import { defaultText, envName, parseServeArgs, SERVE_SETTINGS, serveUsage } from "../../src/cli/serve-command.js";
+import { formatDuration } from "../../src/cli/duration.js";
+import { compileServeOptions, SERVE_DEFAULTS } from "../../src/serve-options.js";
 
 describe("parseDuration", () => {
   it.each([
@@ -55,5 +57,34 @@ describe("parseServeArgs", () => {
     expect(() => parseServeArgs([], { REGISTRY_PORT: "http" })).toThrow(/^REGISTRY_PORT: invalid port/);
     expect(() => parseServeArgs(["--sync", "sometimes"], {})).toThrow(/must be one of normal, full/);
     expect(() => parseServeArgs(["--nope", "1"], {})).toThrow(/nope/);
+  });
+});
+
+// The help text is derived from the compiled defaults, never written twice: giving each setting its documented
+// default explicitly must compile to exactly the options that giving nothing does.
+describe("the documented defaults", () => {
+  const documented = SERVE_SETTINGS.filter((setting) => setting.default !== undefined);
+
+  it.each(documented.map((setting) => [setting.flag, setting] as const))("--%s at its documented default changes nothing", (_flag, setting) => {
+    const value = setting.default!(SERVE_DEFAULTS);
+    const options = setting.switch ? parseServeArgs([], { [envName(setting.flag)]: value }) : parseServeArgs([`--${setting.flag}`, value], {});
+    expect(compileServeOptions(options)).toEqual(SERVE_DEFAULTS);
+  });
+
+  it("covers every setting that has a default, and says what no value means for the others", () => {
+    expect(documented.length).toBeGreaterThan(30);
+    for (const setting of SERVE_SETTINGS.filter((s) => s.default === undefined)) expect(setting.note, setting.flag).toMatch(/^none|hostname/);
+  });
+
+  it("shows each default in serve --help", () => {
+    const usage = serveUsage();
+    for (const setting of SERVE_SETTINGS) expect(usage).toContain(`(default ${defaultText(setting)})`);
+    expect(usage).toContain("--heartbeat-interval");
+    expect(defaultText(SERVE_SETTINGS.find((s) => s.flag === "heartbeat-interval")!)).toBe("5m (half the healthy threshold)");
+  });
+
+  it("formats durations as they are parsed", () => {
+    for (const ms of [500, 1000, 90_000, 600_000, 2_700_000, 7_200_000, 1500]) expect(parseDuration(formatDuration(ms))).toBe(ms);
+    expect(formatDuration(2_700_000)).toBe("45m");
   });
 });

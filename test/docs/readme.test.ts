@@ -1,12 +1,12 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { envName, SERVE_SETTINGS } from "../../src/cli/serve-command.js";
+import { defaultText, envName, SERVE_SETTINGS } from "../../src/cli/serve-command.js";
 
 const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
 
 describe("the README", () => {
   it("documents every serve flag with its environment variable and default", () => {
-    const missing = SERVE_SETTINGS.filter((s) => !readme.includes(`| \`--${s.flag}\` | \`${envName(s.flag)}\` | ${s.defaultText} |`)).map((s) => s.flag);
+    const missing = SERVE_SETTINGS.filter((s) => !readme.includes(`| \`--${s.flag}\` | \`${envName(s.flag)}\` | ${defaultText(s)} |`)).map((s) => s.flag);
     expect(missing).toEqual([]);
   });
 

@@ -13,7 +13,7 @@ import { tempDirs } from "../support/temp-dir.js";
 import { openHeartbeats, openWatch, sleep, waitUntil } from "../support/watch-issue4.js";
 
 const FIXTURE = fileURLToPath(new URL("./fixtures/heartbeat-worker.mjs", import.meta.url));
-const COMPILED_CONTRACT = fileURLToPath(new URL("../../dist/clients/typescript/src/grpc-definition.js", import.meta.url));
+const COMPILED_CONTRACT = fileURLToPath(new URL("../../clients/typescript/dist/contract.js", import.meta.url));
 
 /** Starts the fixture worker process and resolves once it has registered and had its first heartbeat answered. */
 async function spawnWorker(address: string, capability: string): Promise<{ child: ChildProcess; workerId: string; exited: Promise<NodeJS.Signals | null> }> {

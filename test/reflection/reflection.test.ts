@@ -118,6 +118,9 @@ describe("server reflection, seen by a foreign client", () => {
       "ReleaseWorker",
       "WatchWorkers",
       "ResumeEviction",
+      "CordonWorker",
+      "UncordonWorker",
+      "DrainWorker",
     ];
     expect(rpcs.map((rpc) => rpc.name).sort()).toEqual([...methods].sort());
     for (const rpc of rpcs) {

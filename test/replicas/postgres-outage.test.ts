@@ -1,7 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { WorkerNode, WorkerRegistryClient } from "../../clients/typescript/src/index.js";
-import { Health, HealthCheckResponse_ServingStatus } from "../../clients/typescript/src/gen/grpc/health/v1/health_pb.js";
+import { Health, HealthCheckResponse_ServingStatus } from "../../src/gen/grpc/health/v1/health_pb.js";
 import { grpcServiceDefinition } from "../../clients/typescript/src/grpc-definition.js";
 import { HealthStatus } from "../../clients/typescript/src/gen/sentinel/registry/v1/worker_pb.js";
 import { PostgresCluster } from "../support/postgres-cluster.js";

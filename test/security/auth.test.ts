@@ -14,6 +14,7 @@ import { createLogger } from "../../src/log.js";
 import { WorkerRegistryClient } from "../../clients/typescript/src/worker-registry-client.js";
 import { RegistryClientError } from "../../clients/typescript/src/registry-client-error.js";
 import { WorkerNode } from "../../clients/typescript/src/worker-node.js";
+import { WorkerState } from "@sentinel/worker-registry-client/contract";
 import { startServerProcess } from "../support/server-process.js";
 import { tempDirs } from "../support/temp-dir.js";
 import {
@@ -168,6 +169,12 @@ describe("role tokens", () => {
         return codeName((await watchOutcome(via, token, () => client.outcome("registerWorker", REGISTRATION, T.admin))).code);
       case "ResumeEviction":
         return unary("resumeEviction", {});
+      case "CordonWorker":
+        return unary("cordonWorker", { workerId: target.id });
+      case "UncordonWorker":
+        return unary("uncordonWorker", { workerId: target.id });
+      case "DrainWorker":
+        return unary("drainWorker", { workerId: target.id });
       default:
         throw new Error(`no probe for ${rpc}`);
     }
@@ -189,11 +196,14 @@ describe("role tokens", () => {
     return Object.fromEntries(ALL.map((name) => [name, allowed.includes(name) ? "OK" : otherwise]));
   };
 
-  const ON_ONE_WORKER = ["UnregisterWorker", "Heartbeat", "HeartbeatStream", "UpdateTaskCount", "RecordTaskCompletion", "GetWorker"];
-  const ORCHESTRATOR = ["UpdateTaskCount", "RecordTaskCompletion", "GetWorker", "DiscoverWorkers", "GetWorkersForLoadBalancing", "GetRegistryStats", "AcquireWorker", "ReleaseWorker", "WatchWorkers"];
+  const ON_ONE_WORKER = ["UnregisterWorker", "Heartbeat", "HeartbeatStream", "UpdateTaskCount", "RecordTaskCompletion", "GetWorker", "DrainWorker"];
+  const ORCHESTRATOR = [
+    ...["UpdateTaskCount", "RecordTaskCompletion", "GetWorker", "DiscoverWorkers", "GetWorkersForLoadBalancing", "GetRegistryStats"],
+    ...["AcquireWorker", "ReleaseWorker", "WatchWorkers", "CordonWorker", "UncordonWorker", "DrainWorker"],
+  ];
 
-  it("covers all 14 RPCs of the contract", () => {
-    expect(ALL).toHaveLength(14);
+  it("covers all 17 RPCs of the contract", () => {
+    expect(ALL).toHaveLength(17);
     expect(ALL).toEqual(expect.arrayContaining(["HeartbeatStream", "WatchWorkers", "AcquireWorker", "ReleaseWorker"]));
   });
 
@@ -280,7 +290,7 @@ describe("role tokens", () => {
     expect(await row(() => newWorker(T.worker2), () => T.admin2)).toEqual(expected(ALL));
   });
 
-  it("orchestrator: reads, ranks, acquires and releases, updates counts and records completions; nothing else", async () => {
+  it("orchestrator: reads, ranks, acquires and releases, updates counts, records completions, cordons and drains; nothing else", async () => {
     expect(await row(() => newWorker(T.admin), () => T.orchestrator)).toEqual(expected(ORCHESTRATOR));
   });
 
@@ -296,7 +306,7 @@ describe("role tokens", () => {
     expect(await row(() => newWorker(T.worker2), () => T.worker)).toEqual(expected(["RegisterWorker"]));
   });
 
-  it("worker token: acts on its own worker only (Heartbeat, HeartbeatStream, UnregisterWorker, UpdateTaskCount, RecordTaskCompletion, GetWorker)", async () => {
+  it("worker token: acts on its own worker only (Heartbeat, HeartbeatStream, UnregisterWorker, UpdateTaskCount, RecordTaskCompletion, GetWorker, DrainWorker)", async () => {
     expect(await row(() => newWorker(T.worker), (target) => target.token)).toEqual(expected(ON_ONE_WORKER));
   });
 
@@ -320,6 +330,20 @@ describe("role tokens", () => {
     const after = await client.call("getWorker", { workerId: b.id }, T.admin);
     expect(after.currentTasks).toBe(before.currentTasks);
     expect(after.metrics).toEqual(before.metrics);
+  });
+
+  it("a worker token cannot drain (nor cordon) another worker, which stays active and in rotation", async () => {
+    const a = await newWorker(T.worker);
+    const b = await newWorker(T.worker);
+    const drain = await client.outcome("drainWorker", { workerId: b.id, grace: { seconds: 60n } }, a.token);
+    expect(`${codeName(drain.code)}: ${drain.details}`).toBe(`PERMISSION_DENIED: the token of worker ${a.id} may act only on that worker`);
+    const cordon = await client.outcome("cordonWorker", { workerId: b.id }, a.token);
+    expect(`${codeName(cordon.code)}: ${cordon.details}`).toBe("PERMISSION_DENIED: a worker token may not cordon; use a role token");
+    const after = await client.call("getWorker", { workerId: b.id }, T.admin);
+    expect({ state: after.worker.state, drainDeadline: after.worker.drainDeadline }).toEqual({ state: WorkerState.ACTIVE, drainDeadline: undefined });
+    // Its own: allowed.
+    const own = await client.call("drainWorker", { workerId: a.id, grace: { seconds: 60n } }, a.token);
+    expect(own.worker.state).toBe(WorkerState.DRAINING);
   });
 
   it("a heartbeat stream opened with a worker token cannot switch to another worker mid-stream", async () => {

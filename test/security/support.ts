@@ -12,15 +12,15 @@ import { Writable } from "node:stream";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { WorkerRegistryService } from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
-import { HealthCheckRequestSchema, HealthCheckResponseSchema } from "../../clients/typescript/src/gen/grpc/health/v1/health_pb.js";
+import { HealthCheckRequestSchema, HealthCheckResponseSchema } from "../../src/gen/grpc/health/v1/health_pb.js";
 import {
   ServerReflectionRequestSchema as ReflectionV1RequestSchema,
   ServerReflectionResponseSchema as ReflectionV1ResponseSchema,
-} from "../../clients/typescript/src/gen/grpc/reflection/v1/reflection_pb.js";
+} from "../../src/gen/grpc/reflection/v1/reflection_pb.js";
 import {
   ServerReflectionRequestSchema as ReflectionV1AlphaRequestSchema,
   ServerReflectionResponseSchema as ReflectionV1AlphaResponseSchema,
-} from "../../clients/typescript/src/gen/grpc/reflection/v1alpha/reflection_pb.js";
+} from "../../src/gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { grpcServiceDefinition } from "../../clients/typescript/src/grpc-definition.js";
 
 export const { status } = grpc;

@@ -126,7 +126,7 @@ describe("opening and migrations", () => {
     file = path.join(dir, "nested", "deeper", "registry.db");
     openStore();
     const db = rawConnection();
-    expect(latestSchemaVersion).toBe(6);
+    expect(latestSchemaVersion).toBe(7);
     expect(db.pragma("user_version", { simple: true })).toBe(latestSchemaVersion);
     expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
     const strict = db.prepare("SELECT name FROM pragma_table_list WHERE strict = 1 ORDER BY name").pluck().all();

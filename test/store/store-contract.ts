@@ -30,6 +30,10 @@ export function worker(id: string, overrides: Partial<WorkerRecord> = {}): Worke
     health: "healthy",
     tokenHash: "a".repeat(64),
     registeredBy: null,
+    labels: {},
+    version: "",
+    state: "active",
+    drainDeadlineMs: null,
     ...overrides,
   };
 }
@@ -355,6 +359,86 @@ export function describeStoreContract(name: string, open: () => Promise<StoreHar
         [3, "updated", "b"],
       ]);
       expect(await h.store.headRevision()).toBe(3);
+    });
+
+    it("cordons an active worker, uncordons a cordoned one, one state_changed event each; a repeat changes nothing", async () => {
+      const { store } = await start();
+      await store.registerWorker(worker("a", { labels: { zone: "eu-1", "example.com/ssd": "" }, version: "v7" }), 1_000);
+      const cordoned = await store.changeState("a", { to: "cordoned" }, 1_100);
+      expect(cordoned).toEqual({
+        result: { status: "ok" },
+        events: [{ revision: 2, type: "state_changed", occurredAtMs: 1_100, previousState: "active", worker: worker("a", { labels: { zone: "eu-1", "example.com/ssd": "" }, version: "v7", state: "cordoned" }) }],
+      });
+      expect(await store.changeState("a", { to: "cordoned" }, 1_200)).toEqual({ events: [], result: { status: "ok" } });
+      const back = await store.changeState("a", { to: "active" }, 1_300);
+      expect(back.events.map((e) => [e.type, e.previousState, e.worker.state])).toEqual([["state_changed", "cordoned", "active"]]);
+      expect(await store.changeState("ghost", { to: "cordoned" }, 1_400)).toEqual({ events: [], result: { status: "not-found" } });
+      expect((await store.load()).workers[0]).toMatchObject({ state: "active", labels: { zone: "eu-1", "example.com/ssd": "" }, version: "v7" });
+      await expectLogged(store, [...(await store.readEvents(1, 10))]);
+    });
+
+    it("a slot is never taken on a worker that is not active", async () => {
+      const h = await start();
+      const other = await h.second();
+      await h.store.registerWorker(worker("a"), 1_000);
+      // Cordoned by another writer: this one's read model may not know yet, the store does.
+      await other.changeState("a", { to: "cordoned" }, 1_100);
+      expect(await h.store.acquireSlot(reservation("r1", "a"), 1_200)).toEqual({ events: [], status: "full" });
+      await other.registerWorker(worker("b"), 1_250);
+      await other.adjustTaskCount("b", 1, 1_260);
+      await other.changeState("b", { to: "draining", deadlineMs: 9_000 }, 1_300);
+      expect(await h.store.acquireSlot(reservation("r2", "b"), 1_400)).toEqual({ events: [], status: "full" });
+      expect((await h.store.load()).reservations).toEqual([]);
+    });
+
+    it("drains: an idle worker is deleted in the same transaction (reason drained); a busy one when its count reaches zero", async () => {
+      const { store } = await start();
+      await store.registerWorker(worker("idle"), 1_000);
+      const idle = await store.changeState("idle", { to: "draining", deadlineMs: 61_000 }, 1_100);
+      expect(idle.events.map((e) => [e.revision, e.type, e.previousState ?? e.reason, e.worker.state, e.worker.drainDeadlineMs])).toEqual([
+        [2, "state_changed", "active", "draining", 61_000],
+        [3, "unregistered", "drained", "draining", 61_000],
+      ]);
+      await store.registerWorker(worker("busy"), 1_200);
+      await store.adjustTaskCount("busy", 1, 1_300);
+      await store.acquireSlot(reservation("r1", "busy"), 1_400);
+      await store.acquireSlot(reservation("r2", "busy"), 1_450);
+      await store.changeState("busy", { to: "draining", deadlineMs: 90_000 }, 1_500);
+      // A later deadline keeps the earlier one; cordon and uncordon are refused.
+      expect(await store.changeState("busy", { to: "draining", deadlineMs: 95_000 }, 1_550)).toEqual({ events: [], result: { status: "ok" } });
+      expect(await store.changeState("busy", { to: "active" }, 1_560)).toEqual({ events: [], result: { status: "draining" } });
+      expect(await store.changeState("busy", { to: "cordoned" }, 1_570)).toEqual({ events: [], result: { status: "draining" } });
+      const sooner = await store.changeState("busy", { to: "draining", deadlineMs: 80_000 }, 1_580);
+      expect(sooner.events.map((e) => [e.previousState, e.worker.drainDeadlineMs])).toEqual([["draining", 80_000]]);
+      expect((await store.adjustTaskCount("busy", -1, 1_600)).events.map((e) => e.type)).toEqual(["updated"]);
+      expect((await store.releaseReservation("r1", won, 1_700)).events.map((e) => e.type)).toEqual(["updated"]);
+      const lease = await lead(store);
+      const last = await store.expireReservations(["r2"], 1_800, lease);
+      expect(last.events.map((e) => [e.type, e.reason, e.worker.currentTasks])).toEqual([
+        ["updated", undefined, 0],
+        ["unregistered", "drained", 0],
+      ]);
+      expect((await store.load()).workers).toEqual([]);
+      await expectLogged(store, await store.readEvents(1, 100));
+    });
+
+    it("removes draining workers at their deadline whatever they run, fenced by the lease", async () => {
+      const h = await start();
+      await h.store.registerWorker(worker("late"), 1_000);
+      await h.store.registerWorker(worker("early"), 1_000);
+      await h.store.registerWorker(worker("active"), 1_000);
+      for (const id of ["late", "early", "active"]) await h.store.adjustTaskCount(id, 2, 1_100);
+      await h.store.changeState("late", { to: "draining", deadlineMs: 9_000 }, 1_200);
+      await h.store.changeState("early", { to: "draining", deadlineMs: 5_000 }, 1_200);
+      const lease = await lead(h.store);
+      const removed = await h.store.removeOverdueDrains(["early", "late", "active"], 5_000, lease);
+      expect(removed.events.map((e) => [e.type, e.reason, e.worker.id, e.worker.currentTasks])).toEqual([["unregistered", "drain_deadline", "early", 2]]);
+      const other = await h.second();
+      await h.store.resign("leader");
+      const taken = await other.lead("usurper", 60_000);
+      expect(taken.owner).toBe("usurper");
+      await expect(h.store.removeOverdueDrains(["late"], 9_000, lease)).rejects.toThrow(LeaseLostError);
+      expect((await h.store.load()).workers.map((w) => w.id).sort()).toEqual(["active", "late"]);
     });
   });
 }

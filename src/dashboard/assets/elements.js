@@ -23,6 +23,7 @@ export const el = {
   tokenInput: find("#token-input", HTMLInputElement),
   stale: find("#stale", HTMLElement),
   eviction: find("#eviction", HTMLElement),
+  actionError: find("#action-error", HTMLElement),
   capacityBar: find("#capacity-bar", HTMLElement),
   capacityFill: find("#capacity-fill", HTMLElement),
   capacityText: find("#capacity-text", HTMLElement),
@@ -34,6 +35,7 @@ export const el = {
   healthFilter: find("#filter-health", HTMLSelectElement),
   shown: find("#shown", HTMLElement),
   scroller: find("#scroller", HTMLElement),
+  table: find("#workers", HTMLTableElement),
   rows: find("#rows", HTMLTableSectionElement),
   legend: find("#legend", HTMLElement),
   /** The table's column headers, each with the sort key it stands for in data-sort. */

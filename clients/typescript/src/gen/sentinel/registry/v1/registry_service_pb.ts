@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { HealthStatus, RankedWorker, Worker, WorkerFilter } from "./worker_pb.js";
+import type { HealthStatus, RankedWorker, Worker, WorkerFilter, WorkerState } from "./worker_pb.js";
 import { file_sentinel_registry_v1_worker } from "./worker_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sentinel/registry/v1/registry_service.proto.
  */
 export const file_sentinel_registry_v1_registry_service: GenFile = /*@__PURE__*/
-  fileDesc("CitzZW50aW5lbC9yZWdpc3RyeS92MS9yZWdpc3RyeV9zZXJ2aWNlLnByb3RvEhRzZW50aW5lbC5yZWdpc3RyeS52MSJcChVSZWdpc3RlcldvcmtlclJlcXVlc3QSDwoHbm9kZV9pZBgBIAEoCRIUCgxjYXBhYmlsaXRpZXMYAiADKAkSHAoUbWF4X2NvbmN1cnJlbnRfdGFza3MYAyABKAUiXAoWUmVnaXN0ZXJXb3JrZXJSZXNwb25zZRIsCgZ3b3JrZXIYASABKAsyHC5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXISFAoMd29ya2VyX3Rva2VuGAIgASgJIiwKF1VucmVnaXN0ZXJXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSIaChhVbnJlZ2lzdGVyV29ya2VyUmVzcG9uc2UiJQoQSGVhcnRiZWF0UmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkiQQoRSGVhcnRiZWF0UmVzcG9uc2USLAoGd29ya2VyGAEgASgLMhwuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyIj0KFkhlYXJ0YmVhdFN0cmVhbVJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgNIuYBChdIZWFydGJlYXRTdHJlYW1SZXNwb25zZRIRCgl3b3JrZXJfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKA0SOQoNaGVhbHRoX3N0YXR1cxgDIAEoDjIiLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkhlYWx0aFN0YXR1cxIvCgtzZXJ2ZXJfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOgoXbmV4dF9oZWFydGJlYXRfaW50ZXJ2YWwYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iOgoWVXBkYXRlVGFza0NvdW50UmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSDQoFZGVsdGEYAiABKAUiRwoXVXBkYXRlVGFza0NvdW50UmVzcG9uc2USLAoGd29ya2VyGAEgASgLMhwuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyIlYKG1JlY29yZFRhc2tDb21wbGV0aW9uUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSDwoHc3VjY2VzcxgCIAEoCBITCgtkdXJhdGlvbl9tcxgDIAEoASJMChxSZWNvcmRUYXNrQ29tcGxldGlvblJlc3BvbnNlEiwKBndvcmtlchgBIAEoCzIcLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlciIlChBHZXRXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSJBChFHZXRXb3JrZXJSZXNwb25zZRIsCgZ3b3JrZXIYASABKAsyHC5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXIicwoWRGlzY292ZXJXb3JrZXJzUmVxdWVzdBIyCgZmaWx0ZXIYASABKAsyIi5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXJGaWx0ZXISEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkicwoXRGlzY292ZXJXb3JrZXJzUmVzcG9uc2USLQoHd29ya2VycxgBIAMoCzIcLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEAoIcmV2aXNpb24YAyABKAQiZgohR2V0V29ya2Vyc0ZvckxvYWRCYWxhbmNpbmdSZXF1ZXN0EjIKBmZpbHRlchgBIAEoCzIiLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlckZpbHRlchINCgVsaW1pdBgCIAEoBSJZCiJHZXRXb3JrZXJzRm9yTG9hZEJhbGFuY2luZ1Jlc3BvbnNlEjMKB3dvcmtlcnMYASADKAsyIi5zZW50aW5lbC5yZWdpc3RyeS52MS5SYW5rZWRXb3JrZXIiGQoXR2V0UmVnaXN0cnlTdGF0c1JlcXVlc3Qi3QMKGEdldFJlZ2lzdHJ5U3RhdHNSZXNwb25zZRIVCg10b3RhbF93b3JrZXJzGAEgASgFEhcKD2hlYWx0aHlfd29ya2VycxgCIAEoBRIYChBkZWdyYWRlZF93b3JrZXJzGAMgASgFEhkKEXVuaGVhbHRoeV93b3JrZXJzGAQgASgFEhYKDnRvdGFsX2NhcGFjaXR5GAUgASgDEhUKDXVzZWRfY2FwYWNpdHkYBiABKAMSGgoSYXZhaWxhYmxlX2NhcGFjaXR5GAcgASgDEhcKD3Rhc2tzX2NvbXBsZXRlZBgIIAEoBBIUCgx0YXNrc19mYWlsZWQYCSABKAQSFAoMc3VjY2Vzc19yYXRlGAogASgBEi8KC3NlcnZlcl90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXZpc2lvbhgMIAEoBBIbChNhY3RpdmVfcmVzZXJ2YXRpb25zGA0gASgDEjYKCGV2aWN0aW9uGA4gASgLMiQuc2VudGluZWwucmVnaXN0cnkudjEuRXZpY3Rpb25TdGF0dXMSNAoHcmVwbGljYRgPIAEoCzIjLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJlcGxpY2FTdGF0dXMihQIKDVJlcGxpY2FTdGF0dXMSEgoKcmVwbGljYV9pZBgBIAEoCRINCgVzdG9yZRgCIAEoCRIPCgdsZWFkaW5nGAMgASgIEhEKCWxlYWRlcl9pZBgEIAEoCRIUCgxsZWFkZXJfZXBvY2gYBSABKAQSMQoNbGVhZGluZ19zaW5jZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQYXBwbGllZF9yZXZpc2lvbhgHIAEoBBIyCg9yZXBsaWNhdGlvbl9sYWcYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFgoOc3RvcmVfd3JpdGFibGUYCSABKAgi3QEKDkV2aWN0aW9uU3RhdHVzEg4KBnBhdXNlZBgBIAEoCBIOCgZyZWFzb24YAiABKAkSMAoMcGF1c2VkX3NpbmNlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxwYXVzZXNfdG90YWwYBCABKAQSGgoSbGFzdF93aW5kb3dfaW50YWtlGAUgASgFEhcKD2V4cGVjdGVkX2ludGFrZRgGIAEoBRIuCgpyZXN1bWVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIXChVSZXN1bWVFdmljdGlvblJlcXVlc3QiZAoWUmVzdW1lRXZpY3Rpb25SZXNwb25zZRISCgp3YXNfcGF1c2VkGAEgASgIEjYKCGV2aWN0aW9uGAIgASgLMiQuc2VudGluZWwucmVnaXN0cnkudjEuRXZpY3Rpb25TdGF0dXMiSgoUQWNxdWlyZVdvcmtlclJlcXVlc3QSMgoGZmlsdGVyGAEgASgLMiIuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyRmlsdGVyIpMBChVBY3F1aXJlV29ya2VyUmVzcG9uc2USMgoGd29ya2VyGAEgASgLMiIuc2VudGluZWwucmVnaXN0cnkudjEuUmFua2VkV29ya2VyEhYKDnJlc2VydmF0aW9uX2lkGAIgASgJEi4KCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlQKFFJlbGVhc2VXb3JrZXJSZXF1ZXN0EhYKDnJlc2VydmF0aW9uX2lkGAEgASgJEg8KB3N1Y2Nlc3MYAiABKAgSEwoLZHVyYXRpb25fbXMYAyABKAEifAoVUmVsZWFzZVdvcmtlclJlc3BvbnNlEjUKB291dGNvbWUYASABKA4yJC5zZW50aW5lbC5yZWdpc3RyeS52MS5SZWxlYXNlT3V0Y29tZRIsCgZ3b3JrZXIYAiABKAsyHC5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXIiYQoTV2F0Y2hXb3JrZXJzUmVxdWVzdBIyCgZmaWx0ZXIYASABKAsyIi5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXJGaWx0ZXISFgoOc3RhcnRfcmV2aXNpb24YAiABKAQiSAoUV2F0Y2hXb3JrZXJzUmVzcG9uc2USMAoFZXZlbnQYASABKAsyIS5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXJFdmVudCK0AgoLV29ya2VyRXZlbnQSEAoIcmV2aXNpb24YASABKAQSMwoEdHlwZRgCIAEoDjIlLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlckV2ZW50VHlwZRIsCgZ3b3JrZXIYAyABKAsyHC5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXISLwoLb2NjdXJyZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEkIKFnByZXZpb3VzX2hlYWx0aF9zdGF0dXMYBSABKA4yIi5zZW50aW5lbC5yZWdpc3RyeS52MS5IZWFsdGhTdGF0dXMSOwoOcmVtb3ZhbF9yZWFzb24YBiABKA4yIy5zZW50aW5lbC5yZWdpc3RyeS52MS5SZW1vdmFsUmVhc29uKpIBCg5SZWxlYXNlT3V0Y29tZRIfChtSRUxFQVNFX09VVENPTUVfVU5TUEVDSUZJRUQQABIcChhSRUxFQVNFX09VVENPTUVfUkVMRUFTRUQQARIkCiBSRUxFQVNFX09VVENPTUVfQUxSRUFEWV9SRUxFQVNFRBACEhsKF1JFTEVBU0VfT1VUQ09NRV9FWFBJUkVEEAMq6QEKD1dvcmtlckV2ZW50VHlwZRIhCh1XT1JLRVJfRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEiAKHFdPUktFUl9FVkVOVF9UWVBFX1JFR0lTVEVSRUQQARIdChlXT1JLRVJfRVZFTlRfVFlQRV9VUERBVEVEEAISJAogV09SS0VSX0VWRU5UX1RZUEVfSEVBTFRIX0NIQU5HRUQQAxIiCh5XT1JLRVJfRVZFTlRfVFlQRV9VTlJFR0lTVEVSRUQQBBIoCiRXT1JLRVJfRVZFTlRfVFlQRV9SRU1PVkVEX0JZX0NMRUFOVVAQBSqJAQoNUmVtb3ZhbFJlYXNvbhIeChpSRU1PVkFMX1JFQVNPTl9VTlNQRUNJRklFRBAAEh8KG1JFTU9WQUxfUkVBU09OX1VOUkVHSVNURVJFRBABEhoKFlJFTU9WQUxfUkVBU09OX0VYUElSRUQQAhIbChdSRU1PVkFMX1JFQVNPTl9SRVBMQUNFRBADMrUMChVXb3JrZXJSZWdpc3RyeVNlcnZpY2USawoOUmVnaXN0ZXJXb3JrZXISKy5zZW50aW5lbC5yZWdpc3RyeS52MS5SZWdpc3RlcldvcmtlclJlcXVlc3QaLC5zZW50aW5lbC5yZWdpc3RyeS52MS5SZWdpc3RlcldvcmtlclJlc3BvbnNlEnEKEFVucmVnaXN0ZXJXb3JrZXISLS5zZW50aW5lbC5yZWdpc3RyeS52MS5VbnJlZ2lzdGVyV29ya2VyUmVxdWVzdBouLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlVucmVnaXN0ZXJXb3JrZXJSZXNwb25zZRJcCglIZWFydGJlYXQSJi5zZW50aW5lbC5yZWdpc3RyeS52MS5IZWFydGJlYXRSZXF1ZXN0Gicuc2VudGluZWwucmVnaXN0cnkudjEuSGVhcnRiZWF0UmVzcG9uc2UScgoPSGVhcnRiZWF0U3RyZWFtEiwuc2VudGluZWwucmVnaXN0cnkudjEuSGVhcnRiZWF0U3RyZWFtUmVxdWVzdBotLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkhlYXJ0YmVhdFN0cmVhbVJlc3BvbnNlKAEwARJuCg9VcGRhdGVUYXNrQ291bnQSLC5zZW50aW5lbC5yZWdpc3RyeS52MS5VcGRhdGVUYXNrQ291bnRSZXF1ZXN0Gi0uc2VudGluZWwucmVnaXN0cnkudjEuVXBkYXRlVGFza0NvdW50UmVzcG9uc2USfQoUUmVjb3JkVGFza0NvbXBsZXRpb24SMS5zZW50aW5lbC5yZWdpc3RyeS52MS5SZWNvcmRUYXNrQ29tcGxldGlvblJlcXVlc3QaMi5zZW50aW5lbC5yZWdpc3RyeS52MS5SZWNvcmRUYXNrQ29tcGxldGlvblJlc3BvbnNlElwKCUdldFdvcmtlchImLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkdldFdvcmtlclJlcXVlc3QaJy5zZW50aW5lbC5yZWdpc3RyeS52MS5HZXRXb3JrZXJSZXNwb25zZRJuCg9EaXNjb3ZlcldvcmtlcnMSLC5zZW50aW5lbC5yZWdpc3RyeS52MS5EaXNjb3ZlcldvcmtlcnNSZXF1ZXN0Gi0uc2VudGluZWwucmVnaXN0cnkudjEuRGlzY292ZXJXb3JrZXJzUmVzcG9uc2USjwEKGkdldFdvcmtlcnNGb3JMb2FkQmFsYW5jaW5nEjcuc2VudGluZWwucmVnaXN0cnkudjEuR2V0V29ya2Vyc0ZvckxvYWRCYWxhbmNpbmdSZXF1ZXN0Gjguc2VudGluZWwucmVnaXN0cnkudjEuR2V0V29ya2Vyc0ZvckxvYWRCYWxhbmNpbmdSZXNwb25zZRJxChBHZXRSZWdpc3RyeVN0YXRzEi0uc2VudGluZWwucmVnaXN0cnkudjEuR2V0UmVnaXN0cnlTdGF0c1JlcXVlc3QaLi5zZW50aW5lbC5yZWdpc3RyeS52MS5HZXRSZWdpc3RyeVN0YXRzUmVzcG9uc2USaAoNQWNxdWlyZVdvcmtlchIqLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkFjcXVpcmVXb3JrZXJSZXF1ZXN0Gisuc2VudGluZWwucmVnaXN0cnkudjEuQWNxdWlyZVdvcmtlclJlc3BvbnNlEmgKDVJlbGVhc2VXb3JrZXISKi5zZW50aW5lbC5yZWdpc3RyeS52MS5SZWxlYXNlV29ya2VyUmVxdWVzdBorLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJlbGVhc2VXb3JrZXJSZXNwb25zZRJnCgxXYXRjaFdvcmtlcnMSKS5zZW50aW5lbC5yZWdpc3RyeS52MS5XYXRjaFdvcmtlcnNSZXF1ZXN0Giouc2VudGluZWwucmVnaXN0cnkudjEuV2F0Y2hXb3JrZXJzUmVzcG9uc2UwARJrCg5SZXN1bWVFdmljdGlvbhIrLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJlc3VtZUV2aWN0aW9uUmVxdWVzdBosLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJlc3VtZUV2aWN0aW9uUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_sentinel_registry_v1_worker]);
+  fileDesc("CitzZW50aW5lbC9yZWdpc3RyeS92MS9yZWdpc3RyeV9zZXJ2aWNlLnByb3RvEhRzZW50aW5lbC5yZWdpc3RyeS52MSLlAQoVUmVnaXN0ZXJXb3JrZXJSZXF1ZXN0Eg8KB25vZGVfaWQYASABKAkSFAoMY2FwYWJpbGl0aWVzGAIgAygJEhwKFG1heF9jb25jdXJyZW50X3Rhc2tzGAMgASgFEkcKBmxhYmVscxgEIAMoCzI3LnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJlZ2lzdGVyV29ya2VyUmVxdWVzdC5MYWJlbHNFbnRyeRIPCgd2ZXJzaW9uGAUgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiXAoWUmVnaXN0ZXJXb3JrZXJSZXNwb25zZRIsCgZ3b3JrZXIYASABKAsyHC5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXISFAoMd29ya2VyX3Rva2VuGAIgASgJIiwKF1VucmVnaXN0ZXJXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSIaChhVbnJlZ2lzdGVyV29ya2VyUmVzcG9uc2UiJQoQSGVhcnRiZWF0UmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkijgEKEUhlYXJ0YmVhdFJlc3BvbnNlEiwKBndvcmtlchgBIAEoCzIcLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlchIXCg9kcmFpbl9yZXF1ZXN0ZWQYAiABKAgSMgoOZHJhaW5fZGVhZGxpbmUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIj0KFkhlYXJ0YmVhdFN0cmVhbVJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgNIrMCChdIZWFydGJlYXRTdHJlYW1SZXNwb25zZRIRCgl3b3JrZXJfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKA0SOQoNaGVhbHRoX3N0YXR1cxgDIAEoDjIiLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkhlYWx0aFN0YXR1cxIvCgtzZXJ2ZXJfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOgoXbmV4dF9oZWFydGJlYXRfaW50ZXJ2YWwYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFwoPZHJhaW5fcmVxdWVzdGVkGAYgASgIEjIKDmRyYWluX2RlYWRsaW5lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI6ChZVcGRhdGVUYXNrQ291bnRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRINCgVkZWx0YRgCIAEoBSJHChdVcGRhdGVUYXNrQ291bnRSZXNwb25zZRIsCgZ3b3JrZXIYASABKAsyHC5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXIiVgobUmVjb3JkVGFza0NvbXBsZXRpb25SZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIPCgdzdWNjZXNzGAIgASgIEhMKC2R1cmF0aW9uX21zGAMgASgBIkwKHFJlY29yZFRhc2tDb21wbGV0aW9uUmVzcG9uc2USLAoGd29ya2VyGAEgASgLMhwuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyIiUKEEdldFdvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIkEKEUdldFdvcmtlclJlc3BvbnNlEiwKBndvcmtlchgBIAEoCzIcLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlciJzChZEaXNjb3ZlcldvcmtlcnNSZXF1ZXN0EjIKBmZpbHRlchgBIAEoCzIiLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlckZpbHRlchIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJzChdEaXNjb3ZlcldvcmtlcnNSZXNwb25zZRItCgd3b3JrZXJzGAEgAygLMhwuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIQCghyZXZpc2lvbhgDIAEoBCJmCiFHZXRXb3JrZXJzRm9yTG9hZEJhbGFuY2luZ1JlcXVlc3QSMgoGZmlsdGVyGAEgASgLMiIuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyRmlsdGVyEg0KBWxpbWl0GAIgASgFIlkKIkdldFdvcmtlcnNGb3JMb2FkQmFsYW5jaW5nUmVzcG9uc2USMwoHd29ya2VycxgBIAMoCzIiLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJhbmtlZFdvcmtlciIZChdHZXRSZWdpc3RyeVN0YXRzUmVxdWVzdCKRBAoYR2V0UmVnaXN0cnlTdGF0c1Jlc3BvbnNlEhUKDXRvdGFsX3dvcmtlcnMYASABKAUSFwoPaGVhbHRoeV93b3JrZXJzGAIgASgFEhgKEGRlZ3JhZGVkX3dvcmtlcnMYAyABKAUSGQoRdW5oZWFsdGh5X3dvcmtlcnMYBCABKAUSFgoOdG90YWxfY2FwYWNpdHkYBSABKAMSFQoNdXNlZF9jYXBhY2l0eRgGIAEoAxIaChJhdmFpbGFibGVfY2FwYWNpdHkYByABKAMSFwoPdGFza3NfY29tcGxldGVkGAggASgEEhQKDHRhc2tzX2ZhaWxlZBgJIAEoBBIUCgxzdWNjZXNzX3JhdGUYCiABKAESLwoLc2VydmVyX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJldmlzaW9uGAwgASgEEhsKE2FjdGl2ZV9yZXNlcnZhdGlvbnMYDSABKAMSNgoIZXZpY3Rpb24YDiABKAsyJC5zZW50aW5lbC5yZWdpc3RyeS52MS5FdmljdGlvblN0YXR1cxI0CgdyZXBsaWNhGA8gASgLMiMuc2VudGluZWwucmVnaXN0cnkudjEuUmVwbGljYVN0YXR1cxIYChBjb3Jkb25lZF93b3JrZXJzGBAgASgFEhgKEGRyYWluaW5nX3dvcmtlcnMYESABKAUihQIKDVJlcGxpY2FTdGF0dXMSEgoKcmVwbGljYV9pZBgBIAEoCRINCgVzdG9yZRgCIAEoCRIPCgdsZWFkaW5nGAMgASgIEhEKCWxlYWRlcl9pZBgEIAEoCRIUCgxsZWFkZXJfZXBvY2gYBSABKAQSMQoNbGVhZGluZ19zaW5jZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQYXBwbGllZF9yZXZpc2lvbhgHIAEoBBIyCg9yZXBsaWNhdGlvbl9sYWcYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFgoOc3RvcmVfd3JpdGFibGUYCSABKAgi3QEKDkV2aWN0aW9uU3RhdHVzEg4KBnBhdXNlZBgBIAEoCBIOCgZyZWFzb24YAiABKAkSMAoMcGF1c2VkX3NpbmNlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxwYXVzZXNfdG90YWwYBCABKAQSGgoSbGFzdF93aW5kb3dfaW50YWtlGAUgASgFEhcKD2V4cGVjdGVkX2ludGFrZRgGIAEoBRIuCgpyZXN1bWVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIoChNDb3Jkb25Xb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSJEChRDb3Jkb25Xb3JrZXJSZXNwb25zZRIsCgZ3b3JrZXIYASABKAsyHC5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXIiKgoVVW5jb3Jkb25Xb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSJGChZVbmNvcmRvbldvcmtlclJlc3BvbnNlEiwKBndvcmtlchgBIAEoCzIcLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlciJRChJEcmFpbldvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEigKBWdyYWNlGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIkMKE0RyYWluV29ya2VyUmVzcG9uc2USLAoGd29ya2VyGAEgASgLMhwuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyIhcKFVJlc3VtZUV2aWN0aW9uUmVxdWVzdCJkChZSZXN1bWVFdmljdGlvblJlc3BvbnNlEhIKCndhc19wYXVzZWQYASABKAgSNgoIZXZpY3Rpb24YAiABKAsyJC5zZW50aW5lbC5yZWdpc3RyeS52MS5FdmljdGlvblN0YXR1cyJKChRBY3F1aXJlV29ya2VyUmVxdWVzdBIyCgZmaWx0ZXIYASABKAsyIi5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXJGaWx0ZXIikwEKFUFjcXVpcmVXb3JrZXJSZXNwb25zZRIyCgZ3b3JrZXIYASABKAsyIi5zZW50aW5lbC5yZWdpc3RyeS52MS5SYW5rZWRXb3JrZXISFgoOcmVzZXJ2YXRpb25faWQYAiABKAkSLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVAoUUmVsZWFzZVdvcmtlclJlcXVlc3QSFgoOcmVzZXJ2YXRpb25faWQYASABKAkSDwoHc3VjY2VzcxgCIAEoCBITCgtkdXJhdGlvbl9tcxgDIAEoASJ8ChVSZWxlYXNlV29ya2VyUmVzcG9uc2USNQoHb3V0Y29tZRgBIAEoDjIkLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJlbGVhc2VPdXRjb21lEiwKBndvcmtlchgCIAEoCzIcLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlciJhChNXYXRjaFdvcmtlcnNSZXF1ZXN0EjIKBmZpbHRlchgBIAEoCzIiLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlckZpbHRlchIWCg5zdGFydF9yZXZpc2lvbhgCIAEoBCJIChRXYXRjaFdvcmtlcnNSZXNwb25zZRIwCgVldmVudBgBIAEoCzIhLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlckV2ZW50Iu8CCgtXb3JrZXJFdmVudBIQCghyZXZpc2lvbhgBIAEoBBIzCgR0eXBlGAIgASgOMiUuc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyRXZlbnRUeXBlEiwKBndvcmtlchgDIAEoCzIcLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlchIvCgtvY2N1cnJlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASQgoWcHJldmlvdXNfaGVhbHRoX3N0YXR1cxgFIAEoDjIiLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkhlYWx0aFN0YXR1cxI7Cg5yZW1vdmFsX3JlYXNvbhgGIAEoDjIjLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJlbW92YWxSZWFzb24SOQoOcHJldmlvdXNfc3RhdGUYByABKA4yIS5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXJTdGF0ZSqSAQoOUmVsZWFzZU91dGNvbWUSHwobUkVMRUFTRV9PVVRDT01FX1VOU1BFQ0lGSUVEEAASHAoYUkVMRUFTRV9PVVRDT01FX1JFTEVBU0VEEAESJAogUkVMRUFTRV9PVVRDT01FX0FMUkVBRFlfUkVMRUFTRUQQAhIbChdSRUxFQVNFX09VVENPTUVfRVhQSVJFRBADKo4CCg9Xb3JrZXJFdmVudFR5cGUSIQodV09SS0VSX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIgChxXT1JLRVJfRVZFTlRfVFlQRV9SRUdJU1RFUkVEEAESHQoZV09SS0VSX0VWRU5UX1RZUEVfVVBEQVRFRBACEiQKIFdPUktFUl9FVkVOVF9UWVBFX0hFQUxUSF9DSEFOR0VEEAMSIgoeV09SS0VSX0VWRU5UX1RZUEVfVU5SRUdJU1RFUkVEEAQSKAokV09SS0VSX0VWRU5UX1RZUEVfUkVNT1ZFRF9CWV9DTEVBTlVQEAUSIwofV09SS0VSX0VWRU5UX1RZUEVfU1RBVEVfQ0hBTkdFRBAGKsgBCg1SZW1vdmFsUmVhc29uEh4KGlJFTU9WQUxfUkVBU09OX1VOU1BFQ0lGSUVEEAASHwobUkVNT1ZBTF9SRUFTT05fVU5SRUdJU1RFUkVEEAESGgoWUkVNT1ZBTF9SRUFTT05fRVhQSVJFRBACEhsKF1JFTU9WQUxfUkVBU09OX1JFUExBQ0VEEAMSGgoWUkVNT1ZBTF9SRUFTT05fRFJBSU5FRBAEEiEKHVJFTU9WQUxfUkVBU09OX0RSQUlOX0RFQURMSU5FEAUy7Q4KFVdvcmtlclJlZ2lzdHJ5U2VydmljZRJrCg5SZWdpc3RlcldvcmtlchIrLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJlZ2lzdGVyV29ya2VyUmVxdWVzdBosLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJlZ2lzdGVyV29ya2VyUmVzcG9uc2UScQoQVW5yZWdpc3RlcldvcmtlchItLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlVucmVnaXN0ZXJXb3JrZXJSZXF1ZXN0Gi4uc2VudGluZWwucmVnaXN0cnkudjEuVW5yZWdpc3RlcldvcmtlclJlc3BvbnNlElwKCUhlYXJ0YmVhdBImLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkhlYXJ0YmVhdFJlcXVlc3QaJy5zZW50aW5lbC5yZWdpc3RyeS52MS5IZWFydGJlYXRSZXNwb25zZRJyCg9IZWFydGJlYXRTdHJlYW0SLC5zZW50aW5lbC5yZWdpc3RyeS52MS5IZWFydGJlYXRTdHJlYW1SZXF1ZXN0Gi0uc2VudGluZWwucmVnaXN0cnkudjEuSGVhcnRiZWF0U3RyZWFtUmVzcG9uc2UoATABEm4KD1VwZGF0ZVRhc2tDb3VudBIsLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlVwZGF0ZVRhc2tDb3VudFJlcXVlc3QaLS5zZW50aW5lbC5yZWdpc3RyeS52MS5VcGRhdGVUYXNrQ291bnRSZXNwb25zZRJ9ChRSZWNvcmRUYXNrQ29tcGxldGlvbhIxLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJlY29yZFRhc2tDb21wbGV0aW9uUmVxdWVzdBoyLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJlY29yZFRhc2tDb21wbGV0aW9uUmVzcG9uc2USXAoJR2V0V29ya2VyEiYuc2VudGluZWwucmVnaXN0cnkudjEuR2V0V29ya2VyUmVxdWVzdBonLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkdldFdvcmtlclJlc3BvbnNlEm4KD0Rpc2NvdmVyV29ya2VycxIsLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkRpc2NvdmVyV29ya2Vyc1JlcXVlc3QaLS5zZW50aW5lbC5yZWdpc3RyeS52MS5EaXNjb3ZlcldvcmtlcnNSZXNwb25zZRKPAQoaR2V0V29ya2Vyc0ZvckxvYWRCYWxhbmNpbmcSNy5zZW50aW5lbC5yZWdpc3RyeS52MS5HZXRXb3JrZXJzRm9yTG9hZEJhbGFuY2luZ1JlcXVlc3QaOC5zZW50aW5lbC5yZWdpc3RyeS52MS5HZXRXb3JrZXJzRm9yTG9hZEJhbGFuY2luZ1Jlc3BvbnNlEnEKEEdldFJlZ2lzdHJ5U3RhdHMSLS5zZW50aW5lbC5yZWdpc3RyeS52MS5HZXRSZWdpc3RyeVN0YXRzUmVxdWVzdBouLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkdldFJlZ2lzdHJ5U3RhdHNSZXNwb25zZRJoCg1BY3F1aXJlV29ya2VyEiouc2VudGluZWwucmVnaXN0cnkudjEuQWNxdWlyZVdvcmtlclJlcXVlc3QaKy5zZW50aW5lbC5yZWdpc3RyeS52MS5BY3F1aXJlV29ya2VyUmVzcG9uc2USaAoNUmVsZWFzZVdvcmtlchIqLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLlJlbGVhc2VXb3JrZXJSZXF1ZXN0Gisuc2VudGluZWwucmVnaXN0cnkudjEuUmVsZWFzZVdvcmtlclJlc3BvbnNlEmcKDFdhdGNoV29ya2VycxIpLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldhdGNoV29ya2Vyc1JlcXVlc3QaKi5zZW50aW5lbC5yZWdpc3RyeS52MS5XYXRjaFdvcmtlcnNSZXNwb25zZTABEmsKDlJlc3VtZUV2aWN0aW9uEisuc2VudGluZWwucmVnaXN0cnkudjEuUmVzdW1lRXZpY3Rpb25SZXF1ZXN0Giwuc2VudGluZWwucmVnaXN0cnkudjEuUmVzdW1lRXZpY3Rpb25SZXNwb25zZRJlCgxDb3Jkb25Xb3JrZXISKS5zZW50aW5lbC5yZWdpc3RyeS52MS5Db3Jkb25Xb3JrZXJSZXF1ZXN0Giouc2VudGluZWwucmVnaXN0cnkudjEuQ29yZG9uV29ya2VyUmVzcG9uc2USawoOVW5jb3Jkb25Xb3JrZXISKy5zZW50aW5lbC5yZWdpc3RyeS52MS5VbmNvcmRvbldvcmtlclJlcXVlc3QaLC5zZW50aW5lbC5yZWdpc3RyeS52MS5VbmNvcmRvbldvcmtlclJlc3BvbnNlEmIKC0RyYWluV29ya2VyEiguc2VudGluZWwucmVnaXN0cnkudjEuRHJhaW5Xb3JrZXJSZXF1ZXN0Gikuc2VudGluZWwucmVnaXN0cnkudjEuRHJhaW5Xb3JrZXJSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_sentinel_registry_v1_worker]);
 
 /**
  * @generated from message sentinel.registry.v1.RegisterWorkerRequest
@@ -44,6 +44,26 @@ export type RegisterWorkerRequest = Message<"sentinel.registry.v1.RegisterWorker
    * @generated from field: int32 max_concurrent_tasks = 3;
    */
   maxConcurrentTasks: number;
+
+  /**
+   * At most 64 labels with Kubernetes' rules: a key is an optional DNS
+   * subdomain prefix (at most 253 characters) and "/", then a name of 1 to 63
+   * characters [a-z0-9A-Z-_.] that starts and ends alphanumeric; a value is
+   * empty or 1 to 63 such characters. Selected with
+   * WorkerFilter.label_selector.
+   *
+   * @generated from field: map<string, string> labels = 4;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * A free string naming the worker's build (e.g. "2026.11.3" or a commit),
+   * at most 128 characters with no control, format or separator characters;
+   * empty means unversioned. Selected with WorkerFilter.versions.
+   *
+   * @generated from field: string version = 5;
+   */
+  version: string;
 };
 
 /**
@@ -136,6 +156,21 @@ export type HeartbeatResponse = Message<"sentinel.registry.v1.HeartbeatResponse"
    * @generated from field: sentinel.registry.v1.Worker worker = 1;
    */
   worker?: Worker | undefined;
+
+  /**
+   * The worker is draining: it should take no new task, finish what it runs,
+   * and expect to be removed (see DrainWorker).
+   *
+   * @generated from field: bool drain_requested = 2;
+   */
+  drainRequested: boolean;
+
+  /**
+   * While draining: when the registry removes it whatever it still runs.
+   *
+   * @generated from field: google.protobuf.Timestamp drain_deadline = 3;
+   */
+  drainDeadline?: Timestamp | undefined;
 };
 
 /**
@@ -205,6 +240,21 @@ export type HeartbeatStreamResponse = Message<"sentinel.registry.v1.HeartbeatStr
    * @generated from field: google.protobuf.Duration next_heartbeat_interval = 5;
    */
   nextHeartbeatInterval?: Duration | undefined;
+
+  /**
+   * The worker is draining: it should take no new task, finish what it runs,
+   * and expect to be removed (see DrainWorker).
+   *
+   * @generated from field: bool drain_requested = 6;
+   */
+  drainRequested: boolean;
+
+  /**
+   * While draining: when the registry removes it whatever it still runs.
+   *
+   * @generated from field: google.protobuf.Timestamp drain_deadline = 7;
+   */
+  drainDeadline?: Timestamp | undefined;
 };
 
 /**
@@ -550,6 +600,21 @@ export type GetRegistryStatsResponse = Message<"sentinel.registry.v1.GetRegistry
    * @generated from field: sentinel.registry.v1.ReplicaStatus replica = 15;
    */
   replica?: ReplicaStatus | undefined;
+
+  /**
+   * Workers out of rotation until uncordoned (counted in total_workers and by
+   * health as well).
+   *
+   * @generated from field: int32 cordoned_workers = 16;
+   */
+  cordonedWorkers: number;
+
+  /**
+   * Workers draining: out of rotation until removed.
+   *
+   * @generated from field: int32 draining_workers = 17;
+   */
+  drainingWorkers: number;
 };
 
 /**
@@ -710,6 +775,122 @@ export const EvictionStatusSchema: GenMessage<EvictionStatus> = /*@__PURE__*/
   messageDesc(file_sentinel_registry_v1_registry_service, 21);
 
 /**
+ * @generated from message sentinel.registry.v1.CordonWorkerRequest
+ */
+export type CordonWorkerRequest = Message<"sentinel.registry.v1.CordonWorkerRequest"> & {
+  /**
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+};
+
+/**
+ * Describes the message sentinel.registry.v1.CordonWorkerRequest.
+ * Use `create(CordonWorkerRequestSchema)` to create a new message.
+ */
+export const CordonWorkerRequestSchema: GenMessage<CordonWorkerRequest> = /*@__PURE__*/
+  messageDesc(file_sentinel_registry_v1_registry_service, 22);
+
+/**
+ * @generated from message sentinel.registry.v1.CordonWorkerResponse
+ */
+export type CordonWorkerResponse = Message<"sentinel.registry.v1.CordonWorkerResponse"> & {
+  /**
+   * The worker after the call.
+   *
+   * @generated from field: sentinel.registry.v1.Worker worker = 1;
+   */
+  worker?: Worker | undefined;
+};
+
+/**
+ * Describes the message sentinel.registry.v1.CordonWorkerResponse.
+ * Use `create(CordonWorkerResponseSchema)` to create a new message.
+ */
+export const CordonWorkerResponseSchema: GenMessage<CordonWorkerResponse> = /*@__PURE__*/
+  messageDesc(file_sentinel_registry_v1_registry_service, 23);
+
+/**
+ * @generated from message sentinel.registry.v1.UncordonWorkerRequest
+ */
+export type UncordonWorkerRequest = Message<"sentinel.registry.v1.UncordonWorkerRequest"> & {
+  /**
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+};
+
+/**
+ * Describes the message sentinel.registry.v1.UncordonWorkerRequest.
+ * Use `create(UncordonWorkerRequestSchema)` to create a new message.
+ */
+export const UncordonWorkerRequestSchema: GenMessage<UncordonWorkerRequest> = /*@__PURE__*/
+  messageDesc(file_sentinel_registry_v1_registry_service, 24);
+
+/**
+ * @generated from message sentinel.registry.v1.UncordonWorkerResponse
+ */
+export type UncordonWorkerResponse = Message<"sentinel.registry.v1.UncordonWorkerResponse"> & {
+  /**
+   * The worker after the call.
+   *
+   * @generated from field: sentinel.registry.v1.Worker worker = 1;
+   */
+  worker?: Worker | undefined;
+};
+
+/**
+ * Describes the message sentinel.registry.v1.UncordonWorkerResponse.
+ * Use `create(UncordonWorkerResponseSchema)` to create a new message.
+ */
+export const UncordonWorkerResponseSchema: GenMessage<UncordonWorkerResponse> = /*@__PURE__*/
+  messageDesc(file_sentinel_registry_v1_registry_service, 25);
+
+/**
+ * @generated from message sentinel.registry.v1.DrainWorkerRequest
+ */
+export type DrainWorkerRequest = Message<"sentinel.registry.v1.DrainWorkerRequest"> & {
+  /**
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+
+  /**
+   * How long the worker has to finish its tasks before it is removed anyway:
+   * at least 1 second, at most 7 days; unset means 10 minutes.
+   *
+   * @generated from field: google.protobuf.Duration grace = 2;
+   */
+  grace?: Duration | undefined;
+};
+
+/**
+ * Describes the message sentinel.registry.v1.DrainWorkerRequest.
+ * Use `create(DrainWorkerRequestSchema)` to create a new message.
+ */
+export const DrainWorkerRequestSchema: GenMessage<DrainWorkerRequest> = /*@__PURE__*/
+  messageDesc(file_sentinel_registry_v1_registry_service, 26);
+
+/**
+ * @generated from message sentinel.registry.v1.DrainWorkerResponse
+ */
+export type DrainWorkerResponse = Message<"sentinel.registry.v1.DrainWorkerResponse"> & {
+  /**
+   * The worker after the call: state DRAINING, with its drain_deadline.
+   *
+   * @generated from field: sentinel.registry.v1.Worker worker = 1;
+   */
+  worker?: Worker | undefined;
+};
+
+/**
+ * Describes the message sentinel.registry.v1.DrainWorkerResponse.
+ * Use `create(DrainWorkerResponseSchema)` to create a new message.
+ */
+export const DrainWorkerResponseSchema: GenMessage<DrainWorkerResponse> = /*@__PURE__*/
+  messageDesc(file_sentinel_registry_v1_registry_service, 27);
+
+/**
  * @generated from message sentinel.registry.v1.ResumeEvictionRequest
  */
 export type ResumeEvictionRequest = Message<"sentinel.registry.v1.ResumeEvictionRequest"> & {
@@ -720,7 +901,7 @@ export type ResumeEvictionRequest = Message<"sentinel.registry.v1.ResumeEviction
  * Use `create(ResumeEvictionRequestSchema)` to create a new message.
  */
 export const ResumeEvictionRequestSchema: GenMessage<ResumeEvictionRequest> = /*@__PURE__*/
-  messageDesc(file_sentinel_registry_v1_registry_service, 22);
+  messageDesc(file_sentinel_registry_v1_registry_service, 28);
 
 /**
  * @generated from message sentinel.registry.v1.ResumeEvictionResponse
@@ -744,7 +925,7 @@ export type ResumeEvictionResponse = Message<"sentinel.registry.v1.ResumeEvictio
  * Use `create(ResumeEvictionResponseSchema)` to create a new message.
  */
 export const ResumeEvictionResponseSchema: GenMessage<ResumeEvictionResponse> = /*@__PURE__*/
-  messageDesc(file_sentinel_registry_v1_registry_service, 23);
+  messageDesc(file_sentinel_registry_v1_registry_service, 29);
 
 /**
  * @generated from message sentinel.registry.v1.AcquireWorkerRequest
@@ -763,7 +944,7 @@ export type AcquireWorkerRequest = Message<"sentinel.registry.v1.AcquireWorkerRe
  * Use `create(AcquireWorkerRequestSchema)` to create a new message.
  */
 export const AcquireWorkerRequestSchema: GenMessage<AcquireWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_sentinel_registry_v1_registry_service, 24);
+  messageDesc(file_sentinel_registry_v1_registry_service, 30);
 
 /**
  * @generated from message sentinel.registry.v1.AcquireWorkerResponse
@@ -796,7 +977,7 @@ export type AcquireWorkerResponse = Message<"sentinel.registry.v1.AcquireWorkerR
  * Use `create(AcquireWorkerResponseSchema)` to create a new message.
  */
 export const AcquireWorkerResponseSchema: GenMessage<AcquireWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_sentinel_registry_v1_registry_service, 25);
+  messageDesc(file_sentinel_registry_v1_registry_service, 31);
 
 /**
  * @generated from message sentinel.registry.v1.ReleaseWorkerRequest
@@ -825,7 +1006,7 @@ export type ReleaseWorkerRequest = Message<"sentinel.registry.v1.ReleaseWorkerRe
  * Use `create(ReleaseWorkerRequestSchema)` to create a new message.
  */
 export const ReleaseWorkerRequestSchema: GenMessage<ReleaseWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_sentinel_registry_v1_registry_service, 26);
+  messageDesc(file_sentinel_registry_v1_registry_service, 32);
 
 /**
  * @generated from message sentinel.registry.v1.ReleaseWorkerResponse
@@ -849,7 +1030,7 @@ export type ReleaseWorkerResponse = Message<"sentinel.registry.v1.ReleaseWorkerR
  * Use `create(ReleaseWorkerResponseSchema)` to create a new message.
  */
 export const ReleaseWorkerResponseSchema: GenMessage<ReleaseWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_sentinel_registry_v1_registry_service, 27);
+  messageDesc(file_sentinel_registry_v1_registry_service, 33);
 
 /**
  * @generated from message sentinel.registry.v1.WatchWorkersRequest
@@ -877,7 +1058,7 @@ export type WatchWorkersRequest = Message<"sentinel.registry.v1.WatchWorkersRequ
  * Use `create(WatchWorkersRequestSchema)` to create a new message.
  */
 export const WatchWorkersRequestSchema: GenMessage<WatchWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_sentinel_registry_v1_registry_service, 28);
+  messageDesc(file_sentinel_registry_v1_registry_service, 34);
 
 /**
  * @generated from message sentinel.registry.v1.WatchWorkersResponse
@@ -894,7 +1075,7 @@ export type WatchWorkersResponse = Message<"sentinel.registry.v1.WatchWorkersRes
  * Use `create(WatchWorkersResponseSchema)` to create a new message.
  */
 export const WatchWorkersResponseSchema: GenMessage<WatchWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_sentinel_registry_v1_registry_service, 29);
+  messageDesc(file_sentinel_registry_v1_registry_service, 35);
 
 /**
  * WorkerEvent is one change, numbered by the registry-wide revision.
@@ -939,6 +1120,13 @@ export type WorkerEvent = Message<"sentinel.registry.v1.WorkerEvent"> & {
    * @generated from field: sentinel.registry.v1.RemovalReason removal_reason = 6;
    */
   removalReason: RemovalReason;
+
+  /**
+   * For STATE_CHANGED: the state before.
+   *
+   * @generated from field: sentinel.registry.v1.WorkerState previous_state = 7;
+   */
+  previousState: WorkerState;
 };
 
 /**
@@ -946,7 +1134,7 @@ export type WorkerEvent = Message<"sentinel.registry.v1.WorkerEvent"> & {
  * Use `create(WorkerEventSchema)` to create a new message.
  */
 export const WorkerEventSchema: GenMessage<WorkerEvent> = /*@__PURE__*/
-  messageDesc(file_sentinel_registry_v1_registry_service, 30);
+  messageDesc(file_sentinel_registry_v1_registry_service, 36);
 
 /**
  * ReleaseOutcome says what a ReleaseWorker call did.
@@ -1025,6 +1213,13 @@ export enum WorkerEventType {
    * @generated from enum value: WORKER_EVENT_TYPE_REMOVED_BY_CLEANUP = 5;
    */
   REMOVED_BY_CLEANUP = 5,
+
+  /**
+   * Cordoned, uncordoned or set draining.
+   *
+   * @generated from enum value: WORKER_EVENT_TYPE_STATE_CHANGED = 6;
+   */
+  STATE_CHANGED = 6,
 }
 
 /**
@@ -1064,6 +1259,20 @@ export enum RemovalReason {
    * @generated from enum value: REMOVAL_REASON_REPLACED = 3;
    */
   REPLACED = 3,
+
+  /**
+   * It was draining, and its tasks and reservations reached zero.
+   *
+   * @generated from enum value: REMOVAL_REASON_DRAINED = 4;
+   */
+  DRAINED = 4,
+
+  /**
+   * It was draining and still busy at its drain deadline.
+   *
+   * @generated from enum value: REMOVAL_REASON_DRAIN_DEADLINE = 5;
+   */
+  DRAIN_DEADLINE = 5,
 }
 
 /**
@@ -1250,6 +1459,47 @@ export const WorkerRegistryService: GenService<{
     methodKind: "unary";
     input: typeof ResumeEvictionRequestSchema;
     output: typeof ResumeEvictionResponseSchema;
+  },
+  /**
+   * CordonWorker takes a worker out of rotation: GetWorkersForLoadBalancing
+   * and AcquireWorker skip it, while it keeps heartbeating, keeps its health,
+   * and its running tasks and reservations finish normally. Orchestrator and
+   * admin roles. Cordoning a cordoned worker changes nothing; a draining one
+   * stays draining (FAILED_PRECONDITION).
+   *
+   * @generated from rpc sentinel.registry.v1.WorkerRegistryService.CordonWorker
+   */
+  cordonWorker: {
+    methodKind: "unary";
+    input: typeof CordonWorkerRequestSchema;
+    output: typeof CordonWorkerResponseSchema;
+  },
+  /**
+   * UncordonWorker puts a cordoned worker back in rotation. Orchestrator and
+   * admin roles. A draining worker cannot be uncordoned (FAILED_PRECONDITION):
+   * only its re-registration undoes a drain.
+   *
+   * @generated from rpc sentinel.registry.v1.WorkerRegistryService.UncordonWorker
+   */
+  uncordonWorker: {
+    methodKind: "unary";
+    input: typeof UncordonWorkerRequestSchema;
+    output: typeof UncordonWorkerResponseSchema;
+  },
+  /**
+   * DrainWorker takes a worker out of rotation for good: its heartbeat
+   * replies carry drain_requested and the deadline, and the registry removes
+   * it (UNREGISTERED, reason DRAINED) once its tasks and reservations reach
+   * zero, or at the deadline whatever it still runs (reason DRAIN_DEADLINE).
+   * Orchestrator and admin roles, and the worker's own token for itself.
+   * Draining again keeps the earlier deadline if it is sooner.
+   *
+   * @generated from rpc sentinel.registry.v1.WorkerRegistryService.DrainWorker
+   */
+  drainWorker: {
+    methodKind: "unary";
+    input: typeof DrainWorkerRequestSchema;
+    output: typeof DrainWorkerResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sentinel_registry_v1_registry_service, 0);

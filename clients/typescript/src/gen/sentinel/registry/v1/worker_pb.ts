@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sentinel/registry/v1/worker.proto.
  */
 export const file_sentinel_registry_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("CiFzZW50aW5lbC9yZWdpc3RyeS92MS93b3JrZXIucHJvdG8SFHNlbnRpbmVsLnJlZ2lzdHJ5LnYxImYKDVdvcmtlck1ldHJpY3MSFwoPdGFza3NfY29tcGxldGVkGAEgASgEEhoKEnRhc2tzX2ZhaWxlZF9jb3VudBgCIAEoBBIgChhhdmVyYWdlX3Rhc2tfZHVyYXRpb25fbXMYAyABKAEi/QIKBldvcmtlchIKCgJpZBgBIAEoCRIPCgdub2RlX2lkGAIgASgJEhQKDGNhcGFiaWxpdGllcxgDIAMoCRIcChRtYXhfY29uY3VycmVudF90YXNrcxgEIAEoBRIVCg1jdXJyZW50X3Rhc2tzGAUgASgFEhoKEmF2YWlsYWJsZV9jYXBhY2l0eRgGIAEoBRIUCgxzdWNjZXNzX3JhdGUYByABKAESOQoNaGVhbHRoX3N0YXR1cxgIIAEoDjIiLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkhlYWx0aFN0YXR1cxIxCg1yZWdpc3RlcmVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFsYXN0X2hlYXJ0YmVhdF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNAoHbWV0cmljcxgLIAEoCzIjLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlck1ldHJpY3MigQEKDFdvcmtlckZpbHRlchIUCgxjYXBhYmlsaXRpZXMYASADKAkSOwoPaGVhbHRoX3N0YXR1c2VzGAIgAygOMiIuc2VudGluZWwucmVnaXN0cnkudjEuSGVhbHRoU3RhdHVzEh4KFm1pbl9hdmFpbGFibGVfY2FwYWNpdHkYAyABKAUikgEKDFJhbmtlZFdvcmtlchIsCgZ3b3JrZXIYASABKAsyHC5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXISEAoIcHJpb3JpdHkYAiABKAESFgoOY2FwYWNpdHlfc2NvcmUYAyABKAESFQoNc3VjY2Vzc19zY29yZRgEIAEoARITCgtzcGVlZF9zY29yZRgFIAEoASqBAQoMSGVhbHRoU3RhdHVzEh0KGUhFQUxUSF9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVIRUFMVEhfU1RBVFVTX0hFQUxUSFkQARIaChZIRUFMVEhfU1RBVFVTX0RFR1JBREVEEAISGwoXSEVBTFRIX1NUQVRVU19VTkhFQUxUSFkQA2IGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CiFzZW50aW5lbC9yZWdpc3RyeS92MS93b3JrZXIucHJvdG8SFHNlbnRpbmVsLnJlZ2lzdHJ5LnYxImYKDVdvcmtlck1ldHJpY3MSFwoPdGFza3NfY29tcGxldGVkGAEgASgEEhoKEnRhc2tzX2ZhaWxlZF9jb3VudBgCIAEoBBIgChhhdmVyYWdlX3Rhc2tfZHVyYXRpb25fbXMYAyABKAEi3QQKBldvcmtlchIKCgJpZBgBIAEoCRIPCgdub2RlX2lkGAIgASgJEhQKDGNhcGFiaWxpdGllcxgDIAMoCRIcChRtYXhfY29uY3VycmVudF90YXNrcxgEIAEoBRIVCg1jdXJyZW50X3Rhc2tzGAUgASgFEhoKEmF2YWlsYWJsZV9jYXBhY2l0eRgGIAEoBRIUCgxzdWNjZXNzX3JhdGUYByABKAESOQoNaGVhbHRoX3N0YXR1cxgIIAEoDjIiLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLkhlYWx0aFN0YXR1cxIxCg1yZWdpc3RlcmVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFsYXN0X2hlYXJ0YmVhdF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNAoHbWV0cmljcxgLIAEoCzIjLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlck1ldHJpY3MSOAoGbGFiZWxzGAwgAygLMiguc2VudGluZWwucmVnaXN0cnkudjEuV29ya2VyLkxhYmVsc0VudHJ5Eg8KB3ZlcnNpb24YDSABKAkSMAoFc3RhdGUYDiABKA4yIS5zZW50aW5lbC5yZWdpc3RyeS52MS5Xb3JrZXJTdGF0ZRIyCg5kcmFpbl9kZWFkbGluZRgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKrAQoMV29ya2VyRmlsdGVyEhQKDGNhcGFiaWxpdGllcxgBIAMoCRI7Cg9oZWFsdGhfc3RhdHVzZXMYAiADKA4yIi5zZW50aW5lbC5yZWdpc3RyeS52MS5IZWFsdGhTdGF0dXMSHgoWbWluX2F2YWlsYWJsZV9jYXBhY2l0eRgDIAEoBRIWCg5sYWJlbF9zZWxlY3RvchgEIAEoCRIQCgh2ZXJzaW9ucxgFIAMoCSKSAQoMUmFua2VkV29ya2VyEiwKBndvcmtlchgBIAEoCzIcLnNlbnRpbmVsLnJlZ2lzdHJ5LnYxLldvcmtlchIQCghwcmlvcml0eRgCIAEoARIWCg5jYXBhY2l0eV9zY29yZRgDIAEoARIVCg1zdWNjZXNzX3Njb3JlGAQgASgBEhMKC3NwZWVkX3Njb3JlGAUgASgBKoEBCgxIZWFsdGhTdGF0dXMSHQoZSEVBTFRIX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFUhFQUxUSF9TVEFUVVNfSEVBTFRIWRABEhoKFkhFQUxUSF9TVEFUVVNfREVHUkFERUQQAhIbChdIRUFMVEhfU1RBVFVTX1VOSEVBTFRIWRADKnoKC1dvcmtlclN0YXRlEhwKGFdPUktFUl9TVEFURV9VTlNQRUNJRklFRBAAEhcKE1dPUktFUl9TVEFURV9BQ1RJVkUQARIZChVXT1JLRVJfU1RBVEVfQ09SRE9ORUQQAhIZChVXT1JLRVJfU1RBVEVfRFJBSU5JTkcQA2IGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * WorkerMetrics are the completion figures recorded with RecordTaskCompletion.
@@ -124,6 +124,32 @@ export type Worker = Message<"sentinel.registry.v1.Worker"> & {
    * @generated from field: sentinel.registry.v1.WorkerMetrics metrics = 11;
    */
   metrics?: WorkerMetrics | undefined;
+
+  /**
+   * As given at registration.
+   *
+   * @generated from field: map<string, string> labels = 12;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * As given at registration; empty means unversioned.
+   *
+   * @generated from field: string version = 13;
+   */
+  version: string;
+
+  /**
+   * @generated from field: sentinel.registry.v1.WorkerState state = 14;
+   */
+  state: WorkerState;
+
+  /**
+   * While draining: when the registry removes it whatever it still runs.
+   *
+   * @generated from field: google.protobuf.Timestamp drain_deadline = 15;
+   */
+  drainDeadline?: Timestamp | undefined;
 };
 
 /**
@@ -160,6 +186,24 @@ export type WorkerFilter = Message<"sentinel.registry.v1.WorkerFilter"> & {
    * @generated from field: int32 min_available_capacity = 3;
    */
   minAvailableCapacity: number;
+
+  /**
+   * Kubernetes' set-based label selector: requirements separated by commas,
+   * all of which must hold: `key=value` (also `==`), `key!=value`,
+   * `key in (a,b)`, `key notin (a,b)`, `key` (has the label), `!key` (has
+   * not). A worker without a label matches `!=` and `notin` on it. A syntax
+   * error is INVALID_ARGUMENT naming the position.
+   *
+   * @generated from field: string label_selector = 4;
+   */
+  labelSelector: string;
+
+  /**
+   * A worker's version must be one of these (empty: any).
+   *
+   * @generated from field: repeated string versions = 5;
+   */
+  versions: string[];
 };
 
 /**
@@ -259,4 +303,45 @@ export enum HealthStatus {
  */
 export const HealthStatusSchema: GenEnum<HealthStatus> = /*@__PURE__*/
   enumDesc(file_sentinel_registry_v1_worker, 0);
+
+/**
+ * WorkerState says whether a worker is in rotation: ranked by
+ * GetWorkersForLoadBalancing and granted by AcquireWorker.
+ *
+ * @generated from enum sentinel.registry.v1.WorkerState
+ */
+export enum WorkerState {
+  /**
+   * @generated from enum value: WORKER_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * In rotation.
+   *
+   * @generated from enum value: WORKER_STATE_ACTIVE = 1;
+   */
+  ACTIVE = 1,
+
+  /**
+   * Out of rotation until uncordoned; keeps heartbeating, its health and its
+   * running tasks.
+   *
+   * @generated from enum value: WORKER_STATE_CORDONED = 2;
+   */
+  CORDONED = 2,
+
+  /**
+   * Out of rotation for good: removed once idle, or at its drain deadline.
+   *
+   * @generated from enum value: WORKER_STATE_DRAINING = 3;
+   */
+  DRAINING = 3,
+}
+
+/**
+ * Describes the enum sentinel.registry.v1.WorkerState.
+ */
+export const WorkerStateSchema: GenEnum<WorkerState> = /*@__PURE__*/
+  enumDesc(file_sentinel_registry_v1_worker, 1);
 

@@ -93,6 +93,21 @@ class WorkerRegistryServiceStub(object):
                 request_serializer=sentinel_dot_registry_dot_v1_dot_registry__service__pb2.ResumeEvictionRequest.SerializeToString,
                 response_deserializer=sentinel_dot_registry_dot_v1_dot_registry__service__pb2.ResumeEvictionResponse.FromString,
                 )
+        self.CordonWorker = channel.unary_unary(
+                '/sentinel.registry.v1.WorkerRegistryService/CordonWorker',
+                request_serializer=sentinel_dot_registry_dot_v1_dot_registry__service__pb2.CordonWorkerRequest.SerializeToString,
+                response_deserializer=sentinel_dot_registry_dot_v1_dot_registry__service__pb2.CordonWorkerResponse.FromString,
+                )
+        self.UncordonWorker = channel.unary_unary(
+                '/sentinel.registry.v1.WorkerRegistryService/UncordonWorker',
+                request_serializer=sentinel_dot_registry_dot_v1_dot_registry__service__pb2.UncordonWorkerRequest.SerializeToString,
+                response_deserializer=sentinel_dot_registry_dot_v1_dot_registry__service__pb2.UncordonWorkerResponse.FromString,
+                )
+        self.DrainWorker = channel.unary_unary(
+                '/sentinel.registry.v1.WorkerRegistryService/DrainWorker',
+                request_serializer=sentinel_dot_registry_dot_v1_dot_registry__service__pb2.DrainWorkerRequest.SerializeToString,
+                response_deserializer=sentinel_dot_registry_dot_v1_dot_registry__service__pb2.DrainWorkerResponse.FromString,
+                )
 
 
 class WorkerRegistryServiceServicer(object):
@@ -230,6 +245,38 @@ class WorkerRegistryServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CordonWorker(self, request, context):
+        """CordonWorker takes a worker out of rotation: GetWorkersForLoadBalancing
+        and AcquireWorker skip it, while it keeps heartbeating, keeps its health,
+        and its running tasks and reservations finish normally. Orchestrator and
+        admin roles. Cordoning a cordoned worker changes nothing; a draining one
+        stays draining (FAILED_PRECONDITION).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UncordonWorker(self, request, context):
+        """UncordonWorker puts a cordoned worker back in rotation. Orchestrator and
+        admin roles. A draining worker cannot be uncordoned (FAILED_PRECONDITION):
+        only its re-registration undoes a drain.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DrainWorker(self, request, context):
+        """DrainWorker takes a worker out of rotation for good: its heartbeat
+        replies carry drain_requested and the deadline, and the registry removes
+        it (UNREGISTERED, reason DRAINED) once its tasks and reservations reach
+        zero, or at the deadline whatever it still runs (reason DRAIN_DEADLINE).
+        Orchestrator and admin roles, and the worker's own token for itself.
+        Draining again keeps the earlier deadline if it is sooner.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerRegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -302,6 +349,21 @@ def add_WorkerRegistryServiceServicer_to_server(servicer, server):
                     servicer.ResumeEviction,
                     request_deserializer=sentinel_dot_registry_dot_v1_dot_registry__service__pb2.ResumeEvictionRequest.FromString,
                     response_serializer=sentinel_dot_registry_dot_v1_dot_registry__service__pb2.ResumeEvictionResponse.SerializeToString,
+            ),
+            'CordonWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.CordonWorker,
+                    request_deserializer=sentinel_dot_registry_dot_v1_dot_registry__service__pb2.CordonWorkerRequest.FromString,
+                    response_serializer=sentinel_dot_registry_dot_v1_dot_registry__service__pb2.CordonWorkerResponse.SerializeToString,
+            ),
+            'UncordonWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.UncordonWorker,
+                    request_deserializer=sentinel_dot_registry_dot_v1_dot_registry__service__pb2.UncordonWorkerRequest.FromString,
+                    response_serializer=sentinel_dot_registry_dot_v1_dot_registry__service__pb2.UncordonWorkerResponse.SerializeToString,
+            ),
+            'DrainWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainWorker,
+                    request_deserializer=sentinel_dot_registry_dot_v1_dot_registry__service__pb2.DrainWorkerRequest.FromString,
+                    response_serializer=sentinel_dot_registry_dot_v1_dot_registry__service__pb2.DrainWorkerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -557,5 +619,56 @@ class WorkerRegistryService(object):
         return grpc.experimental.unary_unary(request, target, '/sentinel.registry.v1.WorkerRegistryService/ResumeEviction',
             sentinel_dot_registry_dot_v1_dot_registry__service__pb2.ResumeEvictionRequest.SerializeToString,
             sentinel_dot_registry_dot_v1_dot_registry__service__pb2.ResumeEvictionResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def CordonWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/sentinel.registry.v1.WorkerRegistryService/CordonWorker',
+            sentinel_dot_registry_dot_v1_dot_registry__service__pb2.CordonWorkerRequest.SerializeToString,
+            sentinel_dot_registry_dot_v1_dot_registry__service__pb2.CordonWorkerResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def UncordonWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/sentinel.registry.v1.WorkerRegistryService/UncordonWorker',
+            sentinel_dot_registry_dot_v1_dot_registry__service__pb2.UncordonWorkerRequest.SerializeToString,
+            sentinel_dot_registry_dot_v1_dot_registry__service__pb2.UncordonWorkerResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def DrainWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/sentinel.registry.v1.WorkerRegistryService/DrainWorker',
+            sentinel_dot_registry_dot_v1_dot_registry__service__pb2.DrainWorkerRequest.SerializeToString,
+            sentinel_dot_registry_dot_v1_dot_registry__service__pb2.DrainWorkerResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

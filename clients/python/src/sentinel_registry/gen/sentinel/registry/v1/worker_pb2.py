@@ -14,21 +14,27 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!sentinel/registry/v1/worker.proto\x12\x14sentinel.registry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x01\n\rWorkerMetrics\x12\'\n\x0ftasks_completed\x18\x01 \x01(\x04R\x0etasksCompleted\x12,\n\x12tasks_failed_count\x18\x02 \x01(\x04R\x10tasksFailedCount\x12\x37\n\x18\x61verage_task_duration_ms\x18\x03 \x01(\x01R\x15\x61verageTaskDurationMs\"\x8f\x04\n\x06Worker\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n\x07node_id\x18\x02 \x01(\tR\x06nodeId\x12\"\n\x0c\x63\x61pabilities\x18\x03 \x03(\tR\x0c\x63\x61pabilities\x12\x30\n\x14max_concurrent_tasks\x18\x04 \x01(\x05R\x12maxConcurrentTasks\x12#\n\rcurrent_tasks\x18\x05 \x01(\x05R\x0c\x63urrentTasks\x12-\n\x12\x61vailable_capacity\x18\x06 \x01(\x05R\x11\x61vailableCapacity\x12!\n\x0csuccess_rate\x18\x07 \x01(\x01R\x0bsuccessRate\x12G\n\rhealth_status\x18\x08 \x01(\x0e\x32\".sentinel.registry.v1.HealthStatusR\x0chealthStatus\x12?\n\rregistered_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0cregisteredAt\x12\x46\n\x11last_heartbeat_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0flastHeartbeatAt\x12=\n\x07metrics\x18\x0b \x01(\x0b\x32#.sentinel.registry.v1.WorkerMetricsR\x07metrics\"\xb5\x01\n\x0cWorkerFilter\x12\"\n\x0c\x63\x61pabilities\x18\x01 \x03(\tR\x0c\x63\x61pabilities\x12K\n\x0fhealth_statuses\x18\x02 \x03(\x0e\x32\".sentinel.registry.v1.HealthStatusR\x0ehealthStatuses\x12\x34\n\x16min_available_capacity\x18\x03 \x01(\x05R\x14minAvailableCapacity\"\xcd\x01\n\x0cRankedWorker\x12\x34\n\x06worker\x18\x01 \x01(\x0b\x32\x1c.sentinel.registry.v1.WorkerR\x06worker\x12\x1a\n\x08priority\x18\x02 \x01(\x01R\x08priority\x12%\n\x0e\x63\x61pacity_score\x18\x03 \x01(\x01R\rcapacityScore\x12#\n\rsuccess_score\x18\x04 \x01(\x01R\x0csuccessScore\x12\x1f\n\x0bspeed_score\x18\x05 \x01(\x01R\nspeedScore*\x81\x01\n\x0cHealthStatus\x12\x1d\n\x19HEALTH_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15HEALTH_STATUS_HEALTHY\x10\x01\x12\x1a\n\x16HEALTH_STATUS_DEGRADED\x10\x02\x12\x1b\n\x17HEALTH_STATUS_UNHEALTHY\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!sentinel/registry/v1/worker.proto\x12\x14sentinel.registry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x01\n\rWorkerMetrics\x12\'\n\x0ftasks_completed\x18\x01 \x01(\x04R\x0etasksCompleted\x12,\n\x12tasks_failed_count\x18\x02 \x01(\x04R\x10tasksFailedCount\x12\x37\n\x18\x61verage_task_duration_ms\x18\x03 \x01(\x01R\x15\x61verageTaskDurationMs\"\xa2\x06\n\x06Worker\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n\x07node_id\x18\x02 \x01(\tR\x06nodeId\x12\"\n\x0c\x63\x61pabilities\x18\x03 \x03(\tR\x0c\x63\x61pabilities\x12\x30\n\x14max_concurrent_tasks\x18\x04 \x01(\x05R\x12maxConcurrentTasks\x12#\n\rcurrent_tasks\x18\x05 \x01(\x05R\x0c\x63urrentTasks\x12-\n\x12\x61vailable_capacity\x18\x06 \x01(\x05R\x11\x61vailableCapacity\x12!\n\x0csuccess_rate\x18\x07 \x01(\x01R\x0bsuccessRate\x12G\n\rhealth_status\x18\x08 \x01(\x0e\x32\".sentinel.registry.v1.HealthStatusR\x0chealthStatus\x12?\n\rregistered_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0cregisteredAt\x12\x46\n\x11last_heartbeat_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0flastHeartbeatAt\x12=\n\x07metrics\x18\x0b \x01(\x0b\x32#.sentinel.registry.v1.WorkerMetricsR\x07metrics\x12@\n\x06labels\x18\x0c \x03(\x0b\x32(.sentinel.registry.v1.Worker.LabelsEntryR\x06labels\x12\x18\n\x07version\x18\r \x01(\tR\x07version\x12\x37\n\x05state\x18\x0e \x01(\x0e\x32!.sentinel.registry.v1.WorkerStateR\x05state\x12\x41\n\x0e\x64rain_deadline\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampR\rdrainDeadline\x1a\x39\n\x0bLabelsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xf8\x01\n\x0cWorkerFilter\x12\"\n\x0c\x63\x61pabilities\x18\x01 \x03(\tR\x0c\x63\x61pabilities\x12K\n\x0fhealth_statuses\x18\x02 \x03(\x0e\x32\".sentinel.registry.v1.HealthStatusR\x0ehealthStatuses\x12\x34\n\x16min_available_capacity\x18\x03 \x01(\x05R\x14minAvailableCapacity\x12%\n\x0elabel_selector\x18\x04 \x01(\tR\rlabelSelector\x12\x1a\n\x08versions\x18\x05 \x03(\tR\x08versions\"\xcd\x01\n\x0cRankedWorker\x12\x34\n\x06worker\x18\x01 \x01(\x0b\x32\x1c.sentinel.registry.v1.WorkerR\x06worker\x12\x1a\n\x08priority\x18\x02 \x01(\x01R\x08priority\x12%\n\x0e\x63\x61pacity_score\x18\x03 \x01(\x01R\rcapacityScore\x12#\n\rsuccess_score\x18\x04 \x01(\x01R\x0csuccessScore\x12\x1f\n\x0bspeed_score\x18\x05 \x01(\x01R\nspeedScore*\x81\x01\n\x0cHealthStatus\x12\x1d\n\x19HEALTH_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15HEALTH_STATUS_HEALTHY\x10\x01\x12\x1a\n\x16HEALTH_STATUS_DEGRADED\x10\x02\x12\x1b\n\x17HEALTH_STATUS_UNHEALTHY\x10\x03*z\n\x0bWorkerState\x12\x1c\n\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13WORKER_STATE_ACTIVE\x10\x01\x12\x19\n\x15WORKER_STATE_CORDONED\x10\x02\x12\x19\n\x15WORKER_STATE_DRAINING\x10\x03\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sentinel.registry.v1.worker_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
-  _HEALTHSTATUS._serialized_start=1177
-  _HEALTHSTATUS._serialized_end=1306
+  _WORKER_LABELSENTRY._options = None
+  _WORKER_LABELSENTRY._serialized_options = b'8\001'
+  _HEALTHSTATUS._serialized_start=1519
+  _HEALTHSTATUS._serialized_end=1648
+  _WORKERSTATE._serialized_start=1650
+  _WORKERSTATE._serialized_end=1772
   _WORKERMETRICS._serialized_start=93
   _WORKERMETRICS._serialized_end=252
   _WORKER._serialized_start=255
-  _WORKER._serialized_end=782
-  _WORKERFILTER._serialized_start=785
-  _WORKERFILTER._serialized_end=966
-  _RANKEDWORKER._serialized_start=969
-  _RANKEDWORKER._serialized_end=1174
+  _WORKER._serialized_end=1057
+  _WORKER_LABELSENTRY._serialized_start=1000
+  _WORKER_LABELSENTRY._serialized_end=1057
+  _WORKERFILTER._serialized_start=1060
+  _WORKERFILTER._serialized_end=1308
+  _RANKEDWORKER._serialized_start=1311
+  _RANKEDWORKER._serialized_end=1516
 # @@protoc_insertion_point(module_scope)
