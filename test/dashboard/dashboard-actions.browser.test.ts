@@ -147,11 +147,16 @@ describe("the dashboard's worker actions in Chromium", () => {
   it("sorts by state, the workers furthest out of rotation first", async () => {
     await client.call("cordonWorker", { workerId: eu });
     await waitForRow(page, eu, (row) => row.state === "cordoned", "cordoned");
-    await page.click('th[data-sort="state"] button');
-    const states = await page.evaluate(() => [...document.querySelectorAll('tr.row td[data-col="state"]')].map((cell: any) => cell.dataset.state as string));
-    expect(states[0]).toBe("cordoned");
-    expect(await page.getAttribute('th[data-sort="state"]', "aria-sort")).toBe("descending");
-    await client.call("uncordonWorker", { workerId: eu });
+    try {
+      await page.click('th[data-sort="state"] button');
+      // The click sorts at the next frame: wait for it, then read the rows it drew.
+      await expect.poll(() => page.getAttribute('th[data-sort="state"]', "aria-sort"), { timeout: 5000 }).toBe("descending");
+      await expect
+        .poll(() => page.evaluate(() => (document.querySelector('tr.row td[data-col="state"]') as { dataset: Record<string, string> } | null)?.dataset["state"]), { timeout: 5000 })
+        .toBe("cordoned");
+    } finally {
+      await client.call("uncordonWorker", { workerId: eu });
+    }
   });
 
   it("says why the registry refused an action, in words", async () => {
@@ -159,6 +164,7 @@ describe("the dashboard's worker actions in Chromium", () => {
       route.fulfill({ status: 409, contentType: "application/json", body: JSON.stringify({ error: `worker ${eu} is draining` }) }),
     );
     try {
+      await waitForRow(page, eu, (row) => row.buttons.join() === "Cordon,Drain", "back in rotation");
       await page.click(`tr.row[data-worker-id="${eu}"] button[data-action="cordon"]`);
       await page.locator("#action-error").waitFor({ state: "visible", timeout: 5000 });
       expect(await page.locator("#action-error").innerText()).toBe(`Could not cordon ${eu}: worker ${eu} is draining`);
