@@ -4,13 +4,15 @@
  * load-generator process, and prints a table where every figure stands next
  * to its ratio to the ceiling.
  *
- *   node dist/bench/run.js [--quick | --full] [--only closed,paced,selection,writes,coldstart]
+ *   node dist/bench/run.js [--quick | --full] [--only closed,paced,selection,writes,coldstart,replicas]
  *                          [--no-etcd] [--write-docs] [--profile] [--keep] [--client h2|grpc-js] [--streams 100,1000]
  *   node dist/bench/run.js --report bench/results/latest-quick.json [--write-docs]   (re-render saved results)
  *
- * --quick (default) takes 2.5-3 minutes on a shared 2-core machine; --full about twenty.
- * --write-docs rewrites the generated part of docs/benchmarks.md and the chart
- *   docs/benchmarks-throughput.svg (always done by --full).
+ * --quick (default) takes 4-5 minutes on a shared 2-core machine (the replicas
+ * alone, under 2); --full about twenty-five.
+ * --write-docs rewrites the generated parts of docs/benchmarks.md and the chart
+ *   docs/benchmarks-throughput.svg (always done by --full): each part only when
+ *   the run measured it, so `--only replicas --write-docs` leaves the others.
  * --profile runs every registry under `node --cpu-prof` and summarises each profile.
  * Results are also saved as bench/results/latest-<mode>.json.
  *
@@ -34,6 +36,7 @@ import { loadResults, saveResults, type Results } from "./results.js";
 import { measureClosedLoop } from "./scenarios/closed-loop.js";
 import { measureColdStart } from "./scenarios/cold-start.js";
 import { measurePacedFleet } from "./scenarios/paced-fleet.js";
+import { measureReplicas } from "./scenarios/replicas.js";
 import type { ScenarioContext } from "./scenarios/scenario-context.js";
 import { measureSelection } from "./scenarios/selection.js";
 import { seedStreamFleet } from "./scenarios/stream-fleet.js";
@@ -43,7 +46,7 @@ import { etcdVersion, findEtcd, killAll, ROOT } from "./servers.js";
 import type { ClientKind } from "./transport.js";
 
 /** The scenarios, in the order they run. */
-const PHASES = ["closed", "paced", "selection", "coldstart", "writes"] as const;
+const PHASES = ["closed", "paced", "selection", "coldstart", "writes", "replicas"] as const;
 type Phase = (typeof PHASES)[number];
 
 interface RunOptions {
@@ -152,6 +155,7 @@ async function newResults(options: RunOptions, etcdBinary: string | undefined, p
     inproc: [],
     writes: [],
     coldStart: undefined,
+    replicas: [],
     profiles,
   };
 }
@@ -167,6 +171,7 @@ async function runScenarios(phases: readonly string[], context: ScenarioContext,
   if (chosen("selection")) ({ selection: results.selection, inproc: results.inproc } = await measureSelection(context));
   if (chosen("coldstart")) results.coldStart = await measureColdStart(context);
   if (chosen("writes")) results.writes = await measureWrites(context);
+  if (chosen("replicas")) ({ runs: results.replicas, skipped: results.replicasSkipped } = await measureReplicas(context));
 }
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {

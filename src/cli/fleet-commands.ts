@@ -2,6 +2,7 @@ import {
   WorkerRegistryClient,
   type RankedWorkerInfo,
   type RegistryStats,
+  type ReplicaInfo,
   type WorkerInfo,
 } from "@sentinel/worker-registry-client";
 import { CONNECTION_FLAGS, outputOf, parseFleetArgs, type FleetCommandIo } from "./fleet-args.js";
@@ -145,6 +146,7 @@ export function renderDashboard(address: string, stats: RegistryStats, topPerfor
   const completions = stats.tasksCompleted + stats.tasksFailed;
   const summary = labelled([
     ["Registry", `${address} (server time ${stats.serverTime.toISOString()})`],
+    ["Replica", replicaLine(stats.replica)],
     ["Workers", String(stats.totalWorkers)],
     ["  healthy", String(stats.healthyWorkers)],
     ["  degraded", String(stats.degradedWorkers)],
@@ -173,6 +175,18 @@ export function renderDashboard(address: string, stats: RegistryStats, topPerfor
           .map((line) => `  ${line}`)
           .join("\n");
   return `${summary}\n\nTop performers (by priority)\n${top}`;
+}
+
+/**
+ * The process that answered among the replicas of its store: its name, who
+ * leads, and how far it trails ("replica-b (PostgreSQL; leader replica-a;
+ * replication lag 4 ms)"). On SQLite there is one process, and no lag.
+ */
+export function replicaLine(replica: ReplicaInfo): string {
+  if (replica.store === "sqlite") return `${replica.replicaId} (SQLite, one process)`;
+  const role = replica.leading ? "leading" : replica.leaderId === "" ? "no leader at the moment" : `leader ${replica.leaderId}`;
+  const writable = replica.storeWritable ? "" : "; database unreachable: writes refused";
+  return `${replica.replicaId} (PostgreSQL; ${role}; replication lag ${round(replica.replicationLagMs)} ms${writable})`;
 }
 
 /** One worker as aligned text. */

@@ -95,6 +95,25 @@ export interface DashboardStats {
   readonly revision: number;
   readonly evictionPaused: boolean;
   readonly evictionPauseReason: string;
+  /** The registry process the page is connected to, among the replicas of its store. */
+  readonly replica: DashboardReplica;
+}
+
+/** One registry process among those that serve the same store: one on SQLite, any number on PostgreSQL. */
+export interface DashboardReplica {
+  /** This process's name among the replicas (`--replica-id`; host:pid by default). */
+  readonly id: string;
+  /** The store's kind: "sqlite" (one process) or "postgres" (replicas). */
+  readonly store: string;
+  /** Whether this process holds the lease that runs the fleet-wide schedules (health, cleanup, expiry). */
+  readonly leading: boolean;
+  /** The replica that holds the lease, as this process last saw it; "" if none does. */
+  readonly leader: string;
+  /**
+   * How long after it was written (from the start of the writing call) the last change made by another replica was
+   * applied here, by the two processes' clocks; 0 until one was.
+   */
+  readonly lagMs: number;
 }
 
 /** The health thresholds, so the page can say what its colours mean. */

@@ -18,6 +18,7 @@ function find(selector, type) {
 
 export const el = {
   connection: find("#connection", HTMLElement),
+  replica: find("#replica", HTMLElement),
   tokenForm: find("#token-form", HTMLFormElement),
   tokenInput: find("#token-input", HTMLInputElement),
   stale: find("#stale", HTMLElement),
