@@ -168,9 +168,9 @@ describe("HealthSchedule: expiry", () => {
     expect(due()).toEqual([expect.objectContaining({ workerId: "a", to: "degraded" })]);
   });
 
-  it("a worker tracked when already past its TTL goes straight to the expired set", () => {
+  it("a worker tracked already past its TTL and announced unhealthy goes straight to the expired set", () => {
     const { clock, fleet, schedule } = setup();
-    const worker = fleet.add(workerRecord({ id: "a", lastHeartbeatAtMs: clock.now() - 30 * MINUTE }), clock.monotonic(), clock.now());
+    const worker = fleet.add(workerRecord({ id: "a", lastHeartbeatAtMs: clock.now() - 30 * MINUTE, health: "unhealthy" }), clock.monotonic(), clock.now());
     schedule.track(worker, clock.monotonic());
     expect(schedule.expired.has(worker)).toBe(true);
     expect(worker.scheduled).toBe(false);
@@ -247,5 +247,32 @@ describe("HealthSchedule: holds, retries, resets", () => {
     expect([...schedule.expired].map((w) => w.id)).toEqual(["a"]);
     clock.advance(MINUTE);
     expect(schedule.due(clock.monotonic())).toEqual([expect.objectContaining({ workerId: "b", to: "degraded" })]);
+  });
+});
+
+describe("HealthSchedule: a worker tracked afresh with its health announced behind its age", () => {
+  // A leader that reloads its read model (it fell behind the log's retention) clears its schedule and tracks
+  // every worker again; a downgrade it had not written yet is still owed.
+  it("is due at once, not at the next threshold: a reload must not delay the degraded step", () => {
+    const { clock, fleet, schedule } = setup();
+    fleet.add(workerRecord({ id: "a", lastHeartbeatAtMs: clock.now() - 12 * MINUTE }), clock.monotonic(), clock.now());
+    schedule.trackAll(clock.monotonic());
+    expect(schedule.due(clock.monotonic())).toEqual([expect.objectContaining({ workerId: "a", from: "healthy", to: "degraded" })]);
+  });
+
+  it("past its TTL, it is announced down the tiers before it is expired, so watchers see it go", () => {
+    const { clock, fleet, schedule } = setup();
+    const worker = fleet.add(workerRecord({ id: "a", lastHeartbeatAtMs: clock.now() - 30 * MINUTE }), clock.monotonic(), clock.now());
+    schedule.track(worker, clock.monotonic());
+    expect(schedule.expired.size).toBe(0);
+    const changes = schedule.due(clock.monotonic());
+    expect(changes.map(({ from, to }) => [from, to])).toEqual([
+      ["healthy", "degraded"],
+      ["degraded", "unhealthy"],
+    ]);
+    for (const change of changes) fleet.setHealth(worker, change.to);
+    clock.advance(1);
+    expect(schedule.due(clock.monotonic())).toEqual([]);
+    expect([...schedule.expired]).toEqual([worker]);
   });
 });
