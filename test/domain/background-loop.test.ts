@@ -116,6 +116,18 @@ describe("BackgroundLoop: only the leader acts", () => {
     await vi.waitFor(async () => expect(await eventTypes()).toEqual(["a:registered", "a:degraded"]));
   });
 
+  it("a transition the store refuses (another process stored a later heartbeat) is undone here", async () => {
+    const { clock, store, fleet, leadership, loop, register, eventTypes } = setup();
+    await register("a");
+    await leadership.renew();
+    clock.advance(10 * MINUTE);
+    await store.writeHeartbeats(new Map([["a", clock.now()]]), clock.now());
+    await loop.tick();
+    expect(await eventTypes()).toEqual(["a:registered"]);
+    expect(fleet.get("a")!.health).toBe("healthy");
+    expect(fleet.totals().byHealth).toEqual({ healthy: 1, degraded: 0, unhealthy: 0 });
+  });
+
   it("a write refused for a lost lease ends leadership here, and nothing more is written", async () => {
     const { clock, store, leadership, loop, register, eventTypes } = setup();
     await register("a");
