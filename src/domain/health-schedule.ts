@@ -31,7 +31,13 @@ export class HealthSchedule {
   /** Gives the worker its entry, if it has none. */
   track(worker: LiveWorker, nowMono: number): void {
     if (worker.scheduled || !this.fleet.isLive(worker)) return;
-    const atMono = this.nextDeadline(worker, nowMono);
+    // Announced healthier than its age says (tracked afresh, on a start or a reload): that downgrade is owed now.
+    const owed = nowMono >= worker.holdUntilMono && healthTier(healthForAge(nowMono - worker.lastSeenMono, this.options)) > healthTier(worker.health);
+    this.enter(worker, owed ? nowMono : this.nextDeadline(worker, nowMono));
+  }
+
+  /** Pushes the worker's entry at `atMono`, or, past its TTL (undefined), puts it in the expired set. */
+  private enter(worker: LiveWorker, atMono: number | undefined): void {
     if (atMono === undefined) {
       this.expired.add(worker);
       return;
@@ -64,7 +70,8 @@ export class HealthSchedule {
       if (!this.fleet.isLive(worker)) continue;
       worker.scheduled = false;
       changes.push(...this.downgradesOf(worker, nowMono));
-      this.track(worker, nowMono);
+      // Judged by its age just now: the downgrades bring its health there, so its next deadline is ahead.
+      this.enter(worker, this.nextDeadline(worker, nowMono));
     }
     return changes;
   }
