@@ -51,19 +51,22 @@ export class Registrations {
     const { options, fleet } = this.deps;
     validateRegistration(input, options.limits);
     const { maxWorkers } = options.limits;
-    // Registrations still being committed count too: concurrent ones must not overshoot the limit together.
-    if (fleet.size + this.inFlight >= maxWorkers) {
-      throw new LimitExceededError(`the registry holds its limit of ${maxWorkers} workers; unregister some or raise --max-workers`);
-    }
-    this.inFlight++;
     // One node_id at a time, so that each registration sees (and replaces) the one before it.
     const previous = this.byNode.get(input.nodeId);
+    // A node that has a worker, or a registration on its way, replaces it: the fleet does not grow, so a restarted
+    // worker is never locked out at the limit. Others count, with those still being committed, so that concurrent
+    // registrations do not overshoot the limit together.
+    const grows = previous === undefined && fleet.ofNode(input.nodeId).length === 0;
+    if (grows && fleet.size + this.inFlight >= maxWorkers) {
+      throw new LimitExceededError(`the registry holds its limit of ${maxWorkers} workers; unregister some or raise --max-workers`);
+    }
+    if (grows) this.inFlight++;
     const mine = (previous === undefined ? Promise.resolve() : previous.catch(() => undefined)).then(() => this.insert(input, registeredBy));
     this.byNode.set(input.nodeId, mine);
     try {
       return await mine;
     } finally {
-      this.inFlight--;
+      if (grows) this.inFlight--;
       if (this.byNode.get(input.nodeId) === mine) this.byNode.delete(input.nodeId);
     }
   }

@@ -91,6 +91,22 @@ describe("Registrations.register", () => {
     await expect(registrations.register(input("n4"), null)).rejects.toThrow(LimitExceededError);
   });
 
+  it("at the worker limit, a node that registers again replaces its worker instead of being refused", async () => {
+    const { fleet, registrations, input } = setup({ limits: { maxWorkers: 2 } });
+    await registrations.register(input("n1"), null);
+    await registrations.register(input("n2"), null);
+    // A restarted worker process registers afresh: the fleet does not grow, so the limit does not apply.
+    const again = await registrations.register(input("n2", { maxConcurrentTasks: 8 }), null);
+    expect(fleet.ofNode("n2").map((w) => w.id)).toEqual([again.id]);
+    expect(fleet.size).toBe(2);
+    // Several at once for one node, at the limit: each replaces the one before it.
+    const answers = await Promise.all([1, 2, 3].map((max) => registrations.register(input("n1", { maxConcurrentTasks: max }), null)));
+    expect(fleet.ofNode("n1").map((w) => w.id)).toEqual([answers[2]!.id]);
+    expect(fleet.size).toBe(2);
+    // A new node is still refused.
+    await expect(registrations.register(input("n3"), null)).rejects.toThrow(LimitExceededError);
+  });
+
   it("validates the input, naming the field, and commits nothing", async () => {
     const { store, registrations, input } = setup();
     await expect(registrations.register(input("n1", { maxConcurrentTasks: 0 }), null)).rejects.toThrow(InvalidArgumentError);
