@@ -9,6 +9,7 @@ import { lineChartSvg } from "./chart.js";
 import { STREAMS_PER_CONNECTION } from "./modes.js";
 import { log } from "./progress.js";
 import { cores, int, medianOf, ms, pct, perCore, ratio, table } from "./report-format.js";
+import { renderPerfTables } from "./report-perf.js";
 import { closedLoopPoint, pacedRun, selectionRun, writeRun, type Kind, type PacedResult, type Results, type StreamResult } from "./results.js";
 import { verdicts, verdictText } from "./verdicts.js";
 
@@ -203,6 +204,7 @@ function renderTables(r: Results): string {
       streamTable(r),
     );
   }
+  parts.push(...renderPerfTables(r));
   if (r.paced.length > 0) {
     parts.push(
       "",
