@@ -19,6 +19,7 @@ import type { CompiledRegistryOptions } from "./registry-options.js";
 import type { RegistryStore, Snapshot } from "./registry-store.js";
 import { Registrations, type RegisteredWorker } from "./registration.js";
 import { ReservationBook } from "./reservation-book.js";
+import { StreamHeartbeat } from "./stream-heartbeat.js";
 import { TaskAccounting } from "./task-accounting.js";
 import { validateReservationId, validateWorkerId, type FilterInput, type RegistrationInput } from "./validation.js";
 import { Watches, watcherEvent, watchFilter, type EventWatch } from "./watches.js";
@@ -29,6 +30,7 @@ export type { Acquisition, Release } from "./acquisition.js";
 export type { WorkerPage } from "./fleet-queries.js";
 export type { RegisteredWorker } from "./registration.js";
 export type { RegistryStats } from "./registry-stats.js";
+export { StreamHeartbeat } from "./stream-heartbeat.js";
 export type { RankedWorkerView, WorkerView } from "./worker-view.js";
 
 /** What a heartbeat stream tells the worker after each heartbeat. */
@@ -205,15 +207,26 @@ export class WorkerRegistry {
    * @throws WorkerNotFoundError.
    */
   heartbeatAck(workerId: string): HeartbeatAck {
+    const ack = new StreamHeartbeat(workerId);
+    this.streamHeartbeat(ack);
+    return ack;
+  }
+
+  /**
+   * {@link heartbeatAck} for a stream bound to `ack.workerId`, into the
+   * stream's own ack: no allocation, and no lookup by id while the fleet
+   * holds the record the stream's last heartbeat went to.
+   * @throws WorkerNotFoundError.
+   */
+  streamHeartbeat(ack: StreamHeartbeat): void {
     this.assertOpen();
-    const worker = this.fleet.get(workerId) ?? this.queries.find(workerId);
+    let worker = ack.worker;
+    if (worker === undefined || !this.fleet.isLive(worker)) ack.worker = worker = this.fleet.get(ack.workerId) ?? this.queries.find(ack.workerId);
     this.liveness.heartbeat(worker);
-    return {
-      healthStatus: "healthy",
-      nextHeartbeatIntervalMs: this.deps.options.heartbeatIntervalMs,
-      heartbeatAtMs: worker.lastHeartbeatAtMs,
-      drainDeadlineMs: worker.drainDeadlineMs,
-    };
+    ack.healthStatus = "healthy";
+    ack.nextHeartbeatIntervalMs = this.deps.options.heartbeatIntervalMs;
+    ack.heartbeatAtMs = worker.lastHeartbeatAtMs;
+    ack.drainDeadlineMs = worker.drainDeadlineMs;
   }
 
   /** A heartbeat stream was bound to the worker (its first heartbeat has been accepted). */
