@@ -54,6 +54,8 @@ export interface LiveWorker {
   scheduled: boolean;
   /** Where the rank index has it filed. */
   rankedAs: RankKey | undefined;
+  /** Heard since the last heartbeat flush: its timestamp waits in Liveness's batch. */
+  heartbeatPending: boolean;
   /** Set when the fleet lets this record go (removed, or replaced by a new registration): see {@link Fleet.isLive}. */
   released: boolean;
 }
@@ -208,6 +210,7 @@ export class Fleet {
       intakeWindow: -1,
       scheduled: false,
       rankedAs: undefined,
+      heartbeatPending: false,
       released: false,
     };
     this.workers.set(worker.id, worker);
