@@ -7,9 +7,6 @@ import { RepeatedFailureLog } from "./repeated-failure-log.js";
 import type { Logger } from "./logger.js";
 import type { HealthChange, RegistryStore } from "./registry-store.js";
 
-/** Heartbeat timestamps written per transaction: a fleet's worth in one would hold the event loop. */
-const HEARTBEAT_CHUNK = 1000;
-
 /**
  * How a worker shows it is alive, and how this process tells the others.
  *
@@ -110,9 +107,11 @@ export class Liveness {
       if (!worker.released) batch.push([worker.id, worker.lastHeartbeatAtMs]);
     }
     this.flushing = (async () => {
-      for (let start = 0; start < Math.max(1, batch.length); start += HEARTBEAT_CHUNK) {
+      // In chunks the store chooses, each its own write: on SQLite, its own turn of the event loop.
+      const chunk = this.deps.store.heartbeatBatchRows;
+      for (let start = 0; start < Math.max(1, batch.length); start += chunk) {
         try {
-          await this.deps.store.writeHeartbeats(new Map(batch.slice(start, start + HEARTBEAT_CHUNK)), this.deps.clock.now());
+          await this.deps.store.writeHeartbeats(new Map(batch.slice(start, start + chunk)), this.deps.clock.now());
         } catch (error) {
           // Kept for the next flush, which writes each one's latest timestamp by then.
           for (const [id] of batch.slice(start)) {
