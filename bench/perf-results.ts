@@ -53,18 +53,24 @@ export interface HeartbeatCostResult {
   readonly postgresSkipped: string | undefined;
 }
 
-/** One fleet size of the selection-under-load scenario. */
+/** One window of the selection-under-load scenario: one call, at one fleet size, with the paced fleet beating. */
 export interface LoadedSelectionRun {
   readonly workers: number;
+  /** AcquireRelease (AcquireWorker then ReleaseWorker) or GetWorkersForLoadBalancing. */
+  readonly op: string;
   /** Paced heartbeat streams (one beat a second each) running meanwhile. */
   readonly streams: number;
+  /** Connections with one call in flight each. */
   readonly orchestrators: number;
   readonly seconds: number;
-  /** Per method, from the registry's histogram. */
-  readonly serverSide: readonly MethodLatency[];
-  /** Calls per second of each op, client-side, and their client-side latency. */
-  readonly ops: readonly { readonly op: string; readonly perSecond: number; readonly latency: LatencySummary; readonly errors: number }[];
-  readonly heartbeats: { readonly acksPerSecond: number; readonly latency: LatencySummary; readonly missed: number };
+  /** Per method, from the registry's histogram; shareWithin2ms is exact (2 ms is a bucket bound). */
+  readonly serverSide: readonly (MethodLatency & { readonly shareWithin2ms: number })[];
+  readonly callsPerSecond: number;
+  /** Client-side, per op (both calls of AcquireRelease). */
+  readonly latency: LatencySummary;
+  readonly errors: number;
+  readonly firstError: string | undefined;
+  readonly heartbeats: { readonly acksPerSecond: number; readonly latency: LatencySummary; readonly errors: number };
   readonly serverCores: number;
   readonly otherCores: number;
   readonly serverWaiting: number;
@@ -73,24 +79,27 @@ export interface LoadedSelectionRun {
 /** The watch fan-out scenario at one shape. */
 export interface WatchFanoutRun {
   readonly watchers: number;
-  /** Events written per second (the target rate), and what was committed. */
+  /** Events the writer was asked for per second, and what it got committed. */
   readonly eventsPerSecond: number;
   readonly committedPerSecond: number;
   readonly seconds: number;
-  /** Events delivered per second, all watchers together. */
+  /** Events delivered per second, all fast watchers together, and their share of those due (committed × watchers). */
   readonly deliveredPerSecond: number;
-  /** Commit (the event's occurred_at) to arrival at the watcher, over every delivery sampled. */
+  readonly dueShare: number;
+  /** From the event's occurred_at (the registry's clock) to its arrival, on one watcher in ten. */
   readonly delivery: LatencySummary;
-  /** Watchers that fell behind and were cut off (RESOURCE_EXHAUSTED), of the fast ones. */
+  /** Fast watchers whose stream ended during the window (none should), and the first reason. */
   readonly fastCutOff: number;
-  /** The slow watcher (reads nothing): cut off, and after how long. */
+  readonly fastEndReason: string | undefined;
+  /** The slow watcher (reads nothing): whether it was cut off, after how long, and with what status. */
   readonly slowCutOff: boolean;
   readonly slowCutOffAfterMs: number | undefined;
+  readonly slowEndReason: string | undefined;
   readonly serverCores: number;
   readonly loadGeneratorCores: number;
-  readonly otherCores: number;
   readonly rssStartMiB: number;
   readonly rssPeakMiB: number;
   readonly rssEndMiB: number;
+  readonly writeErrors: number;
   readonly firstError: string | undefined;
 }

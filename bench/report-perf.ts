@@ -86,6 +86,47 @@ function costTable(r: Results): string {
   );
 }
 
+function loadedSelectionTable(r: Results): string {
+  const share = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? "—" : `${(x * 100).toFixed(2)}%`);
+  return table(
+    ["call", "workers", "paced streams", "orchestrators", "calls/s", "server-side p50 / p99 ms (histogram)", "server-side ≤ 2 ms", "client p50 / p99 ms", "heartbeat acks/s, p99 ms", "server cores", "other load, cores", "server waited for a CPU"],
+    (r.loadedSelection ?? []).flatMap((x) =>
+      x.serverSide.map((s) => [
+        s.method,
+        int(x.workers),
+        int(x.streams),
+        `${x.orchestrators}`,
+        int(x.callsPerSecond),
+        `${ms(s.p50Ms, 3)} / ${ms(s.p99Ms, 3)}`,
+        share(s.shareWithin2ms),
+        `${ms(x.latency.p50Ms)} / ${ms(x.latency.p99Ms)}`,
+        `${int(x.heartbeats.acksPerSecond)}, ${ms(x.heartbeats.latency.p99Ms)}`,
+        cores(x.serverCores),
+        cores(x.otherCores),
+        pct(x.serverWaiting),
+      ]),
+    ),
+  );
+}
+
+function watchFanoutTable(r: Results): string {
+  return table(
+    ["watchers", "events/s asked, committed", "deliveries/s (share of those due)", "delivery p50 / p99 / max ms", "fast watchers cut off", "slow watcher", "server cores", "load generators, cores", "server RSS start → peak → end MiB", "errors"],
+    (r.watchFanout ?? []).map((x) => [
+      int(x.watchers),
+      `${int(x.eventsPerSecond)}, ${int(x.committedPerSecond)}`,
+      `${int(x.deliveredPerSecond)} (${pct(x.dueShare)})`,
+      `${ms(x.delivery.p50Ms)} / ${ms(x.delivery.p99Ms)} / ${ms(x.delivery.maxMs, 1)}`,
+      `${x.fastCutOff}`,
+      x.slowCutOff ? `cut off after ${ms((x.slowCutOffAfterMs ?? 0) / 1000, 1)} s (${x.slowEndReason ?? "?"})` : "still open",
+      cores(x.serverCores),
+      cores(x.loadGeneratorCores),
+      `${ms(x.rssStartMiB, 0)} → ${ms(x.rssPeakMiB, 0)} → ${ms(x.rssEndMiB, 0)}`,
+      x.writeErrors > 0 || x.firstError ? `${x.writeErrors}; ${x.firstError ?? ""}` : "0",
+    ]),
+  );
+}
+
 /** The parts of the report for the scenarios of issue 16 that ran; empty when none did. */
 export function renderPerfTables(r: Results): string[] {
   const parts: string[] = [];
@@ -97,6 +138,24 @@ export function renderPerfTables(r: Results): string[] {
         (cost.postgresSkipped ? `; PostgreSQL not measured: ${cost.postgresSkipped}` : ""),
       "",
       costTable(r),
+    );
+  }
+  const loaded = r.loadedSelection ?? [];
+  if (loaded.length > 0) {
+    parts.push(
+      "",
+      `#### Selection under load: ${int(loaded[0]!.streams)} paced heartbeat streams (1/s each) and ${loaded[0]!.orchestrators} orchestrators (one call in flight each), ${ms(loaded[0]!.seconds, 0)} s per window; filter: capability "general", which every worker has`,
+      "",
+      loadedSelectionTable(r),
+    );
+  }
+  const watch = r.watchFanout ?? [];
+  if (watch.length > 0) {
+    parts.push(
+      "",
+      `#### Watch fan-out: every watcher subscribed to every event (UpdateTaskCount at a fixed rate), one more that never reads, ${ms(watch[0]!.seconds, 0)} s per window; delivery from the event's occurred_at, on one watcher in ten`,
+      "",
+      watchFanoutTable(r),
     );
   }
   return parts;

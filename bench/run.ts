@@ -4,7 +4,7 @@
  * load-generator process, and prints a table where every figure stands next
  * to its ratio to the ceiling.
  *
- *   node dist/bench/run.js [--quick | --full] [--only closed,paced,selection,writes,coldstart,cost]
+ *   node dist/bench/run.js [--quick | --full] [--only closed,paced,selection,writes,coldstart,cost,loaded-selection,watch]
  *                          [--no-etcd] [--write-docs] [--profile] [--keep] [--client h2|grpc-js] [--streams 100,1000]
  *   node dist/bench/run.js --report bench/results/latest-quick.json [--write-docs]   (re-render saved results)
  *
@@ -34,6 +34,8 @@ import { loadResults, saveResults, type Results } from "./results.js";
 import { measureClosedLoop } from "./scenarios/closed-loop.js";
 import { measureColdStart } from "./scenarios/cold-start.js";
 import { measureHeartbeatCost } from "./scenarios/heartbeat-cost.js";
+import { measureLoadedSelection } from "./scenarios/loaded-selection.js";
+import { measureWatchFanout } from "./scenarios/watch-fanout.js";
 import { measurePacedFleet } from "./scenarios/paced-fleet.js";
 import type { ScenarioContext } from "./scenarios/scenario-context.js";
 import { measureSelection } from "./scenarios/selection.js";
@@ -46,8 +48,8 @@ import type { ClientKind } from "./transport.js";
 /** The scenarios, in the order they run. */
 const PHASES = ["closed", "paced", "selection", "coldstart", "writes"] as const;
 type Phase = (typeof PHASES)[number];
-/** Issue 16's scenarios, after those: heartbeat cost against the bare transport (and PostgreSQL against SQLite). */
-const PERF_PHASES = ["cost"] as const;
+/** Issue 16's scenarios, after those: heartbeat cost against the bare transport (and PostgreSQL against SQLite), selection under a fleet's load, watch fan-out. */
+const PERF_PHASES = ["cost", "loaded-selection", "watch"] as const;
 
 interface RunOptions {
   readonly mode: ModeConfig;
@@ -177,6 +179,8 @@ async function runScenarios(phases: readonly string[], context: ScenarioContext,
 /** Issue 16's scenarios that were chosen, each filling its part of `results`. */
 async function runPerfScenarios(phases: readonly string[], context: ScenarioContext, results: Results): Promise<void> {
   if (phases.includes("cost")) results.heartbeatCost = await measureHeartbeatCost(context);
+  if (phases.includes("loaded-selection")) results.loadedSelection = await measureLoadedSelection(context);
+  if (phases.includes("watch")) results.watchFanout = await measureWatchFanout(context);
 }
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
