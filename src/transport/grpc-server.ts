@@ -29,6 +29,7 @@ import { addReflection } from "./reflection.js";
 import { keepRepeatedAuthorization } from "./repeated-authorization.js";
 import { registryServiceHandlers } from "./registry-service.js";
 import { statusForError } from "./status.js";
+import { serializeWatchResponse } from "./watch-encoding.js";
 import { WatchStreams } from "./watch-streams.js";
 
 /** The fully qualified name of the registry service, as grpc.health.v1 reports it. */
@@ -191,7 +192,9 @@ export async function startGrpcServer(options: {
 /**
  * The registry service as grpc-js serves it: protobuf-es (de)serializers,
  * except HeartbeatStream's, which are written by hand for its hot path
- * (heartbeat-codec.ts) and read and write the same bytes.
+ * (heartbeat-codec.ts) and read and write the same bytes, and WatchWorkers'
+ * response serializer, which sends each event's bytes encoded once for all
+ * its watchers (watch-encoding.ts).
  */
 function registryServiceDefinition(): Record<string, MethodDefinition<unknown, unknown>> {
   const definition = grpcServiceDefinition(WorkerRegistryService);
@@ -199,6 +202,7 @@ function registryServiceDefinition(): Record<string, MethodDefinition<unknown, u
   return {
     ...definition,
     heartbeatStream: { ...heartbeatStream, requestDeserialize: decodeHeartbeat, responseSerialize: serializeHeartbeatAck as (value: unknown) => Buffer },
+    watchWorkers: { ...definition.watchWorkers!, responseSerialize: serializeWatchResponse as (value: unknown) => Buffer },
   };
 }
 

@@ -1,20 +1,17 @@
-import { create } from "@bufbuild/protobuf";
 import { status, type ServerWritableStream } from "@grpc/grpc-js";
 import { WatcherTooSlowError } from "../domain/errors.js";
 import type { Logger } from "../domain/logger.js";
 import type { EventWatch } from "../domain/watches.js";
 import type { WorkerEvent } from "../domain/worker-events.js";
 import type { WorkerRegistry } from "../domain/worker-registry.js";
-import {
-  WatchWorkersResponseSchema,
-  type WatchWorkersRequest,
-  type WatchWorkersResponse,
-} from "@sentinel/worker-registry-client/contract";
+import type { WatchWorkersRequest, WatchWorkersResponse } from "@sentinel/worker-registry-client/contract";
 import type { CallGuard } from "./call-guard.js";
-import { eventToProto, filterFromProto } from "./proto-mapping.js";
+import { filterFromProto } from "./proto-mapping.js";
 import { statusForError } from "./status.js";
+import { WatchEventEncoder } from "./watch-encoding.js";
 
-type WatchCall = ServerWritableStream<WatchWorkersRequest, WatchWorkersResponse>;
+/** Responses are encoded by watch-encoding.ts (the service definition's WatchWorkers serializer sends its bytes as they are). */
+type WatchCall = ServerWritableStream<WatchWorkersRequest, Buffer | WatchWorkersResponse>;
 
 /** Log entries read per page of a replay: what one watcher may hold in memory while its reader catches up. */
 export const REPLAY_PAGE_EVENTS = 256;
@@ -34,6 +31,7 @@ export const REPLAY_PAGE_EVENTS = 256;
  */
 export class WatchStreams {
   private readonly open = new Map<WatchCall, () => void>();
+  private readonly encoder = new WatchEventEncoder();
 
   constructor(
     private readonly registry: WorkerRegistry,
@@ -81,7 +79,7 @@ export class WatchStreams {
       while (writable && queue.length > 0 && !finished) {
         const event = queue.shift()!;
         lastSent = event.revision;
-        writable = call.write(create(WatchWorkersResponseSchema, { event: eventToProto(event) }));
+        writable = call.write(this.encoder.bytes(event));
       }
       if (writable && queue.length === 0) onRoom?.();
     };
