@@ -177,7 +177,8 @@ async function watch(command: Extract<WatchLoadCommand, { type: "watch" }>): Pro
     const stream = request(connection!, path);
     stream.end(EMPTY_FRAME);
     const count = counter(i % 10 === 0);
-    started.push(new Promise((resolve) => stream.once("response", () => resolve())));
+    // The registry sends a watch's headers with its first event, so "response" would wait for the writer: opened is enough.
+    started.push(new Promise((resolve) => stream.once("ready", () => resolve())));
     stream.on("data", count);
     endReason(stream, (reason) => {
       counts.fastEnded++;

@@ -24,6 +24,12 @@ const SHAPE = {
   quick: { shapes: [{ watchers: 100, perSecond: 1000 }, { watchers: 1000, perSecond: 1000 }], warmupMs: 2000, windowMs: 5000 },
   full: { shapes: [{ watchers: 100, perSecond: 1000 }, { watchers: 1000, perSecond: 1000 }], warmupMs: 3000, windowMs: 20_000 },
 } as const;
+/**
+ * The registry's per-watcher queue (--watch-buffer; default 10,000): two
+ * seconds of this writer, so that the slow watcher fills it within a quick
+ * window and its cut-off is seen, and a fast one never comes near it.
+ */
+const WATCH_BUFFER_EVENTS = 2000;
 /** Workers the writer spreads its calls over. */
 const WRITER_WORKERS = 100;
 
@@ -72,7 +78,7 @@ export async function measureWatchFanout(context: ScenarioContext): Promise<Watc
     const dbPath = path.join(workDir, `watch-${watchers}.db`);
     seedDatabase(dbPath, WRITER_WORKERS);
     const label = `watch-${watchers}`;
-    const server = await servers.registry({ dbPath, label, profile: label, flags: { "max-watchers": String(watchers + 1) } });
+    const server = await servers.registry({ dbPath, label, profile: label, flags: { "max-watchers": String(watchers + 1), "watch-buffer": String(WATCH_BUFFER_EVENTS) } });
     const watchLoad = WatchLoad.start();
     const writer = WatchLoad.start();
     try {
