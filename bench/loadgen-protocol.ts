@@ -6,6 +6,11 @@ export interface Target {
   readonly kind: "registry" | "echo" | "etcd";
   /** host:port */
   readonly address: string;
+  /**
+   * Replicas of one registry: the connections are spread over these
+   * (host:port each), round robin, instead of all going to `address`.
+   */
+  readonly addresses?: readonly string[];
 }
 
 /** A unary workload: one call per loop iteration (AcquireRelease is an AcquireWorker then a ReleaseWorker). */

@@ -18,7 +18,7 @@ import {
 } from "@sentinel/worker-registry-client/contract";
 import { fromBinary } from "@bufbuild/protobuf";
 import { LatencyHistogram } from "./histogram.js";
-import type { LoadCommand, LoadReply, UnaryOp } from "./loadgen-protocol.js";
+import type { LoadCommand, LoadReply, Target, UnaryOp } from "./loadgen-protocol.js";
 import { decodeLeaseResponse, encodeKeepAlive, encodeLeaseGrant, ETCD_LEASE_GRANT, ETCD_LEASE_KEEPALIVE, registryPath } from "./protocols.js";
 import { SEED_CAPABILITY, seededWorkerId } from "./seed.js";
 import { connect, type ClientKind, type ClientStream, type Connection } from "./transport.js";
@@ -43,8 +43,10 @@ function noteError(text: string): void {
   firstError ??= text;
 }
 
-function openConnections(client: ClientKind, address: string, count: number): Connection[] {
-  return Array.from({ length: count }, (_, i) => connect(client, address, i));
+/** `count` connections, spread round robin over the target's addresses (one replica after another). */
+function openConnections(client: ClientKind, target: Target, count: number): Connection[] {
+  const addresses = target.addresses ?? [target.address];
+  return Array.from({ length: count }, (_, i) => connect(client, addresses[i % addresses.length]!, i));
 }
 
 // ---------- streams ----------
@@ -181,7 +183,7 @@ async function grantLeases(count: number): Promise<bigint[]> {
 async function openStreams(command: Extract<LoadCommand, { type: "open-streams" }>): Promise<LoadReply> {
   const { target, count, mode } = command;
   const started = performance.now();
-  connections = openConnections(command.client, target.address, Math.ceil(count / command.streamsPerConnection));
+  connections = openConnections(command.client, target, Math.ceil(count / command.streamsPerConnection));
   const protocol = target.kind === "etcd" ? etcdStream : registryStream;
   const leases = target.kind === "etcd" ? await grantLeases(count) : [];
   const streamStarted = performance.now();
@@ -248,7 +250,7 @@ function startPacer(all: StreamState[], protocol: StreamProtocol, intervalMs: nu
 // ---------- unary ----------
 
 function startUnary(command: Extract<LoadCommand, { type: "start-unary" }>): LoadReply {
-  connections = openConnections(command.client, command.target.address, command.connections);
+  connections = openConnections(command.client, command.target, command.connections);
   running = true;
   const loop = makeLoop(command.op, command.workerCount);
   for (let slot = 0; slot < command.concurrency; slot++) {

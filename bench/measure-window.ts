@@ -58,7 +58,7 @@ export async function measureWindow(generator: LoadGenerator, server: ServerProc
 }
 
 /** Busy CPU seconds of the whole machine, from /proc/stat (everything but idle and iowait). */
-function machineBusySeconds(): number {
+export function machineBusySeconds(): number {
   const line = fs.readFileSync("/proc/stat", "utf8").split("\n")[0]!;
   const [, user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).map(Number);
   return (user! + nice! + system! + irq! + softirq! + steal!) / 100;

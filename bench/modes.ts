@@ -20,6 +20,13 @@ export interface ModeConfig {
   readonly writesLoad: UnaryLoadShape;
   readonly coldStartWorkers: number;
   readonly coldStartRuns: number;
+  /** Replicas: paced heartbeat streams (one beat per second each), spread over the replicas, and as many seeded workers. */
+  readonly replicaStreams: number;
+  /** Replicas: the measurement window, and the settling after the streams opened (as the paced fleet's warm-up). */
+  readonly replicaSeconds: number;
+  readonly replicaWarmupSeconds: number;
+  /** Replicas: AcquireWorker + ReleaseWorker kept in flight, one orchestrator per connection, the connections spread over the replicas. */
+  readonly replicaLoad: UnaryLoadShape;
 }
 
 /** Unary calls kept in flight, spread over this many connections. */
@@ -47,6 +54,10 @@ export const MODES: Record<"quick" | "full", ModeConfig> = {
     writesLoad: { concurrency: 64, connections: 8 },
     coldStartWorkers: 100_000,
     coldStartRuns: 1,
+    replicaStreams: 3000,
+    replicaSeconds: 10,
+    replicaWarmupSeconds: 2,
+    replicaLoad: { concurrency: 12, connections: 6 },
   },
   full: {
     name: "full",
@@ -66,6 +77,10 @@ export const MODES: Record<"quick" | "full", ModeConfig> = {
     writesLoad: { concurrency: 64, connections: 8 },
     coldStartWorkers: 100_000,
     coldStartRuns: 3,
+    replicaStreams: 10_000,
+    replicaSeconds: 60,
+    replicaWarmupSeconds: 10,
+    replicaLoad: { concurrency: 12, connections: 6 },
   },
 };
 

@@ -108,6 +108,99 @@ export interface ColdStartResult {
   readonly echoMs: readonly number[];
 }
 
+/** A distribution of replication lags, in ms. */
+export interface LagSummary {
+  readonly samples: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly maxMs: number;
+}
+
+/** How far the replicas trail each other, measured two ways during the window. */
+export interface ReplicaLag {
+  /**
+   * GetRegistryStats' `replica.replication_lag` of every replica, asked every 500 ms: by the replicas' own clocks, from
+   * the event's time (when the writing call began, so the writer's own transaction is included) until it was applied.
+   */
+  readonly reported: LagSummary;
+  /** RegisterWorker answered by one replica → GetWorker finds the worker on the next one (asked every 2 ms): what a client sees. */
+  readonly probed: LagSummary & { readonly failed: number };
+}
+
+/** One statement (normalised by pg_stat_statements), all replicas together. */
+export interface StatementRate {
+  readonly statement: string;
+  readonly perSecond: number;
+  /** Rows the statement returned or changed, per second. */
+  readonly rowsPerSecond: number;
+}
+
+/** What the replicas asked of PostgreSQL during the window, per second of it. */
+export interface StatementRates {
+  /** pg_stat_statements when the extension could be created, else pg_stat_database (transactions only, no per-replica figures). */
+  readonly source: "pg_stat_statements" | "pg_stat_database";
+  /** Statements (BEGIN and COMMIT included) per second, every replica together; transactions per second from pg_stat_database. */
+  readonly perSecond: number;
+  /** Statements per second of each replica (each connects as a database user of its own); empty from pg_stat_database. */
+  readonly perReplica: readonly { readonly replica: string; readonly perSecond: number }[];
+  /** The heartbeat batch write and the read of other replicas' heartbeats, per replica per second. */
+  readonly heartbeatPerReplica: number | undefined;
+  /** The statements called most, and those that returned or changed the most rows, most called first. */
+  readonly top: readonly StatementRate[];
+  /** The replicas' sessions that were not idle, on average over samples every 100 ms, by state and wait (pg_stat_activity), most first. */
+  readonly sessions: readonly { readonly state: string; readonly average: number }[];
+  /** pg_stat_database, per second: commits, rollbacks, rows returned, fetched, inserted, updated, deleted. */
+  readonly database: Readonly<Record<"commits" | "rollbacks" | "returned" | "fetched" | "inserted" | "updated" | "deleted", number>>;
+}
+
+/** One store under the replica scenario's load: one registry on SQLite, or replicas on one PostgreSQL. */
+export interface ReplicaRun {
+  readonly store: "sqlite" | "postgres";
+  readonly replicas: number;
+  /** Paced heartbeat streams, one beat per second each, spread over the replicas. */
+  readonly streams: number;
+  readonly seconds: number;
+  readonly heartbeats: {
+    readonly acksPerSecond: number;
+    readonly latency: LatencySummary;
+    /** Since the streams opened: sent, acked, never acked within the drain time. */
+    readonly sent: number;
+    readonly missed: number;
+    readonly served: number;
+    readonly opened: number;
+    readonly errors: number;
+    readonly firstError: string | undefined;
+    readonly settled: boolean;
+    readonly settleSeconds: number;
+  };
+  readonly acquisitions: {
+    /** AcquireWorker + ReleaseWorker pairs per second, all orchestrators together. */
+    readonly perSecond: number;
+    readonly latency: LatencySummary;
+    readonly orchestrators: number;
+    readonly inFlight: number;
+    readonly errors: number;
+    readonly firstError: string | undefined;
+  };
+  readonly cpu: {
+    /** Each registry process, in cores. */
+    readonly replicas: readonly number[];
+    /** Share of the window each registry's main thread (its event loop) was runnable but waiting for a CPU. */
+    readonly replicasWaiting: readonly number[];
+    /** Every PostgreSQL process; undefined for SQLite (it runs inside the registry). */
+    readonly database: number | undefined;
+    readonly loadGenerators: number;
+    readonly other: number;
+  };
+  readonly rssPeakMiB: readonly number[];
+  /** The replica that led at the end of the window ("" for none), as they reported it. */
+  readonly leader: string;
+  readonly lag: ReplicaLag | undefined;
+  readonly statements: StatementRates | undefined;
+  /** Once the load stopped: each replica's applied revision and worker count, and how long until they agreed. */
+  readonly converged: { readonly revisions: readonly number[]; readonly workers: readonly number[]; readonly afterMs: number } | undefined;
+}
+
 /** The results file: the run's circumstances, then every scenario's results (empty when it did not run). */
 export interface Results {
   readonly mode: ModeConfig;
@@ -129,6 +222,10 @@ export interface Results {
   inproc: InprocResult[];
   writes: UnaryResult[];
   coldStart: ColdStartResult | undefined;
+  /** Missing in files saved before the scenario existed. */
+  replicas?: ReplicaRun[];
+  /** Why the replica scenario was not measured (no PostgreSQL), when it was chosen. */
+  replicasSkipped?: string;
   profiles: Record<string, ProfileSummary>;
 }
 

@@ -4,13 +4,15 @@
  * load-generator process, and prints a table where every figure stands next
  * to its ratio to the ceiling.
  *
- *   node dist/bench/run.js [--quick | --full] [--only closed,paced,selection,writes,coldstart,cost,loaded-selection,watch]
+ *   node dist/bench/run.js [--quick | --full] [--only closed,paced,selection,writes,coldstart,replicas,cost,loaded-selection,watch]
  *                          [--no-etcd] [--write-docs] [--profile] [--keep] [--client h2|grpc-js] [--streams 100,1000]
  *   node dist/bench/run.js --report bench/results/latest-quick.json [--write-docs]   (re-render saved results)
  *
- * --quick (default) takes 2.5-3 minutes on a shared 2-core machine; --full about twenty.
- * --write-docs rewrites the generated part of docs/benchmarks.md and the chart
- *   docs/benchmarks-throughput.svg (always done by --full).
+ * --quick (default) takes 4-5 minutes on a shared 2-core machine (the replicas
+ * alone, under 2); --full about twenty-five.
+ * --write-docs rewrites the generated parts of docs/benchmarks.md and the chart
+ *   docs/benchmarks-throughput.svg (always done by --full): each part only when
+ *   the run measured it, so `--only replicas --write-docs` leaves the others.
  * --profile runs every registry under `node --cpu-prof` and summarises each profile.
  * Results are also saved as bench/results/latest-<mode>.json.
  *
@@ -37,6 +39,7 @@ import { measureHeartbeatCost } from "./scenarios/heartbeat-cost.js";
 import { measureLoadedSelection } from "./scenarios/loaded-selection.js";
 import { measureWatchFanout } from "./scenarios/watch-fanout.js";
 import { measurePacedFleet } from "./scenarios/paced-fleet.js";
+import { measureReplicas } from "./scenarios/replicas.js";
 import type { ScenarioContext } from "./scenarios/scenario-context.js";
 import { measureSelection } from "./scenarios/selection.js";
 import { seedStreamFleet } from "./scenarios/stream-fleet.js";
@@ -46,7 +49,7 @@ import { etcdVersion, findEtcd, killAll, ROOT } from "./servers.js";
 import type { ClientKind } from "./transport.js";
 
 /** The scenarios, in the order they run. */
-const PHASES = ["closed", "paced", "selection", "coldstart", "writes"] as const;
+const PHASES = ["closed", "paced", "selection", "coldstart", "writes", "replicas"] as const;
 type Phase = (typeof PHASES)[number];
 /** Issue 16's scenarios, after those: heartbeat cost against the bare transport (and PostgreSQL against SQLite), selection under a fleet's load, watch fan-out. */
 const PERF_PHASES = ["cost", "loaded-selection", "watch"] as const;
@@ -159,6 +162,7 @@ async function newResults(options: RunOptions, etcdBinary: string | undefined, p
     inproc: [],
     writes: [],
     coldStart: undefined,
+    replicas: [],
     profiles,
   };
 }
@@ -174,6 +178,7 @@ async function runScenarios(phases: readonly string[], context: ScenarioContext,
   if (chosen("selection")) ({ selection: results.selection, inproc: results.inproc } = await measureSelection(context));
   if (chosen("coldstart")) results.coldStart = await measureColdStart(context);
   if (chosen("writes")) results.writes = await measureWrites(context);
+  if (chosen("replicas")) ({ runs: results.replicas, skipped: results.replicasSkipped } = await measureReplicas(context));
 }
 
 /** Issue 16's scenarios that were chosen, each filling its part of `results`. */

@@ -133,5 +133,36 @@ function coldStartVerdicts(r: Results): Verdict[] {
   return [atMost(`Cold start, ${int(r.coldStart.workers)} workers: serving within 2 s`, median / 1000, 2, (v) => `${v.toFixed(2)} s`)];
 }
 
+const VISIBLE = "Replicas: a write is visible on another replica within 1 s (worst probe)";
+
+/** The replica scenario's targets (issue 13), judged on the PostgreSQL run; none when it did not run. */
+export function replicaVerdicts(r: Results): Verdict[] {
+  const pg = (r.replicas ?? []).find((x) => x.store === "postgres");
+  if (pg === undefined) return [];
+  const { heartbeats, lag, statements, converged } = pg;
+  const out: Verdict[] = [
+    {
+      target: `Replicas: every stream served, no heartbeat ack missed (${int(pg.streams)} streams over ${pg.replicas})`,
+      measured: `${int(heartbeats.served)}/${int(heartbeats.opened)} served, ${int(heartbeats.missed)} missed of ${int(heartbeats.sent)}`,
+      met: heartbeats.served === heartbeats.opened && heartbeats.missed === 0 && heartbeats.errors === 0,
+      detail: heartbeats.errors > 0 ? `${heartbeats.errors} stream errors` : "",
+    },
+    lag !== undefined && lag.probed.failed > 0
+      ? { target: VISIBLE, measured: `${lag.probed.failed} of ${lag.probed.failed + lag.probed.samples} probes not seen within 5 s`, met: false, detail: "" }
+      : atMost(VISIBLE, lag === undefined ? undefined : lag.probed.maxMs / 1000, 1, (v) => `${(v * 1000).toFixed(1)} ms (median ${ms(lag?.probed.p50Ms, 1)} ms, ${lag?.probed.samples} probes)`),
+    atMost("Replicas: heartbeats cost a few statements (≤ 5) per replica per second", statements?.heartbeatPerReplica, 5, (v) => `${v.toFixed(1)} per replica per second`),
+  ];
+  if (converged) {
+    const agree = converged.revisions.every((x) => x === converged.revisions[0]) && converged.workers.every((x) => x === converged.workers[0]);
+    out.push({
+      target: "Replicas: agree on the revision and the fleet once writes stop",
+      measured: `revision ${converged.revisions.map((x) => int(x)).join(" / ")}, workers ${converged.workers.map((x) => int(x)).join(" / ")}, after ${int(converged.afterMs)} ms`,
+      met: agree,
+      detail: agree ? "" : "still apart after 5 s",
+    });
+  }
+  return out;
+}
+
 /** The verdict column: met, missed (and by how much), or not measured. */
 export const verdictText = (v: Verdict) => (v.met === undefined ? "not measured" : v.met ? "**met**" : `**missed**${v.detail ? ` (${v.detail})` : ""}`);

@@ -2,16 +2,19 @@
 // Only the import and construction lines differ from the guide (and `any`
 // became `unknown` for the strict compiler), plus two corrections in
 // executeTask (the task count is raised before the try and lowered in a
-// finally: the guide never lowers it) and the end of the usage section: the
-// worker runs EXAMPLE_TASKS tasks (default none), then until SIGTERM or
-// SIGINT, and then stops, which unregisters it. For a worker that also survives registry restarts and lost
-// records, use the client's own WorkerNode.
-import { WorkerRegistryClient } from "@sentinel/worker-registry-client";
+// finally: the guide never lowers it), stop() (it drains first: out of
+// rotation, the running task finishes, then the worker leaves) and the end of
+// the usage section: the worker runs EXAMPLE_TASKS tasks (default none) or
+// until SIGTERM or SIGINT, whichever comes first, then stops. For a worker
+// that also survives registry restarts and lost records, use the client's own
+// WorkerNode.
+import { RegistryClientError, WorkerRegistryClient } from "@sentinel/worker-registry-client";
 
 class WorkerNode {
   private registry: WorkerRegistryClient;
   private workerId: string | null = null;
   private heartbeatInterval: NodeJS.Timeout | null = null;
+  private running: Promise<unknown> = Promise.resolve();
 
   constructor(
     private nodeId: string,
@@ -42,7 +45,13 @@ class WorkerNode {
     }
 
     if (this.workerId) {
-      await this.registry.unregisterWorker(this.workerId);
+      // Unlike the guide, which unregisters at once whatever runs: drain first, so no new task comes here and the
+      // one running finishes and is recorded. The registry removes an idle draining worker by itself.
+      await this.registry.drainWorker(this.workerId, { graceMs: 60_000 });
+      await this.running.catch(() => undefined);
+      await this.registry.unregisterWorker(this.workerId).catch((error: unknown) => {
+        if (!(error instanceof RegistryClientError && error.code === 5 /* NOT_FOUND: already removed */)) throw error;
+      });
       console.log(`Worker ${this.workerId} stopped`);
     }
   }
@@ -61,6 +70,8 @@ class WorkerNode {
     }
 
     const startTime = Date.now();
+    let done: () => void = () => undefined;
+    this.running = new Promise<void>((resolve) => (done = resolve));
 
     // Increment task count. Before the try, unlike the guide: a task the
     // registry refuses (the worker is full) never ran and is no failure of it.
@@ -87,12 +98,15 @@ class WorkerNode {
       // count to 0..maxConcurrentTasks, so without it the worker fills up
       // after maxConcurrentTasks tasks and every later one is refused.
       await this.registry.updateTaskCount(this.workerId, -1);
+      done();
     }
   }
 
   private async performTask(task: unknown): Promise<void> {
     // Task execution logic here
     console.log('Executing task:', task);
+    // EXAMPLE_TASK_MS (default 0): how long each task takes, to show a stop in the middle of one.
+    await new Promise(resolve => setTimeout(resolve, Number(process.env.EXAMPLE_TASK_MS ?? 0)));
   }
 }
 
@@ -101,9 +115,17 @@ const worker = new WorkerNode('coder-node-1', ['coder', 'tester'], 5);
 await worker.start();
 
 // Worker processes tasks: EXAMPLE_TASKS of them (default none), one after
-// another, then waits until the process is asked to stop.
+// another, then waits until the process is asked to stop; a SIGTERM or SIGINT
+// during a task lets that task finish, and takes no further one.
+let stopping = false;
+const stopRequested = new Promise<void>(resolve => {
+  process.once('SIGTERM', () => resolve());
+  process.once('SIGINT', () => resolve());
+}).then(() => {
+  stopping = true;
+});
 const tasks = Number(process.env.EXAMPLE_TASKS ?? 0);
-for (let i = 1; i <= tasks; i++) {
+for (let i = 1; i <= tasks && !stopping; i++) {
   try {
     await worker.executeTask({ id: i });
   } catch {
@@ -111,9 +133,5 @@ for (let i = 1; i <= tasks; i++) {
   }
 }
 
-await new Promise<void>(resolve => {
-  process.once('SIGTERM', () => resolve());
-  process.once('SIGINT', () => resolve());
-});
-
+await stopRequested;
 await worker.stop();

@@ -11,7 +11,7 @@ import { createDashboardRoutes, DASHBOARD_PATH } from "./dashboard/dashboard-rou
 import { startMetricsServer } from "./metrics/metrics-server.js";
 import { createRegistryMetrics } from "./metrics/registry-metrics.js";
 import { Authenticator } from "./security/authenticator.js";
-import { dashboardAuthorizer, loadServerSecurity } from "./security/server-security.js";
+import { dashboardActionGuard, dashboardAuthorizer, loadServerSecurity } from "./security/server-security.js";
 import { loadTokenFile } from "./security/token-file.js";
 import { compileServeOptions, isPostgresUrl, type ServeOptions } from "./serve-options.js";
 import { lockDatabase } from "./store/database-lock.js";
@@ -115,14 +115,19 @@ export async function startRegistryServer(given: ServeOptions = {}): Promise<Reg
       timing: { leaseTtlMs: options.replication.leaseTtlMs },
     });
     holdings.add("registry", () => registry.close());
-    const authenticator = new Authenticator(roleTokens, (workerId) => registry.workerTokenHash(workerId));
+    const authenticator = new Authenticator(roleTokens, (workerId) => registry.workerTokenHash(workerId), (workerId) => registry.removalReasonOf(workerId));
 
+    const build = options.buildInfo;
     // The source reads lazily: nothing can scrape before the gRPC server exists.
-    let streams = () => ({ heartbeat: 0, watch: 0 });
+    let streams = () => ({ heartbeat: 0, watch: 0, introspection: 0 });
     const metrics =
       metricsPort === undefined
         ? undefined
-        : createRegistryMetrics({ stats: () => registry.getRegistryStats(), counters: () => registry.counters, openStreams: () => streams() });
+        : createRegistryMetrics(
+            { stats: () => registry.getRegistryStats(), counters: () => registry.counters, openStreams: () => streams(), watchers: () => registry.watcherCount },
+            build,
+          );
+    if (metrics !== undefined) registry.onApplied(metrics.applied);
     const server = await startGrpcServer({
       host,
       port,
@@ -130,7 +135,7 @@ export async function startRegistryServer(given: ServeOptions = {}): Promise<Reg
       clock,
       log,
       watchBufferEvents: registryOptions.watchBufferEvents,
-      observeRpc: metrics?.observeRpc,
+      ...(metrics === undefined ? {} : { observer: metrics.transport }),
       security: {
         ...(tls === undefined ? {} : { tls }),
         authenticator,
@@ -144,7 +149,7 @@ export async function startRegistryServer(given: ServeOptions = {}): Promise<Reg
       throw bindError(error, host, port, "--port") ?? error;
     });
     holdings.add("gRPC server", () => server.shutdown(options.shutdownGraceMs));
-    streams = () => ({ heartbeat: server.heartbeatStreams.size, watch: server.watchStreams.size });
+    streams = () => server.openStreams();
     // The grace for recovered workers starts now that calls can arrive, not when start-up began.
     registry.beginServing();
 
@@ -152,6 +157,7 @@ export async function startRegistryServer(given: ServeOptions = {}): Promise<Reg
     if (metrics !== undefined && metricsPort !== undefined) {
       // The dashboard shares the metrics port: one plain-HTTP server for operators.
       const mayReadFleet = dashboardAuthorizer(authenticator);
+      const mayAct = dashboardActionGuard(authenticator, (workerId) => registry.registrantOf(workerId));
       const dashboard = createDashboardRoutes({
         registry,
         scoring: registryOptions.scoring,
@@ -164,6 +170,13 @@ export async function startRegistryServer(given: ServeOptions = {}): Promise<Reg
         log,
         feed: { snapshotPageSize: registryOptions.limits.maxPageSize },
         authorize: (request) => mayReadFleet(request.headers.authorization),
+        actions: {
+          registry,
+          guard: {
+            allowed: (request) => mayAct.allowed(request.headers.authorization),
+            authorize: (request, action, workerId) => mayAct.authorize(request.headers.authorization, action, workerId),
+          },
+        },
       });
       const metricsServer = await startMetricsServer({ host: metricsHost, port: metricsPort, registry: metrics.registry, log, routes: dashboard }).catch(
         (error: unknown) => {
@@ -185,6 +198,9 @@ export async function startRegistryServer(given: ServeOptions = {}): Promise<Reg
         tls: tls === undefined ? "off" : tls.clientCa === undefined ? "on" : "mutual",
         authentication: authenticator.enabled ? `${authenticator.roleTokenCount} role tokens` : "off",
         workers: registry.getRegistryStats().totalWorkers,
+        version: build.version,
+        commit: build.commit,
+        nodeVersion: build.nodeVersion,
       },
       "registry serving",
     );

@@ -1,4 +1,5 @@
 import type { LevelWithSilent } from "pino";
+import { readBuildInfo, type BuildInfo } from "./build-info.js";
 import { systemClock, type Clock } from "./domain/clock.js";
 import type { Logger } from "./domain/logger.js";
 import { compileRegistryOptions, type CompiledRegistryOptions, type RegistryOptions } from "./domain/registry-options.js";
@@ -63,6 +64,8 @@ export interface ServeOptions {
   };
   /** Server keepalive pings, which detect half-open connections. Default every 30 s, 10 s to answer. */
   keepalive?: Partial<KeepaliveOptions>;
+  /** What is running, for the startup log and `worker_registry_build_info`. Default {@link readBuildInfo}(). */
+  buildInfo?: BuildInfo;
 }
 
 /**
@@ -102,6 +105,7 @@ export interface CompiledServeOptions {
   readonly limits: TransportLimits;
   readonly replication: { readonly replicaId: string | undefined; readonly leaseTtlMs: number };
   readonly keepalive: KeepaliveOptions;
+  readonly buildInfo: BuildInfo;
 }
 
 /**
@@ -134,6 +138,7 @@ export function compileServeOptions(options: ServeOptions = {}): CompiledServeOp
     limits: { ...DEFAULT_TRANSPORT_LIMITS, ...options.limits },
     replication: { replicaId: options.replication?.replicaId, leaseTtlMs: options.replication?.leaseTtlMs ?? 5000 },
     keepalive: { ...DEFAULT_KEEPALIVE, ...options.keepalive },
+    buildInfo: options.buildInfo ?? readBuildInfo(),
   };
 }
 

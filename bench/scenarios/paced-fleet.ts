@@ -46,7 +46,7 @@ async function pacedRun(loadGenerators: LoadGenerators, server: ServerProcess, m
       "opened",
     );
     const openedAt = performance.now();
-    const settled = await drainOpeningBurst(generator, mode);
+    const settled = await drainOpeningBurst(generator, mode.pacedWarmupSeconds, mode.pacedWorkers);
     const settleSeconds = (performance.now() - openedAt) / 1000;
     const window = await measureWindow(generator, server, mode.pacedSeconds * 1000);
     const stopped = await generator.request({ type: "stop", drainMs: 3000 }, "stopped");
@@ -80,14 +80,14 @@ async function pacedRun(loadGenerators: LoadGenerators, server: ServerProcess, m
 
 /**
  * The opening burst (every worker connecting within a second) leaves a backlog of acks. To measure the
- * steady state, waits the warm-up, then until at most 1% of the fleet has a heartbeat unanswered (30 s at
- * most). Returns whether the backlog drained.
+ * steady state, waits the warm-up, then until at most 1% of the fleet (`workers` streams) has a heartbeat
+ * unanswered (30 s at most). Returns whether the backlog drained.
  */
-async function drainOpeningBurst(generator: LoadGenerator, mode: ModeConfig): Promise<boolean> {
-  await sleep(mode.pacedWarmupSeconds * 1000);
+export async function drainOpeningBurst(generator: LoadGenerator, warmupSeconds: number, workers: number): Promise<boolean> {
+  await sleep(warmupSeconds * 1000);
   for (const giveUp = performance.now() + 30_000; performance.now() < giveUp; await sleep(250)) {
     const status = await generator.request({ type: "report" }, "report");
-    if (status.outstanding <= Math.max(100, mode.pacedWorkers / 100)) return true;
+    if (status.outstanding <= Math.max(100, workers / 100)) return true;
   }
   return false;
 }

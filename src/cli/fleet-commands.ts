@@ -1,38 +1,21 @@
-import * as grpc from "@grpc/grpc-js";
-import { readFileSync } from "node:fs";
-import { parseArgs } from "node:util";
 import {
-  parseAddressList,
-  RegistryClientError,
   WorkerRegistryClient,
   type RankedWorkerInfo,
   type RegistryStats,
+  type ReplicaInfo,
   type WorkerInfo,
-  type WorkerRegistryClientOptions,
 } from "@sentinel/worker-registry-client";
+import { CONNECTION_FLAGS, outputOf, parseFleetArgs, type FleetCommandIo } from "./fleet-args.js";
+import { reportFailure, type CommandAccess } from "./fleet-errors.js";
+import { labelled, percent, table } from "./text-table.js";
 
-/**
- * Where the fleet commands write and read their settings. Injected so tests
- * can capture output; the defaults are the process's own.
- */
-export interface FleetCommandIo {
-  /** Receives whole lines of normal output. Default: process.stdout. */
-  stdout?: (text: string) => void;
-  /** Receives error messages and usage. Default: process.stderr. */
-  stderr?: (text: string) => void;
-  /** Environment to read REGISTRY_ADDRESS (one address or a comma-separated list), REGISTRY_TLS_CA and REGISTRY_TOKEN from. Default: process.env. */
-  env?: NodeJS.ProcessEnv;
-}
+export type { FleetCommandIo } from "./fleet-args.js";
 
-const DEFAULT_ADDRESS = "localhost:50051";
 const TOP_PERFORMERS = 5;
 
-/** The help lines of the flags every fleet command takes. */
-const CONNECTION_FLAGS = `  --address ADDR     registry to ask: host:port or a gRPC target; repeat it (or separate
-                     addresses with commas) for several replicas, asked in that order, the
-                     next one when one cannot be reached (default: $REGISTRY_ADDRESS, one
-                     address or a comma-separated list, or ${DEFAULT_ADDRESS})
-  --tls-ca FILE      use TLS, trusting this PEM CA (default: $REGISTRY_TLS_CA, else plaintext)`;
+const READ_FLEET: CommandAccess = { operation: "read-fleet", doing: "reading the fleet" };
+const READ_WORKER: CommandAccess = { operation: "read-worker", doing: "reading a worker" };
+const ADMINISTER: CommandAccess = { operation: "administer", doing: "resuming eviction" };
 
 const WORKERS_USAGE = `usage: worker-registry workers [--json] [--address host:port]...
 
@@ -68,7 +51,7 @@ ${CONNECTION_FLAGS}
  */
 export async function workersCommand(argv: string[], io: FleetCommandIo = {}): Promise<number> {
   const out = outputOf(io);
-  const parsed = parseFleetArgs(argv, 0, WORKERS_USAGE, out, io.env ?? process.env);
+  const parsed = parseFleetArgs(argv, { usage: WORKERS_USAGE, positionals: { min: 0, max: 0 } }, out, io.env ?? process.env);
   if (typeof parsed === "number") {
     return parsed;
   }
@@ -86,7 +69,7 @@ export async function workersCommand(argv: string[], io: FleetCommandIo = {}): P
     }
     return 0;
   } catch (error) {
-    return reportFailure(error, parsed.addresses, out);
+    return reportFailure(error, { addresses: parsed.addresses, address: client.address }, READ_FLEET, out);
   } finally {
     client.close();
   }
@@ -102,7 +85,7 @@ export async function workersCommand(argv: string[], io: FleetCommandIo = {}): P
  */
 export async function workerCommand(argv: string[], io: FleetCommandIo = {}): Promise<number> {
   const out = outputOf(io);
-  const parsed = parseFleetArgs(argv, 1, WORKER_USAGE, out, io.env ?? process.env);
+  const parsed = parseFleetArgs(argv, { usage: WORKER_USAGE, positionals: { min: 1, max: 1 } }, out, io.env ?? process.env);
   if (typeof parsed === "number") {
     return parsed;
   }
@@ -113,7 +96,7 @@ export async function workerCommand(argv: string[], io: FleetCommandIo = {}): Pr
     out.stdout(parsed.json ? JSON.stringify(worker, null, 2) : renderWorker(worker));
     return 0;
   } catch (error) {
-    return reportFailure(error, parsed.addresses, out);
+    return reportFailure(error, { addresses: parsed.addresses, address: client.address }, READ_WORKER, out);
   } finally {
     client.close();
   }
@@ -138,7 +121,7 @@ ${CONNECTION_FLAGS}
  */
 export async function resumeEvictionCommand(argv: string[], io: FleetCommandIo = {}): Promise<number> {
   const out = outputOf(io);
-  const parsed = parseFleetArgs(argv, 0, RESUME_EVICTION_USAGE, out, io.env ?? process.env);
+  const parsed = parseFleetArgs(argv, { usage: RESUME_EVICTION_USAGE, positionals: { min: 0, max: 0 } }, out, io.env ?? process.env);
   if (typeof parsed === "number") {
     return parsed;
   }
@@ -152,105 +135,10 @@ export async function resumeEvictionCommand(argv: string[], io: FleetCommandIo =
     }
     return 0;
   } catch (error) {
-    return reportFailure(error, parsed.addresses, out);
+    return reportFailure(error, { addresses: parsed.addresses, address: client.address }, ADMINISTER, out);
   } finally {
     client.close();
   }
-}
-
-interface FleetArgs {
-  json: boolean;
-  /** The registry's addresses, in the order to ask them. */
-  addresses: string[];
-  positionals: string[];
-  clientOptions: WorkerRegistryClientOptions;
-}
-
-interface Output {
-  stdout: (text: string) => void;
-  stderr: (text: string) => void;
-}
-
-function outputOf(io: FleetCommandIo): Output {
-  return {
-    stdout: io.stdout ?? ((text) => process.stdout.write(`${text}\n`)),
-    stderr: io.stderr ?? ((text) => process.stderr.write(`${text}\n`)),
-  };
-}
-
-/** The parsed flags, or the exit code when there is nothing to run (help: 0, misuse: 2). */
-function parseFleetArgs(argv: string[], positionalCount: number, usage: string, out: Output, env: NodeJS.ProcessEnv): FleetArgs | number {
-  let values: { json?: boolean; address?: string[]; "tls-ca"?: string; help?: boolean };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      options: {
-        json: { type: "boolean" },
-        address: { type: "string", multiple: true },
-        "tls-ca": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: positionalCount > 0,
-    }));
-  } catch (error) {
-    out.stderr(`${error instanceof Error ? error.message : String(error)}\n\n${usage}`);
-    return 2;
-  }
-  if (values.help === true) {
-    out.stdout(usage);
-    return 0;
-  }
-  if (positionals.length !== positionalCount || positionals.some((p) => p === "")) {
-    out.stderr(`expected ${positionalCount} argument${positionalCount === 1 ? "" : "s"}, got ${positionals.length}\n\n${usage}`);
-    return 2;
-  }
-  if (values.address?.some((value) => parseAddressList(value).length === 0)) {
-    out.stderr(`--address must not be empty\n\n${usage}`);
-    return 2;
-  }
-  const listed = values.address?.flatMap(parseAddressList) ?? parseAddressList(env.REGISTRY_ADDRESS || DEFAULT_ADDRESS);
-  if (listed.length === 0) {
-    out.stderr(`REGISTRY_ADDRESS names no registry: ${JSON.stringify(env.REGISTRY_ADDRESS)}\n\n${usage}`);
-    return 2;
-  }
-  // A replica named twice would only be asked twice.
-  const addresses = [...new Set(listed)];
-  const caFile = values["tls-ca"] ?? (env.REGISTRY_TLS_CA || undefined);
-  let credentials: grpc.ChannelCredentials | undefined;
-  if (caFile !== undefined) {
-    try {
-      credentials = grpc.credentials.createSsl(readFileSync(caFile));
-    } catch (error) {
-      out.stderr(`--tls-ca: cannot read ${caFile}: ${(error as Error).message}\n\n${usage}`);
-      return 2;
-    }
-  }
-  const token = env.REGISTRY_TOKEN || undefined;
-  return {
-    json: values.json === true,
-    addresses,
-    positionals,
-    clientOptions: {
-      // In the order given: an operator lists the nearest replica first, and the output says which one answered.
-      addresses,
-      addressOrder: "as-given",
-      ...(credentials === undefined ? {} : { credentials }),
-      ...(token === undefined ? {} : { token }),
-    },
-  };
-}
-
-function reportFailure(error: unknown, addresses: readonly string[], out: Output): number {
-  if (error instanceof RegistryClientError && error.codeName === "UNAVAILABLE") {
-    out.stderr(`worker-registry: cannot reach the registry at ${addresses.join(", ")}: ${error.message}`);
-  } else if (error instanceof RegistryClientError) {
-    out.stderr(`worker-registry: ${error.message}`);
-  } else {
-    out.stderr(`worker-registry: ${error instanceof Error ? error.message : String(error)}`);
-  }
-  return 1;
 }
 
 /** The dashboard as aligned text. */
@@ -258,6 +146,7 @@ export function renderDashboard(address: string, stats: RegistryStats, topPerfor
   const completions = stats.tasksCompleted + stats.tasksFailed;
   const summary = labelled([
     ["Registry", `${address} (server time ${stats.serverTime.toISOString()})`],
+    ["Replica", replicaLine(stats.replica)],
     ["Workers", String(stats.totalWorkers)],
     ["  healthy", String(stats.healthyWorkers)],
     ["  degraded", String(stats.degradedWorkers)],
@@ -288,13 +177,28 @@ export function renderDashboard(address: string, stats: RegistryStats, topPerfor
   return `${summary}\n\nTop performers (by priority)\n${top}`;
 }
 
+/**
+ * The process that answered among the replicas of its store: its name, who
+ * leads, and how far it trails ("replica-b (PostgreSQL; leader replica-a;
+ * replication lag 4 ms)"). On SQLite there is one process, and no lag.
+ */
+export function replicaLine(replica: ReplicaInfo): string {
+  if (replica.store === "sqlite") return `${replica.replicaId} (SQLite, one process)`;
+  const role = replica.leading ? "leading" : replica.leaderId === "" ? "no leader at the moment" : `leader ${replica.leaderId}`;
+  const writable = replica.storeWritable ? "" : "; database unreachable: writes refused";
+  return `${replica.replicaId} (PostgreSQL; ${role}; replication lag ${round(replica.replicationLagMs)} ms${writable})`;
+}
+
 /** One worker as aligned text. */
 export function renderWorker(worker: WorkerInfo): string {
   const { tasksCompleted, tasksFailedCount, averageTaskDuration } = worker.metrics;
   return labelled([
     ["Worker", worker.id],
     ["Node", worker.nodeId],
+    ["Version", worker.version === "" ? "(none)" : worker.version],
+    ["Labels", formatLabels(worker.labels) || "(none)"],
     ["Capabilities", worker.capabilities.join(", ")],
+    ["State", workerState(worker)],
     ["Health", worker.healthStatus],
     ["Tasks", `${worker.currentTasks}/${worker.maxConcurrentTasks} (${worker.availableCapacity} available)`],
     ["Success rate", `${workerSuccess(worker)} (${tasksCompleted} completed, ${tasksFailedCount} failed)`],
@@ -304,33 +208,34 @@ export function renderWorker(worker: WorkerInfo): string {
   ]);
 }
 
-/** Before its first completion a worker's rate is the server's prior, not a measurement. */
-function workerSuccess(worker: WorkerInfo): string {
-  return worker.metrics.tasksCompleted + worker.metrics.tasksFailedCount === 0 ? "n/a" : percent(worker.successRate);
+/**
+ * Labels sorted by key, written as a selector that matches them:
+ * `tier=spot,zone=eu-1` (an empty value as `key=`); "" for none.
+ */
+export function formatLabels(labels: Readonly<Record<string, string>>): string {
+  return Object.keys(labels)
+    .sort()
+    .map((key) => `${key}=${labels[key]}`)
+    .join(",");
 }
 
-function percent(rate: number): string {
-  return `${(rate * 100).toFixed(1)}%`;
+/** The state in words, and for a draining worker when it is removed at the latest. */
+function workerState(worker: WorkerInfo): string {
+  switch (worker.state) {
+    case "active":
+      return "active (in rotation)";
+    case "cordoned":
+      return "cordoned (out of rotation until uncordoned)";
+    case "draining":
+      return `draining (removed once idle${worker.drainDeadline === undefined ? "" : `, at the latest ${worker.drainDeadline.toISOString()}`})`;
+  }
+}
+
+/** Before its first completion a worker's rate is the server's prior, not a measurement. */
+export function workerSuccess(worker: WorkerInfo): string {
+  return worker.metrics.tasksCompleted + worker.metrics.tasksFailedCount === 0 ? "n/a" : percent(worker.successRate);
 }
 
 function round(value: number): string {
   return Number.isInteger(value) ? String(value) : value.toFixed(1);
-}
-
-function labelled(rows: readonly (readonly [string, string])[]): string {
-  const width = Math.max(...rows.map(([label]) => label.length));
-  return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join("\n");
-}
-
-function table(headers: readonly string[], align: readonly ("left" | "right")[], rows: readonly (readonly string[])[]): string {
-  const widths = headers.map((header, column) => Math.max(header.length, ...rows.map((row) => (row[column] ?? "").length)));
-  const line = (cells: readonly string[]) =>
-    cells
-      .map((cell, column) => {
-        const width = widths[column] ?? cell.length;
-        return align[column] === "right" ? cell.padStart(width) : cell.padEnd(width);
-      })
-      .join("  ")
-      .trimEnd();
-  return [line(headers), ...rows.map(line)].join("\n");
 }

@@ -277,5 +277,12 @@ export function toDashboardStats(stats: RegistryStats): DashboardStats {
     revision: stats.revision,
     evictionPaused: stats.eviction.paused,
     evictionPauseReason: stats.eviction.reason,
+    replica: {
+      id: stats.leadership.owner,
+      store: stats.replication.store,
+      leading: stats.leadership.leading,
+      leader: stats.leadership.leader,
+      lagMs: stats.replication.lagMs,
+    },
   };
 }

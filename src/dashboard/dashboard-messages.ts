@@ -1,5 +1,5 @@
 import type { HealthStatus } from "../domain/health.js";
-import type { WorkerEventType } from "../domain/worker-events.js";
+import type { RemovalReason, WorkerEventType } from "../domain/worker-events.js";
 import { scoreWorker, type ScoringOptions } from "../domain/scoring.js";
 import type { WorkerEvent } from "../domain/worker-events.js";
 import type { WorkerView } from "../domain/worker-view.js";
@@ -45,6 +45,38 @@ export interface DashboardWorker {
   readonly priority: number;
   /** Wall-clock ms. */
   readonly lastHeartbeatAtMs: number;
+  /** Whether it is in rotation: active, cordoned or draining. */
+  readonly state: WorkerView["state"];
+  /** As given at registration. */
+  readonly labels: Readonly<Record<string, string>>;
+  /** As given at registration; "" for unversioned. */
+  readonly version: string;
+  /** While draining, when the registry removes it whatever it still runs (wall-clock ms); else null. */
+  readonly drainDeadlineMs: number | null;
+}
+
+/** What an operator may do to a worker from the page: the CordonWorker, UncordonWorker and DrainWorker RPCs. */
+export type WorkerAction = "cordon" | "uncordon" | "drain";
+
+/**
+ * The answers of the page's action routes (dashboard-actions.ts), all JSON:
+ * `GET api/permissions` answers {@link PermissionsAnswer}; `POST
+ * api/workers/{id}/{action}` answers {@link ActionAnswer}; a failure
+ * answers {@link ActionError} with a 4xx or 5xx status.
+ */
+export interface PermissionsAnswer {
+  /** The actions the request's token allows on some worker: the buttons the page shows. */
+  readonly actions: readonly WorkerAction[];
+}
+
+/** The worker right after the action. */
+export interface ActionAnswer {
+  readonly worker: DashboardWorker;
+}
+
+/** Why an action or a permissions request failed, in the registry's words. */
+export interface ActionError {
+  readonly error: string;
 }
 
 /** The fleet's figures, from the registry's stats. */
@@ -63,6 +95,25 @@ export interface DashboardStats {
   readonly revision: number;
   readonly evictionPaused: boolean;
   readonly evictionPauseReason: string;
+  /** The registry process the page is connected to, among the replicas of its store. */
+  readonly replica: DashboardReplica;
+}
+
+/** One registry process among those that serve the same store: one on SQLite, any number on PostgreSQL. */
+export interface DashboardReplica {
+  /** This process's name among the replicas (`--replica-id`; host:pid by default). */
+  readonly id: string;
+  /** The store's kind: "sqlite" (one process) or "postgres" (replicas). */
+  readonly store: string;
+  /** Whether this process holds the lease that runs the fleet-wide schedules (health, cleanup, expiry). */
+  readonly leading: boolean;
+  /** The replica that holds the lease, as this process last saw it; "" if none does. */
+  readonly leader: string;
+  /**
+   * How long after it was written (from the start of the writing call) the last change made by another replica was
+   * applied here, by the two processes' clocks; 0 until one was.
+   */
+  readonly lagMs: number;
 }
 
 /** The health thresholds, so the page can say what its colours mean. */
@@ -101,6 +152,10 @@ export interface DashboardEvent {
   readonly worker: DashboardWorker;
   /** For health_changed: the health before. */
   readonly previousHealth?: HealthStatus;
+  /** For a change of state (cordoned, uncordoned, set draining): the state before. */
+  readonly previousState?: WorkerView["state"];
+  /** For unregistered and removed: why the worker left. */
+  readonly removalReason?: RemovalReason;
 }
 
 export interface EventsMessage {
@@ -155,11 +210,22 @@ export function toDashboardWorker(view: WorkerView, scoring: ScoringOptions): Da
     averageTaskDurationMs: completions === 0 ? null : averageTaskDurationMs,
     priority,
     lastHeartbeatAtMs: view.lastHeartbeatAtMs,
+    state: view.state,
+    labels: view.labels,
+    version: view.version,
+    drainDeadlineMs: view.drainDeadlineMs,
   };
 }
 
 /** A watch event as the dashboard sends it. */
 export function toDashboardEvent(event: WorkerEvent, scoring: ScoringOptions): DashboardEvent {
-  const base = { revision: event.revision, type: event.type, occurredAtMs: event.occurredAtMs, worker: toDashboardWorker(event.worker, scoring) };
-  return event.previousHealth === undefined ? base : { ...base, previousHealth: event.previousHealth };
+  return {
+    revision: event.revision,
+    type: event.type,
+    occurredAtMs: event.occurredAtMs,
+    worker: toDashboardWorker(event.worker, scoring),
+    ...(event.previousHealth === undefined ? {} : { previousHealth: event.previousHealth }),
+    ...(event.previousState === undefined ? {} : { previousState: event.previousState }),
+    ...(event.reason === undefined ? {} : { removalReason: event.reason }),
+  };
 }

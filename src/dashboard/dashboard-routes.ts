@@ -3,6 +3,7 @@ import type { Clock } from "../domain/clock.js";
 import type { Logger } from "../domain/logger.js";
 import type { ScoringOptions } from "../domain/scoring.js";
 import type { HttpRoutes } from "../metrics/metrics-server.js";
+import { DashboardActions, type DashboardActionsOptions } from "./dashboard-actions.js";
 import { loadDashboardAssets, type DashboardAssets } from "./dashboard-assets.js";
 import { DashboardFeed, type DashboardFeedOptions, type DashboardSource } from "./dashboard-feed.js";
 import type { DashboardThresholds } from "./dashboard-messages.js";
@@ -34,6 +35,12 @@ export interface DashboardRoutesOptions {
   readonly feed?: DashboardFeedOptions;
   /** The page's files. Default: read from src/dashboard/assets at start-up. */
   readonly assets?: DashboardAssets;
+  /**
+   * Lets authorised operators cordon, uncordon and drain workers from the
+   * page (see {@link DashboardActions}). Default: none; the page offers no
+   * action (its permissions answer none, and the actions 404).
+   */
+  readonly actions?: DashboardActionsOptions;
 }
 
 /**
@@ -58,7 +65,9 @@ const PAGE_HEADERS: Readonly<Record<string, string>> = {
  *   (`/dashboard/state.js`, …): every file of src/dashboard/assets, served
  *   from memory with the same headers;
  * - `GET /dashboard/events` is the live feed as server-sent events (see
- *   {@link DashboardFeed} and dashboard-messages.ts).
+ *   {@link DashboardFeed} and dashboard-messages.ts);
+ * - `/dashboard/api/…` are the operator's actions on workers, with `actions`
+ *   (see {@link DashboardActions}), each authorised on its own.
  *
  * Other methods answer 405, unknown paths under /dashboard/ 404, and a
  * feed request the authorizer refuses 401 (with no detail). The page and
@@ -70,8 +79,10 @@ export function createDashboardRoutes(options: DashboardRoutesOptions): HttpRout
   const authorize = options.authorize ?? (() => true);
   const assets = options.assets ?? loadDashboardAssets();
   const feed = new DashboardFeed(options.registry, options.scoring, options.thresholds, options.clock, log, options.feed);
+  const actions = new DashboardActions(options.actions, options.scoring, log);
 
   const serve = (request: IncomingMessage, response: ServerResponse, path: string): void => {
+    if (path.startsWith(`${DASHBOARD_PATH}api/`)) return actions.handle(request, response, path.slice(DASHBOARD_PATH.length));
     if (request.method !== "GET" && request.method !== "HEAD") return reply(response, 405, "method not allowed\n", { allow: "GET, HEAD" });
     if (path === "/dashboard") return reply(response, 308, "", { location: "dashboard/" });
     const name = path === DASHBOARD_PATH ? "index.html" : path.slice(DASHBOARD_PATH.length);

@@ -25,7 +25,15 @@ export interface Release {
 
 /** Counters a metrics endpoint reads; they only go up. */
 export interface AcquisitionCounters {
+  /** Slots granted. */
   acquisitions: number;
+  /** AcquireWorker calls refused because no worker matched the filter. */
+  noMatch: number;
+  /** AcquireWorker calls refused because every matching worker was full. */
+  noFreeSlot: number;
+  /** AcquireWorker calls refused because other acquisitions took the chosen workers first, every attempt. */
+  contended: number;
+  /** Reservations ended by ReleaseWorker (repeats not counted). */
   releases: number;
 }
 
@@ -41,7 +49,7 @@ const CANDIDATES = 16;
  * race means trying the next candidate.
  */
 export class Acquisitions {
-  readonly counters: AcquisitionCounters = { acquisitions: 0, releases: 0 };
+  readonly counters: AcquisitionCounters = { acquisitions: 0, noMatch: 0, noFreeSlot: 0, contended: 0, releases: 0 };
 
   constructor(
     private readonly deps: {
@@ -82,6 +90,7 @@ export class Acquisitions {
       await feed.offer(committed.events);
       if (committed.status !== "ok") {
         if (attempt < ATTEMPTS) continue;
+        this.counters.contended++;
         throw new NoWorkerAvailableError(`worker ${worker.id} was taken, removed or taken out of rotation while reserving; retry`);
       }
       this.counters.acquisitions++;
@@ -131,7 +140,11 @@ export class Acquisitions {
       best.push(worker);
       if (best.length === CANDIDATES) break;
     }
-    if (best.length === 0) throw new NoWorkerAvailableError(describeShortage(filter, statuses, matched, slotsNeeded));
+    if (best.length === 0) {
+      if (matched === 0) this.counters.noMatch++;
+      else this.counters.noFreeSlot++;
+      throw new NoWorkerAvailableError(describeShortage(filter, statuses, matched, slotsNeeded));
+    }
     const top = best[0]!;
     const tolerance = this.deps.options.acquireTieTolerance;
     const ties = best.filter((w) => w.health === top.health && top.score.priority - w.score.priority <= tolerance);

@@ -102,10 +102,7 @@ export class BackgroundLoop {
     const stallMs = guard.tick(fleet.size);
     if (stallMs > 0) {
       // The registry was blind, not the workers silent: nobody's deadline should have run during the stall.
-      for (const worker of fleet.values()) {
-        worker.lastSeenMono += stallMs;
-        if (worker.holdUntilMono > 0) worker.holdUntilMono += stallMs;
-      }
+      fleet.postponeDeadlines(stallMs);
       book.extend(stallMs);
       log.warn({ stallMs, workers: fleet.size }, "registry stall detected; deadlines extended by its length");
     }

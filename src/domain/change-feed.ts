@@ -29,7 +29,7 @@ export class ChangeFeed {
   private readFailures = 0;
 
   constructor(
-    private readonly store: Pick<RegistryStore, "readEvents" | "headRevision">,
+    private readonly store: Pick<RegistryStore, "readEvents" | "headRevision" | "shared">,
     private readonly apply: (event: CommittedEvent) => void,
     /** Rebuilds the read model from a fresh snapshot; resolves to the snapshot's revision. */
     private readonly reload: () => Promise<number>,
@@ -82,6 +82,17 @@ export class ChangeFeed {
   async catchUp(): Promise<void> {
     const head = await this.store.headRevision();
     if (head > this.applied) await this.until(head);
+  }
+
+  /**
+   * A caller names a worker or a reservation this process has not applied
+   * (`known` false): with a shared store it may have been written through
+   * another replica a moment ago, so the log is read to its head first and
+   * the caller is not told NOT_FOUND during the replication lag. Costs one
+   * read of the head, on a miss only.
+   */
+  async catchUpOnMiss(known: boolean): Promise<void> {
+    if (!known && this.store.shared) await this.catchUp();
   }
 
   /**

@@ -19,10 +19,26 @@ export class InvalidArgumentError extends RegistryError {
   }
 }
 
-/** No worker with this id is registered (never was, unregistered, or cleaned up). */
+/** Why a removed worker left, as a NOT_FOUND explains it. */
+const LEFT_BECAUSE: Record<string, string> = {
+  unregistered: "it was unregistered",
+  expired: "cleanup removed it after its heartbeats stopped",
+  replaced: "a new registration of its node_id replaced it",
+  drained: "it was drained and removed once its tasks finished",
+  drain_deadline: "it was drained and removed at its drain deadline",
+};
+
+/**
+ * No worker with this id is registered (never was, unregistered, or cleaned
+ * up). `reason`, when this process saw the worker leave recently, says why:
+ * a worker told `drained` must not register again, one told `expired` should.
+ */
 export class WorkerNotFoundError extends RegistryError {
-  constructor(readonly workerId: string) {
-    super(`worker ${workerId} not found`);
+  constructor(
+    readonly workerId: string,
+    readonly reason?: string,
+  ) {
+    super(`worker ${workerId} not found${reason === undefined ? "" : `: ${LEFT_BECAUSE[reason] ?? reason}`}`);
   }
 }
 
@@ -131,6 +147,25 @@ export class FirstHeartbeatTimeoutError extends RegistryError {
 
 /** The call carries no valid credentials. */
 export class UnauthenticatedError extends RegistryError {}
+
+/**
+ * A worker token names a worker that is gone: the token went with it. The
+ * message says "not found" (so a worker cleaned up registers again, as the
+ * guide's error handling does) and, when known, why it left: a drained one
+ * must not register again.
+ */
+export class RemovedWorkerTokenError extends UnauthenticatedError {
+  constructor(
+    readonly workerId: string,
+    readonly reason?: string,
+  ) {
+    super(
+      reason === "drained" || reason === "drain_deadline"
+        ? `worker ${workerId} not found: ${LEFT_BECAUSE[reason]}; its token is no longer valid`
+        : `worker ${workerId} not found: ${reason === undefined ? "" : `${LEFT_BECAUSE[reason] ?? reason}; `}its token is no longer valid; register again`,
+    );
+  }
+}
 
 /** The caller's credentials do not allow this call. */
 export class PermissionDeniedError extends RegistryError {}

@@ -1,7 +1,6 @@
 import { loadBalancingStatuses } from "./acquisition.js";
 import { selectTopK } from "./binary-heap.js";
 import type { Clock } from "./clock.js";
-import { WorkerNotFoundError } from "./errors.js";
 import type { Fleet, LiveWorker } from "./fleet.js";
 import type { HealthStatus } from "./health.js";
 import type { CompiledRegistryOptions } from "./registry-options.js";
@@ -35,7 +34,7 @@ export class FleetQueries {
   find(workerId: string): LiveWorker {
     validateWorkerId(workerId);
     const worker = this.fleet.get(workerId);
-    if (worker === undefined) throw new WorkerNotFoundError(workerId);
+    if (worker === undefined) throw this.fleet.notFound(workerId);
     return worker;
   }
 

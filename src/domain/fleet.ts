@@ -2,7 +2,8 @@ import type { CompiledRegistryOptions } from "./registry-options.js";
 import { healthForAge, healthTier, HEALTH_STATUSES, type HealthStatus } from "./health.js";
 import { OUT_OF_ROTATION, RankIndex, type RankKey } from "./rank-index.js";
 import { scoreWorker, type Score } from "./scoring.js";
-import type { CommittedEvent } from "./worker-events.js";
+import { WorkerNotFoundError } from "./errors.js";
+import type { CommittedEvent, RemovalReason } from "./worker-events.js";
 import type { Labels } from "./labels.js";
 import type { WorkerRecord, WorkerState } from "./worker-record.js";
 import type { WorkerView } from "./worker-view.js";
@@ -87,6 +88,8 @@ export class Fleet {
   private readonly byState: Record<WorkerState, number> = { active: 0, cordoned: 0, draining: 0 };
   /** The workers draining now: the leader removes those past their deadline. */
   private readonly drainingWorkers = new Set<LiveWorker>();
+  /** Why the last workers removed left, oldest first, at most {@link REMEMBERED_REMOVALS}. */
+  private readonly removals = new Map<string, RemovalReason>();
   private capacity = 0;
   private used = 0;
   private completed = 0;
@@ -132,6 +135,35 @@ export class Fleet {
     return this.drainingWorkers;
   }
 
+  /** Moves every worker's deadlines `ms` later: time this process was blind (starting up, stalled) is nobody's silence. */
+  postponeDeadlines(ms: number): void {
+    for (const worker of this.workers.values()) {
+      worker.lastSeenMono += ms;
+      if (worker.holdUntilMono > 0) worker.holdUntilMono += ms;
+    }
+  }
+
+  /** Holds every worker's health where it is until `untilMono` (no downgrade, no expiry). */
+  holdAll(untilMono: number): void {
+    for (const worker of this.workers.values()) worker.holdUntilMono = Math.max(worker.holdUntilMono, untilMono);
+  }
+
+  /** The error for a worker not in the fleet, saying why it left if it was removed recently. */
+  notFound(workerId: string): WorkerNotFoundError {
+    return new WorkerNotFoundError(workerId, this.removals.get(workerId));
+  }
+
+  /** Why a worker left, if it was removed recently (the last {@link REMEMBERED_REMOVALS}). */
+  removalOf(workerId: string): RemovalReason | undefined {
+    return this.removals.get(workerId);
+  }
+
+  private rememberRemoval(workerId: string, reason: RemovalReason): void {
+    this.removals.delete(workerId);
+    this.removals.set(workerId, reason);
+    if (this.removals.size > REMEMBERED_REMOVALS) this.removals.delete(this.removals.keys().next().value!);
+  }
+
   /**
    * Whether the worker is the one the fleet holds now: a worker removed meanwhile is never touched again.
    * A flag on the record rather than a lookup by id: a heartbeat stream asks at every heartbeat.
@@ -167,6 +199,7 @@ export class Fleet {
       case "unregistered":
       case "removed":
         if (before !== undefined) this.remove(before);
+        if (event.reason !== undefined) this.rememberRemoval(record.id, event.reason);
         return { before, after: undefined };
       case "health_changed":
       case "state_changed":
@@ -356,6 +389,9 @@ export class Fleet {
     return smallest;
   }
 }
+
+/** How many removals the fleet remembers the reason of: enough for every worker of a large drain to be told. */
+const REMEMBERED_REMOVALS = 100_000;
 
 /** Where a worker belongs in the rank index now. */
 function rankKeyOf(worker: LiveWorker): RankKey {

@@ -1,6 +1,6 @@
 import type { ChangeFeed } from "./change-feed.js";
 import type { Clock } from "./clock.js";
-import { InvalidArgumentError, WorkerDrainingError, WorkerNotFoundError } from "./errors.js";
+import { InvalidArgumentError, WorkerDrainingError } from "./errors.js";
 import { recordView, type Fleet } from "./fleet.js";
 import type { Logger } from "./logger.js";
 import type { RegistryStore, StateTransition } from "./registry-store.js";
@@ -56,10 +56,10 @@ export class FleetLifecycle {
   private async transition(workerId: string, transition: StateTransition, action: string): Promise<WorkerView> {
     validateWorkerId(workerId);
     const { store, feed, fleet, clock, log } = this.deps;
-    if (fleet.get(workerId) === undefined) throw new WorkerNotFoundError(workerId);
+    if (fleet.get(workerId) === undefined) throw fleet.notFound(workerId);
     const { events, result } = await store.changeState(workerId, transition, clock.now());
     await feed.offer(events);
-    if (result.status === "not-found") throw new WorkerNotFoundError(workerId);
+    if (result.status === "not-found") throw fleet.notFound(workerId);
     if (result.status === "draining") throw new WorkerDrainingError(workerId, action);
     for (const event of events) {
       if (event.type === "state_changed") log.info({ workerId, from: event.previousState, to: event.worker.state, drainDeadlineMs: event.worker.drainDeadlineMs }, `worker ${action}`);
@@ -69,7 +69,7 @@ export class FleetLifecycle {
     if (worker !== undefined) return fleet.view(worker, clock.monotonic());
     // Drained while idle: removed in the same transaction. As its state change left it.
     const changed = events.find((event) => event.type === "state_changed") ?? events.at(-1);
-    if (changed === undefined) throw new WorkerNotFoundError(workerId);
+    if (changed === undefined) throw fleet.notFound(workerId);
     return recordView(changed.worker);
   }
 }

@@ -1,6 +1,6 @@
 import type { ChangeFeed } from "./change-feed.js";
 import type { Clock } from "./clock.js";
-import { LimitExceededError, WorkerNotFoundError } from "./errors.js";
+import { LimitExceededError } from "./errors.js";
 import type { EvictionGuard } from "./eviction-guard.js";
 import { recordView, type Fleet } from "./fleet.js";
 import type { Logger } from "./logger.js";
@@ -75,7 +75,7 @@ export class Registrations {
   async unregister(workerId: string): Promise<void> {
     const { events } = await this.deps.store.unregisterWorker(workerId, this.deps.clock.now());
     await this.deps.feed.offer(events);
-    if (events.length === 0) throw new WorkerNotFoundError(workerId);
+    if (events.length === 0) throw this.deps.fleet.notFound(workerId);
     this.deps.log.info({ workerId }, "worker unregistered");
   }
 

@@ -19,4 +19,13 @@ export class StreamHeartbeat {
   worker: LiveWorker | undefined = undefined;
 
   constructor(readonly workerId: string) {}
+
+  /** Fills the ack for a heartbeat `worker` has just been credited with. */
+  heard(worker: LiveWorker, nextHeartbeatIntervalMs: number): void {
+    this.worker = worker;
+    this.healthStatus = "healthy";
+    this.nextHeartbeatIntervalMs = nextHeartbeatIntervalMs;
+    this.heartbeatAtMs = worker.lastHeartbeatAtMs;
+    this.drainDeadlineMs = worker.drainDeadlineMs;
+  }
 }

@@ -1,6 +1,6 @@
 import type { ChangeFeed } from "./change-feed.js";
 import type { Clock } from "./clock.js";
-import { TaskCountOutOfRangeError, WorkerNotFoundError } from "./errors.js";
+import { TaskCountOutOfRangeError } from "./errors.js";
 import { recordView, type Fleet, type LiveWorker } from "./fleet.js";
 import type { CompiledRegistryOptions } from "./registry-options.js";
 import type { RegistryStore } from "./registry-store.js";
@@ -44,7 +44,7 @@ export class TaskAccounting {
     }
     const { events, result } = await this.deps.store.adjustTaskCount(workerId, delta, this.deps.clock.now());
     await this.deps.feed.offer(events);
-    if (result.status === "not-found") throw new WorkerNotFoundError(workerId);
+    if (result.status === "not-found") throw this.deps.fleet.notFound(workerId);
     if (result.status === "out-of-range") {
       throw new TaskCountOutOfRangeError(workerId, result.currentTasks, delta, result.maxConcurrentTasks, result.reservedTasks);
     }
@@ -60,14 +60,14 @@ export class TaskAccounting {
     this.find(workerId);
     const { events } = await this.deps.store.recordCompletion(workerId, { success, durationMs }, this.deps.clock.now());
     await this.deps.feed.offer(events);
-    if (events.length === 0) throw new WorkerNotFoundError(workerId);
+    if (events.length === 0) throw this.deps.fleet.notFound(workerId);
     return this.viewAfter(workerId, events);
   }
 
   private find(workerId: string): LiveWorker {
     validateWorkerId(workerId);
     const worker = this.deps.fleet.get(workerId);
-    if (worker === undefined) throw new WorkerNotFoundError(workerId);
+    if (worker === undefined) throw this.deps.fleet.notFound(workerId);
     return worker;
   }
 

@@ -1,7 +1,7 @@
 import { Acquisitions, type Acquisition, type Release } from "./acquisition.js";
+import { AppliedListeners, type AppliedListener } from "./applied-changes.js";
 import { BackgroundLoop, type LoopTiming } from "./background-loop.js";
 import { ChangeFeed } from "./change-feed.js";
-import type { Clock } from "./clock.js";
 import { ShuttingDownError } from "./errors.js";
 import { EvictionGuard, type EvictionStatus } from "./eviction-guard.js";
 import { registryStats, type RegistryStats } from "./registry-stats.js";
@@ -9,65 +9,31 @@ import { watchAvailability, type StoreAvailability } from "./store-availability.
 import { Fleet } from "./fleet.js";
 import { FleetQueries, type WorkerPage } from "./fleet-queries.js";
 import { HealthSchedule } from "./health-schedule.js";
-import type { HealthStatus } from "./health.js";
 import { Leadership } from "./leadership.js";
 import { FleetLifecycle } from "./lifecycle.js";
 import { Liveness } from "./liveness.js";
-import type { Logger } from "./logger.js";
+import { applyToReadModel, reloadReadModel, type ReadModel } from "./read-model.js";
 import { loadSnapshot } from "./recovery.js";
-import type { CompiledRegistryOptions } from "./registry-options.js";
-import type { RegistryStore, Snapshot } from "./registry-store.js";
+import type { Snapshot } from "./registry-store.js";
 import { Registrations, type RegisteredWorker } from "./registration.js";
 import { ReservationBook } from "./reservation-book.js";
 import { StreamHeartbeat } from "./stream-heartbeat.js";
 import { TaskAccounting } from "./task-accounting.js";
 import { validateReservationId, validateWorkerId, type FilterInput, type RegistrationInput } from "./validation.js";
-import { Watches, watcherEvent, watchFilter, type EventWatch } from "./watches.js";
+import { Watches, watchFilter, type EventWatch } from "./watches.js";
 import type { CommittedEvent, WatchListener } from "./worker-events.js";
 import type { RankedWorkerView, WorkerView } from "./worker-view.js";
 
 export type { Acquisition, Release } from "./acquisition.js";
+export type { AppliedChange, AppliedListener } from "./applied-changes.js";
 export type { WorkerPage } from "./fleet-queries.js";
 export type { RegisteredWorker } from "./registration.js";
 export type { RegistryStats } from "./registry-stats.js";
 export { StreamHeartbeat } from "./stream-heartbeat.js";
 export type { RankedWorkerView, WorkerView } from "./worker-view.js";
 
-/** What a heartbeat stream tells the worker after each heartbeat. */
-export interface HeartbeatAck {
-  readonly healthStatus: HealthStatus;
-  readonly nextHeartbeatIntervalMs: number;
-  /** The wall-clock time recorded for this heartbeat: what last_heartbeat_at will show. */
-  readonly heartbeatAtMs: number;
-  /** While the worker drains: when it is removed whatever it still runs (wall-clock ms); else null. */
-  readonly drainDeadlineMs: number | null;
-}
-
-/** Counters a metrics endpoint reads; they only go up. */
-export interface RegistryCounters {
-  readonly heartbeats: number;
-  readonly acquisitions: number;
-  readonly releases: number;
-  readonly reservationsExpired: number;
-}
-
-/** Everything the registry depends on, injected by the composition root. */
-export interface WorkerRegistryDeps {
-  readonly store: RegistryStore;
-  readonly clock: Clock;
-  readonly newWorkerId: () => string;
-  readonly newReservationId: () => string;
-  /** 256 random bits, base64url: the secret of a worker token. */
-  readonly newWorkerSecret: () => string;
-  /** Uniform in [0, 1): AcquireWorker's choice among near-equal workers. */
-  readonly random: () => number;
-  readonly log: Logger;
-  readonly options: CompiledRegistryOptions;
-  /** This process's name among the processes that serve the store. */
-  readonly replicaId: string;
-  /** Lease and polling; defaults: a 5 s lease, a 1 s poll. */
-  readonly timing?: Partial<LoopTiming>;
-}
+import type { HeartbeatAck, RegistryCounters, WorkerRegistryDeps } from "./registry-deps.js";
+export type { HeartbeatAck, RegistryCounters, WorkerRegistryDeps } from "./registry-deps.js";
 
 /**
  * The registry, as the transport calls it: a thin facade over its parts.
@@ -100,6 +66,7 @@ export class WorkerRegistry {
   readonly availability: StoreAvailability;
   private cold = false;
   private closed = false;
+  private readonly applied: AppliedListeners;
 
   private readonly deps: WorkerRegistryDeps;
 
@@ -109,7 +76,12 @@ export class WorkerRegistry {
     this.availability = watched.availability;
     const { store, clock, log, options } = this.deps;
     this.fleet = new Fleet(options, !store.shared, (worker, from, to) => log.info({ workerId: worker.id, from, to }, "worker health changed"));
-    this.feed = new ChangeFeed(store, (event) => this.applyEvent(event), () => this.reload(), log, () => clock.now(), snapshot.revision);
+    // Built on first use: events are applied only once every part exists.
+    let readModel: ReadModel | undefined;
+    const model = (): ReadModel => (readModel ??= { fleet: this.fleet, book: this.book, schedule: this.schedule, watches: this.watches, liveness: this.liveness });
+    this.applied = new AppliedListeners(log);
+    const apply = (event: CommittedEvent) => this.applied.around(event, this.fleet, () => applyToReadModel(model(), event, clock));
+    this.feed = new ChangeFeed(store, apply, () => reloadReadModel(model(), store, options, clock), log, () => clock.now(), snapshot.revision);
     this.watches = new Watches(store, this.feed, snapshot.compactedRevision);
     this.schedule = new HealthSchedule(this.fleet, options);
     this.guard = new EvictionGuard(clock, log, {
@@ -165,10 +137,7 @@ export class WorkerRegistry {
   beginServing(options: { readonly backgroundTasks: boolean } = { backgroundTasks: true }): void {
     const startupMs = this.deps.clock.monotonic() - this.loadedAtMono;
     if (this.cold && startupMs > 0) {
-      for (const worker of this.fleet.values()) {
-        worker.lastSeenMono += startupMs;
-        if (worker.holdUntilMono > 0) worker.holdUntilMono += startupMs;
-      }
+      this.fleet.postponeDeadlines(startupMs);
       this.book.extend(startupMs);
     }
     this.schedule.trackAll(this.deps.clock.monotonic());
@@ -201,32 +170,19 @@ export class WorkerRegistry {
     return this.fleet.view(worker, this.deps.clock.monotonic());
   }
 
-  /**
-   * The heartbeat stream's fast path: {@link heartbeat} without building a
-   * view, for an id whose form the caller has already validated.
-   * @throws WorkerNotFoundError.
-   */
+  /** {@link streamHeartbeat} for one heartbeat, by an id whose form the caller has validated. @throws WorkerNotFoundError. */
   heartbeatAck(workerId: string): HeartbeatAck {
     const ack = new StreamHeartbeat(workerId);
     this.streamHeartbeat(ack);
     return ack;
   }
 
-  /**
-   * {@link heartbeatAck} for a stream bound to `ack.workerId`, into the
-   * stream's own ack: no allocation, and no lookup by id while the fleet
-   * holds the record the stream's last heartbeat went to.
-   * @throws WorkerNotFoundError.
-   */
+  /** {@link heartbeat} for a stream, into its own ack: no view, no allocation, no lookup while its record is live. @throws WorkerNotFoundError. */
   streamHeartbeat(ack: StreamHeartbeat): void {
     this.assertOpen();
-    let worker = ack.worker;
-    if (worker === undefined || !this.fleet.isLive(worker)) ack.worker = worker = this.fleet.get(ack.workerId) ?? this.queries.find(ack.workerId);
+    const worker = ack.worker !== undefined && this.fleet.isLive(ack.worker) ? ack.worker : this.fleet.get(ack.workerId) ?? this.queries.find(ack.workerId);
     this.liveness.heartbeat(worker);
-    ack.healthStatus = "healthy";
-    ack.nextHeartbeatIntervalMs = this.deps.options.heartbeatIntervalMs;
-    ack.heartbeatAtMs = worker.lastHeartbeatAtMs;
-    ack.drainDeadlineMs = worker.drainDeadlineMs;
+    ack.heard(worker, this.deps.options.heartbeatIntervalMs);
   }
 
   /** A heartbeat stream was bound to the worker (its first heartbeat has been accepted). */
@@ -265,11 +221,8 @@ export class WorkerRegistry {
   /** @see Acquisitions.release */
   async releaseWorker(reservationId: string, success: boolean, durationMs: number): Promise<Release> {
     this.assertOpen();
-    // Granted through another replica a moment ago: its event may not be here yet (see applyWritesOf).
-    if (this.deps.store.shared && this.book.get(reservationId) === undefined) {
-      validateReservationId(reservationId);
-      await this.feed.catchUp();
-    }
+    if (this.book.get(reservationId) === undefined) validateReservationId(reservationId);
+    await this.feed.catchUpOnMiss(this.book.get(reservationId) !== undefined);
     return this.acquisitions.release(reservationId, success, durationMs);
   }
 
@@ -304,6 +257,11 @@ export class WorkerRegistry {
   /** The hash of a worker's token ("" if it has none), or undefined for an unknown worker. */
   workerTokenHash(workerId: string): string | undefined {
     return this.fleet.get(workerId)?.tokenHash;
+  }
+
+  /** Why a removed worker left, if this process saw it leave recently; undefined otherwise. */
+  removalReasonOf(workerId: string): string | undefined {
+    return this.fleet.removalOf(workerId);
   }
 
   /** Who registered a worker (the hash of a role token, or null), or undefined for an unknown worker. */
@@ -341,12 +299,17 @@ export class WorkerRegistry {
   }
 
   get counters(): RegistryCounters {
-    return {
-      heartbeats: this.liveness.heartbeats,
-      acquisitions: this.acquisitions.counters.acquisitions,
-      releases: this.acquisitions.counters.releases,
-      reservationsExpired: this.loop.counters.reservationsExpired,
-    };
+    const { acquisitions, noMatch, noFreeSlot, contended, releases } = this.acquisitions.counters;
+    const { heartbeats } = this.liveness;
+    return { heartbeats, acquisitions, acquisitionsNoMatch: noMatch, acquisitionsNoFreeSlot: noFreeSlot, acquisitionsContended: contended, releases, reservationsExpired: this.loop.counters.reservationsExpired };
+  }
+
+  /**
+   * Calls `listener` after each event this process applies, in revision order, its own and other replicas' alike
+   * (see AppliedListeners). Not a watcher: cheap, unfiltered, never dropped. @returns the function that removes it.
+   */
+  onApplied(listener: AppliedListener): () => void {
+    return this.applied.add(listener);
   }
 
   /** The number of open watchers. */
@@ -413,58 +376,20 @@ export class WorkerRegistry {
     await this.leadership.resign();
   }
 
-  private applyEvent(event: CommittedEvent): void {
-    const { clock } = this.deps;
-    const nowMono = clock.monotonic();
-    const { before, after } = this.fleet.apply(event, nowMono, clock.now());
-    this.book.apply(event, nowMono, clock.now());
-    if (after === undefined) {
-      if (before !== undefined) this.schedule.forget(before);
-    } else {
-      this.schedule.track(after, nowMono);
-      // A downgrade judged on a heartbeat older than one this process knows of: heal again.
-      if (event.type === "health_changed" && event.heardUntilMs !== undefined && after.lastHeartbeatAtMs > event.heardUntilMs) {
-        this.liveness.reheal(after);
-      }
-    }
-    this.watches.publish(watcherEvent(event));
-  }
-
-  /** The log no longer holds what this process missed: start over from a fresh snapshot. */
-  private async reload(): Promise<number> {
-    const snapshot = await this.deps.store.load();
-    this.fleet.clear();
-    this.book.clear();
-    this.schedule.clear();
-    const { clock, options } = this.deps;
-    loadSnapshot(snapshot, { fleet: this.fleet, book: this.book }, options, { mono: clock.monotonic(), ms: clock.now(), shared: true });
-    this.schedule.trackAll(clock.monotonic());
-    this.watches.compactedTo(snapshot.compactedRevision);
-    return snapshot.revision;
-  }
-
   private leadershipChanged(leading: boolean): void {
     if (!leading || !this.deps.store.shared) return;
     // Taking over from another process, or leading again after the store was out of reach: heartbeats other
     // processes still hold have to reach the store and this process, and the workers of a dead replica are
     // reconnecting elsewhere. No worker is judged before that (Nomad's failover TTL).
     const { clock, options } = this.deps;
-    const holdUntilMono = clock.monotonic() + options.heartbeatIntervalMs + options.heartbeatFlushIntervalMs + this.timing.replicaPollMs;
-    for (const worker of this.fleet.values()) worker.holdUntilMono = Math.max(worker.holdUntilMono, holdUntilMono);
+    this.fleet.holdAll(clock.monotonic() + options.heartbeatIntervalMs + options.heartbeatFlushIntervalMs + this.timing.replicaPollMs);
     this.schedule.trackAll(clock.monotonic());
   }
 
-  /**
-   * A worker this replica does not know yet may have just been registered
-   * through another one: before a write names it as unknown, the log is read
-   * up to its head, so a caller who registers on one replica and writes on
-   * another is not told NOT_FOUND for the moments the event takes to arrive.
-   * Costs one read of the log's head, on a miss only.
-   */
+  /** A write names a worker: see ChangeFeed.catchUpOnMiss. */
   private async applyWritesOf(workerId: string): Promise<void> {
-    if (!this.deps.store.shared || this.fleet.get(workerId) !== undefined) return;
-    validateWorkerId(workerId);
-    await this.feed.catchUp();
+    if (this.fleet.get(workerId) === undefined) validateWorkerId(workerId);
+    await this.feed.catchUpOnMiss(this.fleet.get(workerId) !== undefined);
   }
 
   private assertOpen(): void {

@@ -1,5 +1,5 @@
 import { PermissionDeniedError } from "../domain/errors.js";
-import type { Principal, Role } from "./roles.js";
+import { ROLES, type Principal, type Role } from "./roles.js";
 
 /** What a call does, as far as permissions go. */
 export type Operation =
@@ -41,6 +41,16 @@ const BY_ROLE: Record<Role, ReadonlySet<Operation>> = {
   orchestrator: new Set<Operation>(["account", "read-worker", "read-fleet", "reserve", "cordon", "drain"]),
   worker: new Set<Operation>(["register"]),
 };
+
+/**
+ * The roles whose tokens may do `operation` to any worker, in the order of
+ * {@link ROLES} (a worker-role token may also act on the workers it
+ * registered, which this leaves out). For messages that tell a caller which
+ * token to use.
+ */
+export function rolesAllowedTo(operation: Operation): Role[] {
+  return ROLES.filter((role) => BY_ROLE[role].has(operation));
+}
 
 /** What a worker may do to itself: with its own worker token, or with the worker-role token that registered it. */
 const ON_OWN_WORKER: ReadonlySet<Operation> = new Set<Operation>(["heartbeat", "unregister", "account", "read-worker", "drain"]);

@@ -1,5 +1,5 @@
 import { timingSafeEqual } from "node:crypto";
-import { UnauthenticatedError } from "../domain/errors.js";
+import { RemovedWorkerTokenError, UnauthenticatedError } from "../domain/errors.js";
 import { sha256Hex, WORKER_TOKEN } from "../domain/worker-token.js";
 import type { Principal } from "./roles.js";
 import type { RoleToken } from "./token-file.js";
@@ -27,6 +27,8 @@ export class Authenticator {
   constructor(
     roleTokens: readonly RoleToken[] | undefined,
     private readonly workerTokenHash: WorkerTokenLookup,
+    /** Why a removed worker left, if this process remembers (see Fleet.notFound). */
+    private readonly removalReasonOf: (workerId: string) => string | undefined = () => undefined,
   ) {
     this.enabled = roleTokens !== undefined;
     if (roleTokens) this.replaceRoleTokens(roleTokens);
@@ -77,7 +79,7 @@ export class Authenticator {
       const stored = this.workerTokenHash(workerId);
       // A worker's token lives and dies with its record. "not found" in the message lets a worker that was
       // cleaned up recognise the case and register again, as the usage guide's error handling does.
-      if (stored === undefined) throw new UnauthenticatedError(`worker ${workerId} not found: its token is no longer valid; register again`);
+      if (stored === undefined) throw new RemovedWorkerTokenError(workerId, this.removalReasonOf(workerId));
       if (stored !== "" && digestsEqual(Buffer.from(stored, "hex"), sha256Digest(secret))) return { kind: "worker", workerId };
       throw new UnauthenticatedError("invalid worker token");
     }

@@ -1,8 +1,10 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { ConfigError } from "../domain/errors.js";
-import { authorize } from "./access-policy.js";
+import { WORKER_ACTIONS, type WorkerAction } from "../dashboard/dashboard-actions.js";
+import { authorize, mayEver, type Operation } from "./access-policy.js";
 import type { Authenticator } from "./authenticator.js";
+import type { Principal } from "./roles.js";
 import { loadTokenFile, type RoleToken } from "./token-file.js";
 
 /** How the server is secured. Every field is optional; the defaults suit local development on loopback. */
@@ -78,6 +80,61 @@ export function dashboardAuthorizer(authenticator: Authenticator): (authorizatio
       return false;
     }
   };
+}
+
+/** The operation of the access policy each dashboard action is: the one its RPC is authorised as. */
+const OPERATION_OF_ACTION: Readonly<Record<WorkerAction, Operation>> = {
+  cordon: "cordon",
+  uncordon: "cordon",
+  drain: "drain",
+};
+
+/**
+ * Who may cordon, uncordon and drain workers from the dashboard: exactly who
+ * may call CordonWorker, UncordonWorker and DrainWorker, with the token
+ * sent as an `authorization` header. A token that may read the feed is not
+ * enough (a worker-role token may read nothing, an orchestrator token may
+ * act): the access policy decides each action on each worker.
+ * @param registrantOf the hash of the role token that registered a worker (as the RPCs are checked).
+ */
+export function dashboardActionGuard(
+  authenticator: Authenticator,
+  registrantOf: (workerId: string) => string | null | undefined,
+): {
+  allowed(authorization: string | undefined): WorkerAction[];
+  authorize(authorization: string | undefined, action: WorkerAction, workerId: string): string;
+} {
+  const principalOf = (authorization: string | undefined) => authenticator.authenticate(authorization === undefined ? [] : [authorization]);
+  return {
+    allowed(authorization) {
+      const principal = principalOf(authorization);
+      return WORKER_ACTIONS.filter((action) => {
+        try {
+          mayEver(principal, OPERATION_OF_ACTION[action]);
+          return true;
+        } catch {
+          return false;
+        }
+      });
+    },
+    authorize(authorization, action, workerId) {
+      const principal = principalOf(authorization);
+      authorize(principal, OPERATION_OF_ACTION[action], { workerId, registeredBy: registrantOf(workerId) });
+      return describePrincipal(principal);
+    },
+  };
+}
+
+/** Who is calling, for a log line: never the token. */
+function describePrincipal(principal: Principal): string {
+  switch (principal.kind) {
+    case "open":
+      return "anyone (authentication off)";
+    case "role":
+      return `${principal.role} token`;
+    case "worker":
+      return `token of worker ${principal.workerId}`;
+  }
 }
 
 /** Whether an address to bind reaches this machine only. */

@@ -76,6 +76,10 @@ export class PostgresStore implements RegistryStore {
     const pool = new pg.Pool(config);
     // An idle connection that dies (database restarted) must not crash the process: the pool replaces it.
     pool.on("error", (error) => options.log.warn({ err: error }, "an idle database connection failed; it will be replaced"));
+    // A connection that dies while checked out (PostgreSQL restarted mid-transaction) emits 'error' on its client,
+    // where the pool has no listener: the query in flight fails with the same error, and the transaction discards the
+    // connection. Without this listener the event would end the process.
+    pool.on("connect", (client) => client.on("error", (error) => options.log.warn({ err: error }, "a database connection in use failed; it will be discarded")));
     let client: pg.PoolClient | undefined;
     try {
       client = await pool.connect();

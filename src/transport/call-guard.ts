@@ -56,6 +56,7 @@ export class CallGuard {
   private readonly revocable = new Set<RevocableStream>();
   private streams = 0;
   private watchers = 0;
+  private readonly byKind: Record<StreamKind, number> = { heartbeat: 0, watch: 0, introspection: 0 };
   private readonly buckets = new Map<string, Bucket>();
 
   constructor(
@@ -97,6 +98,11 @@ export class CallGuard {
     if (this.buckets.size > 10_000) for (const [key, b] of this.buckets) if (now - b.refilledAtMs > 1000) this.buckets.delete(key);
   }
 
+  /** The streams open now, by what they are for. */
+  openStreams(): Readonly<Record<StreamKind, number>> {
+    return { ...this.byKind };
+  }
+
   /** The most streams one principal may hold. */
   get streamsPerPrincipal(): number {
     return Math.max(1, Math.floor(this.limits.maxStreams * this.limits.maxStreamShare));
@@ -135,6 +141,7 @@ export class CallGuard {
     this.streamsByConnection.set(peer, onConnection + 1);
     this.streamsByHolder.set(holder.key, held + 1);
     this.streams++;
+    this.byKind[kind]++;
     if (kind === "watch") this.watchers++;
     const revocable = principal?.kind === "role" ? { principal, revoke } : undefined;
     if (revocable) this.revocable.add(revocable);
@@ -145,6 +152,7 @@ export class CallGuard {
       decrement(this.streamsByConnection, peer);
       decrement(this.streamsByHolder, holder.key);
       this.streams--;
+      this.byKind[kind]--;
       if (kind === "watch") this.watchers--;
       if (revocable) this.revocable.delete(revocable);
     };

@@ -22,13 +22,14 @@ import {
   WorkerRegistryService,
 } from "@sentinel/worker-registry-client/contract";
 import { grpcServiceDefinition } from "@sentinel/worker-registry-client/contract";
-import { CallGuard, type CallLimits } from "./call-guard.js";
+import { CallGuard, type CallLimits, type StreamKind } from "./call-guard.js";
 import { decodeHeartbeat, serializeHeartbeatAck } from "./heartbeat-codec.js";
 import { HeartbeatStreams } from "./heartbeat-streams.js";
 import { addReflection } from "./reflection.js";
 import { keepRepeatedAuthorization } from "./repeated-authorization.js";
 import { registryServiceHandlers } from "./registry-service.js";
 import { statusForError } from "./status.js";
+import { methodLabel, NO_TRANSPORT_OBSERVER, type TransportObserver } from "./transport-observer.js";
 import { serializeWatchResponse } from "./watch-encoding.js";
 import { WatchStreams } from "./watch-streams.js";
 
@@ -85,6 +86,8 @@ export interface GrpcServer {
   readonly heartbeatStreams: HeartbeatStreams;
   /** The open watch streams. */
   readonly watchStreams: WatchStreams;
+  /** The streams open now, by kind: heartbeat, watch, and the hosted services' (health Watch, reflection). */
+  openStreams(): Readonly<Record<StreamKind, number>>;
   /**
    * Ends, with UNAUTHENTICATED, every open stream whose role token is no
    * longer current: call it after the authenticator's tokens are replaced.
@@ -107,26 +110,35 @@ export async function startGrpcServer(options: {
   readonly log: Logger;
   /** Events buffered for a watcher that is not reading before it is dropped. */
   readonly watchBufferEvents: number;
-  /** Called once per finished unary call with its method, status name and seconds, e.g. for metrics. Default: none. */
-  readonly observeRpc?: (method: string, code: string, seconds: number) => void;
+  /** Hears of answered calls, refusals, heartbeats handled and watch deliveries, e.g. for metrics. Default: none. */
+  readonly observer?: TransportObserver;
   readonly security: TransportSecurity;
   readonly limits: TransportLimits;
   /** Default {@link DEFAULT_KEEPALIVE}. */
   readonly keepalive?: KeepaliveOptions;
 }): Promise<GrpcServer> {
   const { registry, clock, log, security, limits } = options;
+  const observer = options.observer ?? NO_TRANSPORT_OBSERVER;
   const guard = new CallGuard(security.authenticator, registry, clock, limits);
   let ready = false;
   const server = new Server({
     ...serverOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
     "grpc.max_receive_message_length": limits.maxMessageBytes,
-    interceptors: [callInterceptor({ security, guard, log, ready: () => ready })],
+    interceptors: [callInterceptor({ security, guard, log, observer, ready: () => ready })],
   });
-  const heartbeatStreams = new HeartbeatStreams(registry, guard, log, limits.firstHeartbeatTimeoutMs);
-  const watchStreams = new WatchStreams(registry, guard, log, options.watchBufferEvents);
+  const heartbeatStreams = new HeartbeatStreams(registry, guard, log, limits.firstHeartbeatTimeoutMs, clock, observer);
+  const watchStreams = new WatchStreams(registry, guard, log, options.watchBufferEvents, clock, observer);
+  // A drained worker removed by any process: its streams here end now, saying why, so its node stops at once
+  // instead of at its next heartbeat (minutes away, and it may be idle). Other removals keep being learnt from
+  // the next heartbeat's NOT_FOUND, as the guide's clients expect.
+  const stopEndingStreams = registry.onApplied(({ event }) => {
+    if (event.type === "unregistered" && (event.reason === "drained" || event.reason === "drain_deadline")) {
+      heartbeatStreams.workerRemoved(event.worker.id, event.reason);
+    }
+  });
   server.addService(
     registryServiceDefinition(),
-    registryServiceHandlers(registry, { heartbeats: heartbeatStreams, watches: watchStreams }, guard, clock, log, options.observeRpc),
+    registryServiceHandlers(registry, { heartbeats: heartbeatStreams, watches: watchStreams }, guard, clock, log, observer),
   );
 
   const health = new HealthImplementation({ "": "NOT_SERVING", [REGISTRY_SERVICE_NAME]: "NOT_SERVING" });
@@ -165,10 +177,12 @@ export async function startGrpcServer(options: {
     port,
     heartbeatStreams,
     watchStreams,
+    openStreams: () => guard.openStreams(),
     endRevokedStreams: () => guard.endRevokedStreams(),
     async shutdown(graceMs: number): Promise<void> {
       shuttingDown = true;
       stopReporting();
+      stopEndingStreams();
       health.setStatus("", "NOT_SERVING");
       health.setStatus(REGISTRY_SERVICE_NAME, "NOT_SERVING");
       heartbeatStreams.closeAll();
@@ -189,6 +203,12 @@ export async function startGrpcServer(options: {
   };
 }
 
+/** Every method path the server serves: the registry's, grpc.health.v1's and reflection's (v1 and v1alpha). */
+const KNOWN_PATHS: ReadonlySet<string> = new Set(
+  [WorkerRegistryService, ...[file_grpc_health_v1_health, file_grpc_reflection_v1_reflection, file_grpc_reflection_v1alpha_reflection].flatMap((file) => file.services)].flatMap(
+    (service) => service.methods.map((m) => `/${service.typeName}/${m.name}`),
+  ),
+);
 /**
  * The registry service as grpc-js serves it: protobuf-es (de)serializers,
  * except HeartbeatStream's, which are written by hand for its hot path
@@ -220,20 +240,26 @@ function serverCredentials(security: TransportSecurity): ServerCredentials {
  * sent or the call cancelled, which grpc-js reports for every ended call).
  * The registry's own calls pass through: its handlers authenticate,
  * authorise and count them. Until `ready()`, every call is refused with
- * UNAVAILABLE: the server is not done starting.
+ * UNAVAILABLE: the server is not done starting. The observer hears of every
+ * call refused here.
  */
 function callInterceptor(options: {
   readonly security: TransportSecurity;
   readonly guard: CallGuard;
   readonly log: Logger;
+  readonly observer: TransportObserver;
   readonly ready: () => boolean;
 }): ServerInterceptor {
-  const { security, guard, log, ready } = options;
+  const { security, guard, log, observer, ready } = options;
   const registryPaths = `/${REGISTRY_SERVICE_NAME}/`;
+  const refused = (path: string, code: status) => observer.callRefused(methodLabel(path, REGISTRY_SERVICE_NAME, KNOWN_PATHS), status[code]);
   return (method, call) => {
     if (!ready()) {
       const refuse = new ServerListenerBuilder()
-        .withOnReceiveMetadata(() => call.sendStatus({ code: status.UNAVAILABLE, details: "registry is starting; retry shortly" }))
+        .withOnReceiveMetadata(() => {
+          refused(method.path, status.UNAVAILABLE);
+          call.sendStatus({ code: status.UNAVAILABLE, details: "registry is starting; retry shortly" });
+        })
         .build();
       return new ServerInterceptingCall(call, new ResponderBuilder().withStart((next) => next(refuse)).build());
     }
@@ -262,7 +288,9 @@ function callInterceptor(options: {
           }
           next(metadata);
         } catch (error) {
-          call.sendStatus(statusForError(error, log, method.path));
+          const refusal = statusForError(error, log, method.path);
+          refused(method.path, refusal.code);
+          call.sendStatus(refusal);
         }
       })
       .withOnCancel(end)

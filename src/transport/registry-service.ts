@@ -42,6 +42,7 @@ import type { HeartbeatStreams } from "./heartbeat-streams.js";
 import type { WatchStreams } from "./watch-streams.js";
 import { evictionToProto, filterFromProto, rankedWorkerToProto, replicaToProto, workerToProto } from "./proto-mapping.js";
 import { statusForError } from "./status.js";
+import type { TransportObserver } from "./transport-observer.js";
 
 const RELEASE_OUTCOMES = {
   released: ReleaseOutcome.RELEASED,
@@ -54,9 +55,9 @@ const RELEASE_OUTCOMES = {
  * and the domain; every rule lives in WorkerRegistry, and every error goes
  * through the one status table.
  *
- * `observe`, if given, is called once per unary call after its answer is
- * sent, with the method, the gRPC status name ("OK", "NOT_FOUND", ...) and
- * the seconds since the call arrived. Streams are not observed. Default: none.
+ * `observer` hears of each unary call once its answer is sent (the method,
+ * the gRPC status name and the seconds since the call arrived), and of each
+ * one answered with an error; the streams report to it themselves.
  */
 export function registryServiceHandlers(
   registry: WorkerRegistry,
@@ -64,7 +65,7 @@ export function registryServiceHandlers(
   guard: CallGuard,
   clock: Clock,
   log: Logger,
-  observe?: (method: string, code: string, seconds: number) => void,
+  observer: TransportObserver,
 ): UntypedServiceImplementation {
   /**
    * A unary handler: authenticates the call, checks `operation` against the
@@ -78,7 +79,11 @@ export function registryServiceHandlers(
   ): handleUnaryCall<Req, Res> =>
     (call, callback) => {
       const startedMs = clock.monotonic();
-      const observed = (code: status) => observe?.(method, status[code], (clock.monotonic() - startedMs) / 1000);
+      const observed = (code: status) => {
+        const name = status[code];
+        observer.unaryAnswered(method, name, (clock.monotonic() - startedMs) / 1000);
+        if (code !== status.OK) observer.callRefused(method, name);
+      };
       // A synchronous throw and a rejection take the same path.
       new Promise<Res>((resolve) => {
         const principal = guard.principal(call.metadata);

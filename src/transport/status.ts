@@ -1,4 +1,4 @@
-import { status, type StatusObject } from "@grpc/grpc-js";
+import { Metadata, status, type StatusObject } from "@grpc/grpc-js";
 import {
   FirstHeartbeatTimeoutError,
   FutureRevisionError,
@@ -6,6 +6,7 @@ import {
   LimitExceededError,
   NoWorkerAvailableError,
   PermissionDeniedError,
+  RemovedWorkerTokenError,
   ReservationNotFoundError,
   RevisionCompactedError,
   ShuttingDownError,
@@ -43,14 +44,31 @@ const STATUS_BY_ERROR: ReadonlyArray<readonly [ErrorClass, status]> = [
 ];
 
 /**
+ * The trailer a NOT_FOUND carries when the registry knows why the worker
+ * left (`unregistered`, `expired`, `replaced`, `drained`, `drain_deadline`):
+ * a worker node told `drained` or `drain_deadline` stops instead of
+ * registering again.
+ */
+export const REMOVAL_REASON_TRAILER = "sentinel-removal-reason";
+
+export function removalTrailer(reason: string): Metadata {
+  const metadata = new Metadata();
+  metadata.set(REMOVAL_REASON_TRAILER, reason);
+  return metadata;
+}
+
+/**
  * The status to answer for an error thrown by the domain. Anything not in the
  * table is a bug: it becomes INTERNAL with a generic message, and the cause is
  * logged, never sent to the caller.
  */
-export function statusForError(error: unknown, log: Logger, method: string): Pick<StatusObject, "code" | "details"> {
+export function statusForError(error: unknown, log: Logger, method: string): Pick<StatusObject, "code" | "details"> & { metadata?: Metadata } {
   for (const [errorClass, code] of STATUS_BY_ERROR) {
     if (error instanceof errorClass) {
       if (code === status.UNAVAILABLE) log.warn({ method, err: error }, "request refused: service unavailable");
+      if ((error instanceof WorkerNotFoundError || error instanceof RemovedWorkerTokenError) && error.reason !== undefined) {
+        return { code, details: error.message, metadata: removalTrailer(error.reason) };
+      }
       return { code, details: error.message };
     }
   }

@@ -1,4 +1,5 @@
 import { status, type ServerWritableStream } from "@grpc/grpc-js";
+import type { Clock } from "../domain/clock.js";
 import { WatcherTooSlowError } from "../domain/errors.js";
 import type { Logger } from "../domain/logger.js";
 import type { EventWatch } from "../domain/watches.js";
@@ -9,6 +10,7 @@ import type { CallGuard } from "./call-guard.js";
 import { filterFromProto } from "./proto-mapping.js";
 import { statusForError } from "./status.js";
 import { WatchEventEncoder } from "./watch-encoding.js";
+import type { TransportObserver } from "./transport-observer.js";
 
 /** Responses are encoded by watch-encoding.ts (the service definition's WatchWorkers serializer sends its bytes as they are). */
 type WatchCall = ServerWritableStream<WatchWorkersRequest, Buffer | WatchWorkersResponse>;
@@ -28,6 +30,11 @@ export const REPLAY_PAGE_EVENTS = 256;
  * slow reader can never grow the server's memory. A watch opened with a role
  * token that a reload of the tokens file removes is ended with
  * UNAUTHENTICATED.
+ *
+ * The observer hears how long after it occurred each live event was written
+ * (replayed events are old by design and not timed), of each watcher dropped
+ * for falling behind, and of each watch ended or refused with an error,
+ * except at a shutdown.
  */
 export class WatchStreams {
   private readonly open = new Map<WatchCall, () => void>();
@@ -38,6 +45,8 @@ export class WatchStreams {
     private readonly guard: CallGuard,
     private readonly log: Logger,
     private readonly bufferEvents: number,
+    private readonly clock: Clock,
+    private readonly observer: TransportObserver,
   ) {}
 
   /** The number of open watch streams. */
@@ -53,10 +62,13 @@ export class WatchStreams {
       this.guard.authorize(principal, "read-fleet");
       releaseSlot = this.guard.openStream(call.getPeer(), principal, "watch", (details) => finish(status.UNAUTHENTICATED, details));
     } catch (error) {
-      call.emit("error", statusForError(error, this.log, "WatchWorkers"));
+      const refusal = statusForError(error, this.log, "WatchWorkers");
+      this.observer.callRefused("WatchWorkers", status[refusal.code]);
+      call.emit("error", refusal);
       return;
     }
-    const queue: WorkerEvent[] = [];
+    /** Events to write; a live one carries true, to be timed when written. */
+    const queue: Array<{ readonly event: WorkerEvent; readonly live: boolean }> = [];
     let writable = true;
     let finished = false;
     let lastSent = 0;
@@ -70,16 +82,19 @@ export class WatchStreams {
       watch?.close();
       onRoom?.();
     };
-    const finish = (code: status, details: string) => {
+    const finish = (code: status, details: string, refused = true) => {
       if (finished) return;
       release();
+      if (refused) this.observer.callRefused("WatchWorkers", status[code]);
       call.emit("error", { code, details });
     };
     const pump = () => {
       while (writable && queue.length > 0 && !finished) {
-        const event = queue.shift()!;
+        const { event, live } = queue.shift()!;
         lastSent = event.revision;
         writable = call.write(this.encoder.bytes(event));
+        // Clocks of two replicas may disagree by a little: a lag below zero is none.
+        if (live) this.observer.watchEventDelivered(Math.max(0, this.clock.now() - event.occurredAtMs) / 1000);
       }
       if (writable && queue.length === 0) onRoom?.();
     };
@@ -93,7 +108,7 @@ export class WatchStreams {
             resolve();
           };
       });
-    this.open.set(call, () => finish(status.UNAVAILABLE, "registry is shutting down; resume the watch from your last revision"));
+    this.open.set(call, () => finish(status.UNAVAILABLE, "registry is shutting down; resume the watch from your last revision", false));
     call.on("drain", () => {
       writable = true;
       pump();
@@ -106,10 +121,11 @@ export class WatchStreams {
       if (finished) return;
       if (queue.length >= this.bufferEvents) {
         const { code, details } = statusForError(new WatcherTooSlowError(queue.length, lastSent), this.log, "WatchWorkers");
+        this.observer.watcherDropped();
         finish(code, details);
         return;
       }
-      queue.push(event);
+      queue.push({ event, live: true });
       pump();
     };
     const fail = (error: unknown) => {
@@ -127,7 +143,7 @@ export class WatchStreams {
     const opened = watch;
     void (async () => {
       for (let page = await opened.nextPage(REPLAY_PAGE_EVENTS); page !== undefined && !finished; page = await opened.nextPage(REPLAY_PAGE_EVENTS)) {
-        queue.push(...page);
+        for (const event of page) queue.push({ event, live: false });
         pump();
         await room();
       }

@@ -1,5 +1,6 @@
 import type { EventEmitter } from "node:events";
-import type { WorkerNode, WorkerNodeEvents } from "../../clients/typescript/src/worker-node.js";
+import type { WorkerNode } from "../../clients/typescript/src/worker-node.js";
+import type { WorkerNodeEvents } from "../../clients/typescript/src/worker-node-options.js";
 
 type Payload<K extends keyof WorkerNodeEvents> = WorkerNodeEvents[K][0];
 

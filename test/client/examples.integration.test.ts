@@ -6,6 +6,10 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WorkerRegistryClient } from "../../clients/typescript/src/worker-registry-client.js";
 import { TestRegistry } from "./registry-server.js";
+import { until } from "./watch-helpers.js";
+import { RemovalReason, WorkerEventType, WorkerState } from "@sentinel/worker-registry-client/contract";
+import { RawRegistryClient } from "../support/grpc-test-client.js";
+import { openWatch } from "../support/watch-issue4.js";
 
 // The usage guide's examples, compiled by the root build into dist/examples,
 // run as a user would run them against a real registry; the printed lines are
@@ -142,6 +146,8 @@ describe("the guide's examples against a real registry", () => {
     try {
       await Promise.race([allTasksDone, exited.then(() => Promise.reject(new Error(`worker-node exited early: ${stdout}${stderr}`)))]);
       expect(tasks).toBeGreaterThan(capacity);
+      // The example prints a task's outcome before its finally gives the slot back: wait for that call.
+      await until("the last task's slot given back", async () => (await client.getWorker(workerId)).currentTasks === 0);
       // Every task ran and succeeded, and the worker holds no slot once they are over.
       expect(await client.getWorker(workerId)).toMatchObject({
         nodeId: "coder-node-1",
@@ -166,6 +172,41 @@ describe("the guide's examples against a real registry", () => {
     } finally {
       child.kill("SIGKILL");
       client.close();
+    }
+  });
+
+  it("Worker Node: a SIGTERM in the middle of a task drains the worker: the task finishes and is recorded, then the worker leaves", async () => {
+    const raw = new RawRegistryClient(registry.address);
+    const watch = openWatch(raw, {});
+    const child = spawn(process.execPath, [example("worker-node")], {
+      env: { ...process.env, REGISTRY_ADDRESS: registry.address, EXAMPLE_TASKS: "5", EXAMPLE_TASK_MS: "1500" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+    try {
+      await until("the first task to start", async () => stdout.includes("Executing task: { id: 1 }"));
+      const workerId = /^Worker (\S+) started$/m.exec(stdout)![1]!;
+      child.kill("SIGTERM");
+      expect(await exited).toEqual({ code: 0, signal: null });
+      expect(stdout.trimEnd().split("\n").slice(1)).toEqual(["Executing task: { id: 1 }", expect.stringMatching(/^Task completed in \d+ms$/), `Worker ${workerId} stopped`]);
+      expect(stderr).toBe("");
+      // Drained while its task ran: out of rotation first, then removed by the registry once the task gave its slot back.
+      const removed = await watch.waitFor("the worker's removal", (e) => e.worker?.id === workerId && e.type === WorkerEventType.UNREGISTERED, 5000);
+      const drained = watch.events.find((e) => e.worker?.id === workerId && e.type === WorkerEventType.STATE_CHANGED);
+      expect(drained?.worker?.state).toBe(WorkerState.DRAINING);
+      expect({ reason: removed.removalReason, tasks: removed.worker!.currentTasks, completed: removed.worker!.metrics!.tasksCompleted }).toEqual({
+        reason: RemovalReason.DRAINED,
+        tasks: 0,
+        completed: 1n,
+      });
+    } finally {
+      child.kill("SIGKILL");
+      watch.cancel();
+      raw.close();
     }
   });
 });

@@ -6,8 +6,9 @@ import type { WorkerRegistryClientOptions } from "../../clients/typescript/src/c
 import { RegisterWorkerResponseSchema, WorkerRegistryService } from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
 import { WorkerSchema } from "../../clients/typescript/src/gen/sentinel/registry/v1/worker_pb.js";
 import { grpcServiceDefinition } from "../../clients/typescript/src/grpc-definition.js";
-import type { WorkerWatchEvent } from "../../clients/typescript/src/worker-info.js";
-import { WorkerNode, type WorkerNodeOptions } from "../../clients/typescript/src/worker-node.js";
+import type { WorkerWatchEvent } from "../../clients/typescript/src/worker-event.js";
+import type { WorkerNodeOptions } from "../../clients/typescript/src/worker-node-options.js";
+import { WorkerNode } from "../../clients/typescript/src/worker-node.js";
 import { WorkerRegistryClient } from "../../clients/typescript/src/worker-registry-client.js";
 import type { WatchReconnectingEvent } from "../../clients/typescript/src/worker-watch.js";
 import { startServerProcess } from "../support/server-process.js";

@@ -148,17 +148,20 @@ describe("worker-registry worker <id>", () => {
     expect(await workerCommand([coderId, "--address", registry.address], io)).toBe(0);
     expect(stderr()).toBe("");
     const lines = stdout().split("\n");
-    expect(lines.slice(0, 7)).toEqual([
+    expect(lines.slice(0, 10)).toEqual([
       `Worker          ${coderId}`,
       "Node            coder-1",
+      "Version         (none)",
+      "Labels          (none)",
       "Capabilities    coder, tester",
+      "State           active (in rotation)",
       "Health          healthy",
       "Tasks           2/5 (3 available)",
       "Success rate    66.7% (2 completed, 1 failed)",
       "Avg duration    2000ms",
     ]);
-    expect(lines[7]).toMatch(/^Registered      \d{4}-\d\d-\d\dT/);
-    expect(lines[8]).toMatch(/^Last heartbeat  \d{4}-\d\d-\d\dT/);
+    expect(lines[10]).toMatch(/^Registered      \d{4}-\d\d-\d\dT/);
+    expect(lines[11]).toMatch(/^Last heartbeat  \d{4}-\d\d-\d\dT/);
   });
 
   it("prints JSON with --json", async () => {

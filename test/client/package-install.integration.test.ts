@@ -22,7 +22,7 @@ import { TestRegistry } from "./registry-server.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const packageDir = join(root, "clients", "typescript");
-const example = join(packageDir, "examples", "acquire-and-watch.mjs");
+const examples = ["acquire-and-watch.mjs", "rolling-upgrade.mjs"];
 const exec = promisify(execFile);
 
 /**
@@ -72,7 +72,7 @@ beforeAll(async () => {
   mkdirSync(projectDir);
   writeFileSync(join(projectDir, "package.json"), `${JSON.stringify({ name: "registry-client-smoke", version: "1.0.0", private: true, type: "module" }, null, 2)}\n`);
   await npm(["install", join(workDir, packed.filename), "--prefer-offline", "--no-audit", "--no-fund"], projectDir, 180_000);
-  copyFileSync(example, join(projectDir, "acquire-and-watch.mjs"));
+  for (const example of examples) copyFileSync(join(packageDir, "examples", example), join(projectDir, example));
 
   registry = await TestRegistry.start();
 }, 300_000);
@@ -84,11 +84,12 @@ afterAll(async () => {
 
 const isWatchLine = (line: string) => line.startsWith("watch: ");
 
-/** The output block that follows the example's command in the package README. */
-function documentedOutput(): string[] {
+/** The output block that follows an example's command in the package README. */
+function documentedOutput(example: string): string[] {
   const readme = readFileSync(join(packageDir, "README.md"), "utf8");
-  const match = /node examples\/acquire-and-watch\.mjs\n```\n\n```text\n([\s\S]*?)\n```/.exec(readme);
-  if (match === null) throw new Error("the package README shows no output after the example's command");
+  const command = `node examples/${example}`.replace(/[./]/g, (c) => `\\${c}`);
+  const match = new RegExp(`${command}\\n\`\`\`\\n\\n\`\`\`text\\n([\\s\\S]*?)\\n\`\`\``).exec(readme);
+  if (match === null) throw new Error(`the package README shows no output after the command of ${example}`);
   return match[1]!.split("\n");
 }
 
@@ -140,8 +141,8 @@ describe("the packed client", () => {
     expect(stderr).toBe("");
     // The package README shows the output of a real run; this run must print the same, apart from the
     // reservation's expiry time and from how the watch's lines interleave with the others (each side keeps its order).
-    const documented = documentedOutput();
-    expect(documented.filter(isWatchLine)).toHaveLength(6);
+    const documented = documentedOutput("acquire-and-watch.mjs");
+    expect(documented.filter(isWatchLine)).toHaveLength(7);
     expect(documented).toContain("task ran on coder-node-1");
     const lines = stdout.trimEnd().split("\n");
     expect(lines.filter(isWatchLine)).toEqual(documented.filter(isWatchLine));
@@ -149,5 +150,17 @@ describe("the packed client", () => {
     const others = lines.filter((line) => !isWatchLine(line));
     expect(others.map((line) => line.replace(timestamp, "<time>"))).toEqual(documented.filter((line) => !isWatchLine(line)).map((line) => line.replace(timestamp, "<time>")));
     expect(others.find((line) => line.startsWith("released "))).toMatch(new RegExp(timestamp.source));
+  });
+
+  it("runs the rolling upgrade example there, against a real registry", async () => {
+    const { stdout, stderr } = await exec(process.execPath, ["rolling-upgrade.mjs"], {
+      cwd: projectDir,
+      env: { ...process.env, REGISTRY_ADDRESS: registry.address },
+      timeout: 30_000,
+    });
+    expect(stderr).toBe("");
+    const documented = documentedOutput("rolling-upgrade.mjs");
+    expect(documented).toContain("in rotation: coder-v2 (v2)");
+    expect(stdout.trimEnd().split("\n")).toEqual(documented);
   });
 });

@@ -1,16 +1,17 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 
-// The READMEs' acquisition and watch snippets are copied from the example
-// that package-install.integration.test.ts runs from the packed package; this
-// keeps each copy equal to its region of the example, so a snippet cannot
-// drift from code that is known to run.
+// The READMEs' acquisition, watch and lifecycle snippets are copied from the
+// examples that package-install.integration.test.ts runs from the packed
+// package; this keeps each copy equal to its region of an example, so a
+// snippet cannot drift from code that is known to run.
 
 const read = (path: string) => readFileSync(new URL(`../../${path}`, import.meta.url), "utf8");
-const example = read("clients/typescript/examples/acquire-and-watch.mjs");
+const acquireAndWatch = read("clients/typescript/examples/acquire-and-watch.mjs");
+const rollingUpgrade = read("clients/typescript/examples/rolling-upgrade.mjs");
 
 /** The lines between `// #region NAME` and `// #endregion`, without their common indentation. */
-function exampleRegion(name: string): string {
+function exampleRegion(name: string, example = acquireAndWatch): string {
   const match = new RegExp(`^[ \\t]*// #region ${name}\\n([\\s\\S]*?)^[ \\t]*// #endregion`, "m").exec(example);
   if (match === null) throw new Error(`no region ${name} in the example`);
   const lines = match[1]!.replace(/\n$/, "").split("\n");
@@ -47,5 +48,19 @@ describe("the README snippets of acquisition and watch", () => {
     }
     expect(exampleRegion("watch")).toContain("registry.watchWorkers(");
     expect(exampleRegion("with-worker")).toContain("registry.withWorker(");
+  });
+});
+
+describe("the README snippets of the fleet lifecycle", () => {
+  const regions = ["versioned-node", "drain-by-version", "refused", "select"];
+
+  it.each(regions)("the package README shows the rolling upgrade's %s region as it is", (region) => {
+    expect(codeBlocks(read("clients/typescript/README.md"), "ts")).toContain(exampleRegion(region, rollingUpgrade));
+  });
+
+  it("has regions worth showing", () => {
+    for (const region of regions) expect(exampleRegion(region, rollingUpgrade).split("\n").length).toBeGreaterThanOrEqual(2);
+    expect(exampleRegion("drain-by-version", rollingUpgrade)).toContain("registry.drainWorker(");
+    expect(exampleRegion("versioned-node", rollingUpgrade)).toContain("version },");
   });
 });

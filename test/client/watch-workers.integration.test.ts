@@ -1,7 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { RegistryClientError } from "../../clients/typescript/src/registry-client-error.js";
-import type { WorkerChangeEvent, WorkerWatchEvent } from "../../clients/typescript/src/worker-info.js";
+import type { WorkerChangeEvent, WorkerWatchEvent } from "../../clients/typescript/src/worker-event.js";
 import type { WorkerRegistryClientOptions } from "../../clients/typescript/src/client-options.js";
 import { WorkerRegistryClient } from "../../clients/typescript/src/worker-registry-client.js";
 import type { WatchReconnectingEvent } from "../../clients/typescript/src/worker-watch.js";

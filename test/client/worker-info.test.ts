@@ -4,15 +4,14 @@ import { describe, expect, it } from "vitest";
 import {
   AcquireWorkerResponseSchema,
   GetRegistryStatsResponseSchema,
+  HeartbeatResponseSchema,
   ReleaseOutcome,
-  RemovalReason,
-  WorkerEventSchema,
-  WorkerEventType,
 } from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
 import {
   HealthStatus,
   RankedWorkerSchema,
   WorkerSchema,
+  WorkerState,
   type Worker,
 } from "../../clients/typescript/src/gen/sentinel/registry/v1/worker_pb.js";
 import {
@@ -20,10 +19,11 @@ import {
   healthName,
   healthValue,
   releaseOutcomeName,
+  stateName,
   toRankedWorkerInfo,
   toRegistryStats,
   toWorkerAcquisition,
-  toWorkerChangeEvent,
+  toWorkerHeartbeat,
   toWorkerInfo,
   type WorkerHealth,
 } from "../../clients/typescript/src/worker-info.js";
@@ -31,7 +31,9 @@ import {
 const registeredAt = Date.UTC(2026, 0, 1, 12, 0, 0, 123);
 const lastHeartbeatAt = registeredAt + 90_000;
 
-function protoWorker(overrides: Partial<Pick<Worker, "healthStatus" | "metrics" | "registeredAt" | "lastHeartbeatAt">> = {}): Worker {
+function protoWorker(
+  overrides: Partial<Pick<Worker, "healthStatus" | "metrics" | "registeredAt" | "lastHeartbeatAt" | "labels" | "version" | "state" | "drainDeadline">> = {},
+): Worker {
   return create(WorkerSchema, {
     id: "worker-1767268800123-abc123xyz",
     nodeId: "coder-1",
@@ -68,6 +70,10 @@ describe("toWorkerInfo", () => {
       registeredAt: new Date(registeredAt),
       lastHeartbeatAt: new Date(lastHeartbeatAt),
       metrics: { tasksCompleted: 45, tasksFailedCount: 5, averageTaskDuration: 5000 },
+      labels: {},
+      version: "",
+      state: "active",
+      drainDeadline: undefined,
     });
     expect(typeof info.metrics.tasksCompleted).toBe("number");
   });
@@ -91,6 +97,68 @@ describe("toWorkerInfo", () => {
     const worker = protoWorker();
     toWorkerInfo(worker).capabilities.push("hacker");
     expect(worker.capabilities).toEqual(["coder", "tester"]);
+  });
+
+  it("gives labels, version, state and the drain deadline of a draining worker", () => {
+    const drainDeadline = lastHeartbeatAt + 600_000;
+    const info = toWorkerInfo(
+      overTheWire(
+        protoWorker({
+          labels: { zone: "eu-1", "example.com/gpu": "a100" },
+          version: "2026.11.3",
+          state: WorkerState.DRAINING,
+          drainDeadline: timestampFromMs(drainDeadline),
+        }),
+      ),
+    );
+    expect(info).toMatchObject({
+      labels: { zone: "eu-1", "example.com/gpu": "a100" },
+      version: "2026.11.3",
+      state: "draining",
+      drainDeadline: new Date(drainDeadline),
+    });
+  });
+
+  it("copies labels, so changing the result cannot change the message", () => {
+    const worker = protoWorker({ labels: { zone: "eu-1" } });
+    toWorkerInfo(worker).labels.zone = "us-1";
+    expect(worker.labels).toEqual({ zone: "eu-1" });
+  });
+});
+
+describe("state names", () => {
+  it("maps each known state", () => {
+    expect(stateName(WorkerState.ACTIVE)).toBe("active");
+    expect(stateName(WorkerState.CORDONED)).toBe("cordoned");
+    expect(stateName(WorkerState.DRAINING)).toBe("draining");
+  });
+
+  it("reads UNSPECIFIED, from a registry before worker states, as active, and a state it does not know as out of rotation", () => {
+    expect(stateName(WorkerState.UNSPECIFIED)).toBe("active");
+    expect(stateName(42 as WorkerState)).toBe("cordoned");
+  });
+});
+
+describe("toWorkerHeartbeat", () => {
+  it("says whether the worker drains, with the reply's deadline", () => {
+    const deadline = lastHeartbeatAt + 60_000;
+    const reply = create(HeartbeatResponseSchema, {
+      worker: protoWorker({ state: WorkerState.DRAINING, drainDeadline: timestampFromMs(deadline) }),
+      drainRequested: true,
+      drainDeadline: timestampFromMs(deadline),
+    });
+    expect(toWorkerHeartbeat(fromBinary(HeartbeatResponseSchema, toBinary(HeartbeatResponseSchema, reply)))).toMatchObject({
+      id: "worker-1767268800123-abc123xyz",
+      state: "draining",
+      drainRequested: true,
+      drainDeadline: new Date(deadline),
+    });
+  });
+
+  it("is no drain for an active worker, and refuses a reply without a worker", () => {
+    const heartbeat = toWorkerHeartbeat(create(HeartbeatResponseSchema, { worker: protoWorker({ state: WorkerState.ACTIVE }) }));
+    expect(heartbeat).toMatchObject({ drainRequested: false, state: "active", drainDeadline: undefined });
+    expect(() => toWorkerHeartbeat(create(HeartbeatResponseSchema, {}))).toThrow(TypeError);
   });
 });
 
@@ -247,45 +315,6 @@ describe("releaseOutcomeName", () => {
       undefined,
       undefined,
     ]);
-  });
-});
-
-describe("toWorkerChangeEvent", () => {
-  const event = (init: Parameters<typeof create<typeof WorkerEventSchema>>[1]) =>
-    create(WorkerEventSchema, { revision: 42n, worker: protoWorker(), occurredAt: timestampFromMs(lastHeartbeatAt), ...init });
-
-  it("maps a health change with the health before, and nothing about removal", () => {
-    expect(toWorkerChangeEvent(event({ type: WorkerEventType.HEALTH_CHANGED, previousHealthStatus: HealthStatus.HEALTHY }))).toEqual({
-      type: "health-changed",
-      revision: 42,
-      worker: toWorkerInfo(protoWorker()),
-      occurredAt: new Date(lastHeartbeatAt),
-      previousHealth: "healthy",
-    });
-  });
-
-  it.each([
-    [WorkerEventType.UNREGISTERED, RemovalReason.UNREGISTERED, "unregistered", "unregistered"],
-    [WorkerEventType.REMOVED_BY_CLEANUP, RemovalReason.EXPIRED, "removed-by-cleanup", "expired"],
-    [WorkerEventType.UNREGISTERED, RemovalReason.REPLACED, "unregistered", "replaced"],
-  ] as const)("maps a removal (%s) with its reason (%s)", (type, reason, typeName, reasonName) => {
-    const mapped = toWorkerChangeEvent(event({ type, removalReason: reason }));
-    expect(mapped).toMatchObject({ type: typeName, removalReason: reasonName });
-    expect(mapped).not.toHaveProperty("previousHealth");
-  });
-
-  it("leaves out the fields the server did not send", () => {
-    for (const type of [WorkerEventType.REGISTERED, WorkerEventType.UPDATED, WorkerEventType.UNREGISTERED]) {
-      const mapped = toWorkerChangeEvent(event({ type }));
-      expect(mapped).not.toHaveProperty("previousHealth");
-      expect(mapped).not.toHaveProperty("removalReason");
-    }
-  });
-
-  it("skips an event type it does not know, and refuses an event without a worker", () => {
-    expect(toWorkerChangeEvent(event({ type: WorkerEventType.UNSPECIFIED }))).toBeUndefined();
-    expect(toWorkerChangeEvent(event({ type: 99 as WorkerEventType }))).toBeUndefined();
-    expect(() => toWorkerChangeEvent(create(WorkerEventSchema, { revision: 1n, type: WorkerEventType.UPDATED }))).toThrow(TypeError);
   });
 });
 

@@ -1,7 +1,8 @@
 import * as grpc from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { RegistryClientError } from "../../clients/typescript/src/registry-client-error.js";
-import { WorkerNode, type WorkerNodeOptions } from "../../clients/typescript/src/worker-node.js";
+import type { WorkerNodeOptions } from "../../clients/typescript/src/worker-node-options.js";
+import { WorkerNode } from "../../clients/typescript/src/worker-node.js";
 import { WorkerRegistryClient } from "../../clients/typescript/src/worker-registry-client.js";
 import { nextEvent } from "./events.js";
 import { TestRegistry } from "./registry-server.js";
@@ -55,7 +56,14 @@ describe("WorkerNode heartbeats", () => {
     expect(await connected).toEqual({ workerId: worker.id, reconnects: 0, address: registry.address });
     expect(node.address).toBe(registry.address);
     await healthy;
-    expect(await firstBeat).toEqual({ workerId: worker.id, sequence: 1, healthStatus: "healthy", nextHeartbeatMs: 200 });
+    expect(await firstBeat).toEqual({
+      workerId: worker.id,
+      sequence: 1,
+      healthStatus: "healthy",
+      nextHeartbeatMs: 200,
+      drainRequested: false,
+      drainDeadline: undefined,
+    });
     const secondBeat = await nextEvent(node, "heartbeat");
     expect(secondBeat.sequence).toBe(2);
     expect(node.healthStatus).toBe("healthy");
@@ -254,7 +262,7 @@ describe("WorkerNode.stop", () => {
     await expect(node.runTask(() => 1)).rejects.toThrow(/running node/);
   });
 
-  it("lets a task that outlives stop() finish with its result, though its record is gone", async () => {
+  it("lets a task that outlives drainTimeoutMs finish with its result, though its record is gone", async () => {
     const registry = await startRegistry();
     const node = createNode(registry);
     const { id } = await node.start();
@@ -269,7 +277,7 @@ describe("WorkerNode.stop", () => {
         }),
     );
     await running;
-    await node.stop();
+    await node.stop({ drainTimeoutMs: 50 });
     await expect(adminClient(registry).getWorker(id)).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
     finishTask("late result");
     await expect(task).resolves.toBe("late result");
@@ -284,8 +292,7 @@ describe("WorkerNode.stop", () => {
     const lost = nextEvent(node, "reconnecting");
     await registry.stop();
     await lost;
-    const reconnects: unknown[] = [];
-    node.on("reconnecting", (event) => reconnects.push(event));
+    const drained = nextEvent(node, "drained");
     const error = await node.stop().then(
       () => undefined,
       (e: unknown) => e,
@@ -294,6 +301,12 @@ describe("WorkerNode.stop", () => {
     expect(error).toBeInstanceOf(RegistryClientError);
     expect((error as RegistryClientError).code).toBe(grpc.status.UNAVAILABLE);
     expect(node.state).toBe("stopped");
+    // With nothing running, the drain the registry could not be told of ended at once.
+    expect(await drained).toMatchObject({ reason: "drained", runningTasks: 0 });
+    const reconnects: unknown[] = [];
+    node.on("reconnecting", (event) => reconnects.push(event));
+    // Longer than any reconnect delay this node can draw (reconnectMaxMs 400): a timer left behind would have fired.
+    await new Promise((resolve) => setTimeout(resolve, 800));
     expect(reconnects).toEqual([]);
   });
 });

@@ -21,6 +21,15 @@ describe("WorkerNode without a registry", () => {
     expect(() => new WorkerNode({ registration, replyTimeoutMs: -1 })).toThrow(/replyTimeoutMs/);
     expect(() => new WorkerNode({ registration, reconnectBaseMs: 0 })).toThrow(/reconnectBaseMs/);
     expect(() => new WorkerNode({ registration, reconnectBaseMs: 1000, reconnectMaxMs: 10 })).toThrow(/reconnectMaxMs must be >= reconnectBaseMs/);
+    expect(() => new WorkerNode({ registration, drainTimeoutMs: -1 })).toThrow(/drainTimeoutMs must be a finite number >= 0/);
+  });
+
+  it("refuses a stop() drain timeout that cannot work, and stays as it was", async () => {
+    const node = new WorkerNode({ registration });
+    await expect(node.stop({ drainTimeoutMs: Number.NaN })).rejects.toThrow(RangeError);
+    expect(node.state).toBe("idle");
+    await node.stop();
+    expect(node.state).toBe("stopped");
   });
 
   it("runs no task before it is started", async () => {

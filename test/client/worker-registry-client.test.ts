@@ -86,6 +86,10 @@ describe("retries", () => {
     ["getRegistryStats", (c: WorkerRegistryClient) => c.getRegistryStats()],
     // Idempotent by contract: a repeat changes nothing, so a lost reply must not hold the slot until it expires.
     ["releaseWorker", (c: WorkerRegistryClient) => c.releaseWorker("rsv-1-abc", { success: true, durationMs: 1 })],
+    // Each sets a state; draining again keeps the earlier deadline.
+    ["cordonWorker", (c: WorkerRegistryClient) => c.cordonWorker("worker-1-abc")],
+    ["uncordonWorker", (c: WorkerRegistryClient) => c.uncordonWorker("worker-1-abc")],
+    ["drainWorker", (c: WorkerRegistryClient) => c.drainWorker("worker-1-abc", { graceMs: 60_000 })],
   ])("retries the idempotent call %s", async (method, call) => {
     const { client, calls } = recordingClient({ address: await refusedAddress(), retry: { maxAttempts: 3 } });
     await failure(call(client));
@@ -225,6 +229,18 @@ describe("errors and lifecycle", () => {
     expect(calls).toEqual([]);
   });
 
+  it("refuses a drain grace that is not a number of milliseconds before calling", async () => {
+    const { client, calls } = recordingClient({ address: await refusedAddress() });
+    await expect(client.drainWorker("worker-1-abc", { graceMs: Number.NaN })).rejects.toThrow(/graceMs must be a finite number/);
+    await expect(client.drainWorker("worker-1-abc", { graceMs: Infinity })).rejects.toThrow(RangeError);
+    expect(calls).toEqual([]);
+  });
+
+  it("refuses a capacity condition on a watch, which changes with nearly every event", () => {
+    const { client } = recordingClient({ address: "127.0.0.1:1" });
+    expect(() => client.watchWorkers({ minAvailableCapacity: 1 } as never)).toThrow(/cannot filter on minAvailableCapacity/);
+  });
+
   it("refuses options outside their range", () => {
     expect(() => new WorkerRegistryClient({ deadlineMs: 0 })).toThrow(/deadlineMs/);
     expect(() => new WorkerRegistryClient({ discoverPageSize: 10_001 })).toThrow(/discoverPageSize/);
@@ -244,6 +260,19 @@ describe("errors and lifecycle", () => {
     expect(error.code).toBe(grpc.status.NOT_FOUND);
     expect(error.codeName).toBe("NOT_FOUND");
     expect(error.name).toBe("RegistryClientError");
+  });
+
+  it("reads why a worker left from the registry's trailer, and nothing from a status without it", () => {
+    const notFound = (reason?: string) => {
+      const metadata = new grpc.Metadata();
+      if (reason !== undefined) metadata.set("sentinel-removal-reason", reason);
+      return RegistryClientError.from("heartbeatStream", { code: grpc.status.NOT_FOUND, details: "worker worker-1-abc not found", metadata });
+    };
+    expect(notFound("drained").removalReason).toBe("drained");
+    expect(notFound("drain_deadline").removalReason).toBe("drain-deadline");
+    expect(notFound("expired").removalReason).toBe("expired");
+    expect(notFound("a-reason-from-the-future").removalReason).toBeUndefined();
+    expect(notFound().removalReason).toBeUndefined();
   });
 
   it("names the method and status when the server sent no details", () => {

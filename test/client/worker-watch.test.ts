@@ -4,7 +4,8 @@ import { status } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import { WorkerEventSchema, WorkerEventType, type WorkerEvent } from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
 import { RegistryClientError } from "../../clients/typescript/src/registry-client-error.js";
-import type { WorkerInfo, WorkerWatchEvent } from "../../clients/typescript/src/worker-info.js";
+import type { WorkerWatchEvent } from "../../clients/typescript/src/worker-event.js";
+import type { WorkerInfo } from "../../clients/typescript/src/worker-info.js";
 import {
   compileWatchOptions,
   watchWorkerEvents,

@@ -10,15 +10,19 @@ const WORKER_FIELDS = [
   "averageTaskDurationMs",
   "capabilities",
   "currentTasks",
+  "drainDeadlineMs",
   "health",
   "id",
+  "labels",
   "lastHeartbeatAtMs",
   "maxConcurrentTasks",
   "nodeId",
   "priority",
+  "state",
   "successRate",
   "tasksCompleted",
   "tasksFailed",
+  "version",
 ];
 
 describe("dashboard event stream (GET /dashboard/events)", () => {

@@ -275,7 +275,21 @@ describe("operator dashboard in Chromium", () => {
 
     expect((await visibleIds()).sort()).toEqual([...fleet.values()].map((m) => m.id).sort());
     const row = await rowCells(worker("render-01").id);
-    expect(row?.slice(1)).toEqual(["render-01", "gpu, render", "✔healthy", "2 / 4", "95.0 %", "980 ms", ranked.find((r: any) => r.worker.id === worker("render-01").id).priority.toFixed(3), expect.stringMatching(/^(<1|1) s$/)]);
+    expect(row?.slice(1)).toEqual([
+      "render-01",
+      "–",
+      "–",
+      "gpu, render",
+      "active",
+      "✔healthy",
+      "2 / 4",
+      "95.0 %",
+      "980 ms",
+      ranked.find((r: any) => r.worker.id === worker("render-01").id).priority.toFixed(3),
+      expect.stringMatching(/^(<1|1) s$/),
+      // The registry has no tokens: anyone who reaches the page may act, as anyone may call the RPCs.
+      "CordonDrain",
+    ]);
   });
 
   it("shows a worker that registers within a second", async () => {

@@ -16,6 +16,8 @@ type Op =
   | { readonly kind: "complete"; readonly pick: number; readonly success: boolean }
   | { readonly kind: "unregister"; readonly pick: number }
   | { readonly kind: "heartbeat"; readonly pick: number }
+  | { readonly kind: "cordon" | "uncordon"; readonly pick: number }
+  | { readonly kind: "drain"; readonly pick: number; readonly graceMs: number }
   | { readonly kind: "expire-and-clean" };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
@@ -27,6 +29,8 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ kind: fc.constant("complete" as const), pick: fc.nat(), success: fc.boolean() }),
   fc.record({ kind: fc.constant("unregister" as const), pick: fc.nat() }),
   fc.record({ kind: fc.constant("heartbeat" as const), pick: fc.nat() }),
+  fc.record({ kind: fc.constantFrom("cordon" as const, "uncordon" as const), pick: fc.nat() }),
+  fc.record({ kind: fc.constant("drain" as const), pick: fc.nat(), graceMs: fc.constantFrom(1000, 20 * MINUTE) }),
   fc.constant({ kind: "expire-and-clean" as const }),
 );
 
@@ -61,8 +65,15 @@ function start(registry: WorkerRegistry, advance: (ms: number) => void, known: K
       return registry.unregisterWorker(worker(call.pick));
     case "heartbeat":
       return Promise.resolve().then(() => registry.heartbeat(worker(call.pick)));
+    case "cordon":
+      return registry.cordonWorker(worker(call.pick));
+    case "uncordon":
+      return registry.uncordonWorker(worker(call.pick));
+    case "drain":
+      return registry.drainWorker(worker(call.pick), call.graceMs);
     case "expire-and-clean":
-      // Every worker not heard from in the next 16 minutes is past its TTL: cleanup races the calls in flight.
+      // Every worker not heard from in the next 16 minutes is past its TTL, and every drain past its deadline:
+      // cleanup and the deadline race the calls in flight.
       advance(16 * MINUTE);
       return registry.cleanup();
   }
@@ -73,9 +84,11 @@ async function checkInvariants(registry: WorkerRegistry, store: RegistryStore): 
   const listed = registry.discoverWorkers(NO_FILTER, 10_000).workers;
   const ranked = registry.getWorkersForLoadBalancing({ ...NO_FILTER, healthStatuses: ALL_HEALTH }, 10_000);
   const listedIds = new Set(listed.map((w) => w.id));
-  // The rank index holds the fleet and nothing else: no ghost of a removed worker.
+  // The rank index holds the active workers and nothing else: no ghost of a removed worker, none out of rotation.
   for (const { worker } of ranked) expect(listedIds.has(worker.id), `ranked ${worker.id} is not in the fleet`).toBe(true);
-  expect(ranked).toHaveLength(listed.length);
+  expect(ranked).toHaveLength(listed.filter((w) => w.state === "active").length);
+  // A draining worker with nothing left to run has been removed, in the transaction that freed its last slot.
+  for (const worker of listed) if (worker.state === "draining") expect(worker.currentTasks, `idle draining ${worker.id}`).toBeGreaterThan(0);
   for (const worker of listed) {
     const fresh = registry.getWorker(worker.id);
     expect(fresh.currentTasks).toBe(worker.currentTasks);
@@ -91,6 +104,10 @@ async function checkInvariants(registry: WorkerRegistry, store: RegistryStore): 
   expect(stats.tasksCompleted).toBe(sum((w) => w.metrics.tasksCompleted));
   expect(stats.tasksFailed).toBe(sum((w) => w.metrics.tasksFailedCount));
   expect(stats.healthyWorkers + stats.degradedWorkers + stats.unhealthyWorkers).toBe(listed.length);
+  expect([stats.cordonedWorkers, stats.drainingWorkers]).toEqual([
+    listed.filter((w) => w.state === "cordoned").length,
+    listed.filter((w) => w.state === "draining").length,
+  ]);
   // Memory and the store agree on who exists and on every count, and the read model is at the store's revision.
   expect(stats.revision).toBe(await store.headRevision());
   const recovered = await store.load();
@@ -98,7 +115,13 @@ async function checkInvariants(registry: WorkerRegistry, store: RegistryStore): 
   expect([...stored.keys()].sort()).toEqual([...listedIds].sort());
   for (const worker of listed) {
     const row = stored.get(worker.id)!;
-    expect([row.currentTasks, row.tasksCompleted, row.tasksFailed]).toEqual([worker.currentTasks, worker.metrics.tasksCompleted, worker.metrics.tasksFailedCount]);
+    expect([row.currentTasks, row.tasksCompleted, row.tasksFailed, row.state, row.drainDeadlineMs]).toEqual([
+      worker.currentTasks,
+      worker.metrics.tasksCompleted,
+      worker.metrics.tasksFailedCount,
+      worker.state,
+      worker.drainDeadlineMs,
+    ]);
   }
   const activeByWorker = new Map<string, number>();
   for (const r of recovered.reservations) activeByWorker.set(r.workerId, (activeByWorker.get(r.workerId) ?? 0) + 1);

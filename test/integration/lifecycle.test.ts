@@ -100,6 +100,40 @@ describe("fleet lifecycle over gRPC: cordon, drain, labels, versions", () => {
     }
   });
 
+  it("a worker drained while idle is removed at once, and its next heartbeat is NOT_FOUND saying so, with the reason as a trailer", async () => {
+    const worker = await register("life-idle", ["life-idle"], 2);
+    const drained = await client.call("drainWorker", { workerId: worker.id });
+    expect(drained.worker).toMatchObject({ id: worker.id, state: WorkerState.DRAINING, currentTasks: 0 });
+    const refused = await client.call("heartbeat", { workerId: worker.id }).then(
+      () => undefined,
+      (error: ServiceError) => error,
+    );
+    expect({ code: refused?.code, details: refused?.details, reason: refused?.metadata.get("sentinel-removal-reason") }).toEqual({
+      code: status.NOT_FOUND,
+      details: `worker ${worker.id} not found: it was drained and removed once its tasks finished`,
+      reason: ["drained"],
+    });
+  });
+
+  it("a drained worker's open heartbeat stream ends at once with NOT_FOUND and the reason, not at its next heartbeat", async () => {
+    const worker = await register("life-stream-end", ["life-stream-end"], 2);
+    const stream = client.grpc.heartbeatStream();
+    const replies: any[] = [];
+    stream.on("data", (reply) => replies.push(reply));
+    stream.on("error", () => {});
+    const ended = new Promise<any>((resolve) => stream.on("status", resolve));
+    stream.write({ workerId: worker.id, sequence: 1 });
+    await waitUntil("the first reply", () => replies.length === 1, 5000);
+    await client.call("drainWorker", { workerId: worker.id });
+    const final = await ended;
+    expect({ code: final.code, details: final.details, reason: final.metadata.get("sentinel-removal-reason") }).toEqual({
+      code: status.NOT_FOUND,
+      details: `worker ${worker.id} not found: it was drained and removed once its tasks finished`,
+      reason: ["drained"],
+    });
+    expect(replies).toHaveLength(1);
+  });
+
   it("a worker still busy at its drain deadline is removed anyway (reason DRAIN_DEADLINE)", async () => {
     const worker = await register("life-deadline", ["life-deadline"], 2);
     await client.call("updateTaskCount", { workerId: worker.id, delta: 2 });

@@ -57,7 +57,7 @@ describe("registry server over gRPC", () => {
     expect(stats.tasksCompleted).toBeGreaterThanOrEqual(1n);
     await client.call("unregisterWorker", { workerId: worker.id });
     const gone = await client.fail("getWorker", { workerId: worker.id });
-    expect(gone).toEqual({ code: status.NOT_FOUND, details: `worker ${worker.id} not found` });
+    expect(gone).toEqual({ code: status.NOT_FOUND, details: `worker ${worker.id} not found: it was unregistered` });
   });
 
   it("ranks the guide's worker B (0.77) above worker A (0.71) over the wire", async () => {

@@ -3,36 +3,11 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startRegistryServer, type RegistryServer } from "../../src/app.js";
 import { parseServeArgs, serveUsage } from "../../src/cli/serve-command.js";
+import { readBuildInfo } from "../../src/build-info.js";
+import { HEARTBEAT_TIMING_SAMPLE } from "../../src/transport/heartbeat-streams.js";
+import { parseExposition, valueOf } from "../support/exposition.js";
 import { RawRegistryClient } from "../support/grpc-test-client.js";
 import { tempDirs } from "../support/temp-dir.js";
-
-interface Sample {
-  readonly name: string;
-  readonly labels: Readonly<Record<string, string>>;
-  readonly value: number;
-}
-
-/** The samples of a Prometheus text exposition (no escaped quotes in our label values). */
-function parseExposition(text: string): Sample[] {
-  return text
-    .split("\n")
-    .filter((line) => line !== "" && !line.startsWith("#"))
-    .map((line) => {
-      const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-      if (!match) throw new Error(`not an exposition line: ${line}`);
-      const labels = Object.fromEntries([...(match[2] ?? "").matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
-      return { name: match[1]!, labels, value: Number(match[3]) };
-    });
-}
-
-/** The value of the one series with exactly these labels, or undefined. */
-function valueOf(samples: readonly Sample[], name: string, labels: Record<string, string> = {}): number | undefined {
-  const found = samples.filter(
-    (s) => s.name === name && Object.keys(s.labels).length === Object.keys(labels).length && Object.entries(labels).every(([k, v]) => s.labels[k] === v),
-  );
-  expect(found.length, `${name}${JSON.stringify(labels)} appears more than once`).toBeLessThanOrEqual(1);
-  return found[0]?.value;
-}
 
 describe("Prometheus endpoint", () => {
   const dirs = tempDirs();
@@ -41,6 +16,9 @@ describe("Prometheus endpoint", () => {
   let heartbeatStream: ClientDuplexStream<object, any>;
   let watchStream: ClientReadableStream<any>;
   const worker = { capabilities: ["metrics"], maxConcurrentTasks: 5 };
+  let lateRegistrations = 0;
+  /** One more than the timing sample: the first and the 17th are timed. */
+  const STREAMED_HEARTBEATS = HEARTBEAT_TIMING_SAMPLE + 1;
 
   const url = (path: string) => `http://127.0.0.1:${server.metricsPort}${path}`;
   const scrape = async () => parseExposition(await (await fetch(url("/metrics"))).text());
@@ -59,10 +37,9 @@ describe("Prometheus endpoint", () => {
     heartbeatStream.on("error", () => {});
     const replies = new Promise<void>((resolve) => {
       let count = 0;
-      heartbeatStream.on("data", () => ++count === 2 && resolve());
+      heartbeatStream.on("data", () => ++count === STREAMED_HEARTBEATS && resolve());
     });
-    heartbeatStream.write({ workerId: first, sequence: 1 });
-    heartbeatStream.write({ workerId: first, sequence: 2 });
+    for (let sequence = 1; sequence <= STREAMED_HEARTBEATS; sequence++) heartbeatStream.write({ workerId: first, sequence });
     await replies;
 
     const kept = await client.call("acquireWorker", { filter: { capabilities: ["metrics"] } });
@@ -76,6 +53,14 @@ describe("Prometheus endpoint", () => {
 
     watchStream = (client.grpc as unknown as { watchWorkers(request: object): ClientReadableStream<any> }).watchWorkers({});
     watchStream.on("error", () => {});
+    // A watch opened without a start revision is live once the server has it: a registration after that is
+    // delivered live, and timed. Registered until one arrives, since nothing acknowledges the watch before.
+    const delivered = new Promise<void>((resolve) => watchStream.once("data", () => resolve()));
+    const late: Promise<unknown>[] = [];
+    const registering = setInterval(() => late.push(client.call("registerWorker", { nodeId: `m-late-${late.length}`, ...worker })), 50);
+    await delivered.finally(() => clearInterval(registering));
+    await Promise.all(late);
+    lateRegistrations = late.length;
   });
   afterAll(async () => {
     heartbeatStream.cancel();
@@ -85,7 +70,7 @@ describe("Prometheus endpoint", () => {
     dirs.cleanup();
   });
 
-  it("exposes fleet, capacity, stream, counter, eviction and RPC series with the traffic's values", async () => {
+  it("exposes fleet, capacity, stream, counter, eviction, replica, build and latency series with the traffic's values", async () => {
     // The watch call reaches the server asynchronously; nothing acknowledges it before the first event.
     const samples = await vi.waitFor(async () => {
       const s = await scrape();
@@ -93,23 +78,49 @@ describe("Prometheus endpoint", () => {
       return s;
     });
 
-    expect(valueOf(samples, "worker_registry_workers", { health: "healthy" })).toBe(3);
+    const workers = 3 + lateRegistrations;
+    expect(lateRegistrations).toBeGreaterThanOrEqual(1);
+    expect(valueOf(samples, "worker_registry_registrations_total")).toBe(workers + 1);
+    expect(valueOf(samples, "worker_registry_workers", { health: "healthy" })).toBe(workers);
     expect(valueOf(samples, "worker_registry_workers", { health: "degraded" })).toBe(0);
     expect(valueOf(samples, "worker_registry_workers", { health: "unhealthy" })).toBe(0);
-    expect(valueOf(samples, "worker_registry_capacity_slots", { state: "total" })).toBe(15);
-    expect(valueOf(samples, "worker_registry_capacity_slots", { state: "used" })).toBe(1);
+    // Used and free are parts of one whole: they add up to the capacity, 5 slots a worker.
+    expect(valueOf(samples, "worker_registry_task_slots", { usage: "used" })).toBe(1);
+    expect(valueOf(samples, "worker_registry_task_slots", { usage: "free" })).toBe(workers * 5 - 1);
     expect(valueOf(samples, "worker_registry_active_reservations")).toBe(1);
     expect(valueOf(samples, "worker_registry_open_streams", { kind: "heartbeat" })).toBe(1);
-    // Two unary heartbeats and two on the stream; registering is not a heartbeat.
-    expect(valueOf(samples, "worker_registry_heartbeats_total")).toBe(4);
-    expect(valueOf(samples, "worker_registry_acquisitions_total")).toBe(2);
+    expect(valueOf(samples, "worker_registry_open_streams", { kind: "introspection" })).toBe(0);
+    expect(valueOf(samples, "worker_registry_watchers")).toBe(1);
+    // Two unary heartbeats and 17 on the stream; registering is not a heartbeat.
+    expect(valueOf(samples, "worker_registry_heartbeats_total")).toBe(2 + STREAMED_HEARTBEATS);
+    // Streamed heartbeats are timed one in 16: the first and the 17th.
+    expect(valueOf(samples, "worker_registry_heartbeat_handling_seconds_count")).toBe(2);
+    expect(valueOf(samples, "worker_registry_acquisitions_total", { result: "acquired" })).toBe(2);
+    expect(valueOf(samples, "worker_registry_acquisitions_total", { result: "no_match" })).toBe(0);
     expect(valueOf(samples, "worker_registry_releases_total")).toBe(1);
     expect(valueOf(samples, "worker_registry_reservations_expired_total")).toBe(0);
+    expect(valueOf(samples, "worker_registry_removals_total", { reason: "unregistered" })).toBe(1);
+    expect(valueOf(samples, "worker_registry_removals_total", { reason: "expired" })).toBe(0);
+    expect(valueOf(samples, "worker_registry_removals_total", { reason: "replaced" })).toBe(0);
+    // The release recorded one successful completion.
+    expect(valueOf(samples, "worker_registry_task_completions_total", { outcome: "succeeded" })).toBe(1);
+    expect(valueOf(samples, "worker_registry_task_completions_total", { outcome: "failed" })).toBe(0);
+    expect(valueOf(samples, "worker_registry_refused_calls_total", { method: "GetWorker", code: "NOT_FOUND" })).toBe(1);
+    expect(valueOf(samples, "worker_registry_watch_delivery_lag_seconds_count")).toBeGreaterThanOrEqual(1);
+    expect(valueOf(samples, "worker_registry_watchers_dropped_total")).toBe(0);
     expect(valueOf(samples, "worker_registry_eviction_paused")).toBe(0);
     expect(valueOf(samples, "worker_registry_eviction_pauses_total")).toBe(0);
+    // A lone SQLite process leads, writes, and never lags.
+    expect(valueOf(samples, "worker_registry_leading")).toBe(1);
+    expect(valueOf(samples, "worker_registry_leadership_terms_total")).toBe(1);
+    expect(valueOf(samples, "worker_registry_store_writable")).toBe(1);
+    expect(valueOf(samples, "worker_registry_replication_lag_seconds")).toBe(0);
+    expect(valueOf(samples, "worker_registry_applied_revision")).toBeGreaterThanOrEqual(workers + 1 + 2);
+    const build = readBuildInfo();
+    expect(valueOf(samples, "worker_registry_build_info", { version: build.version, commit: build.commit, node_version: process.version })).toBe(1);
 
     const rpcCount = (method: string, code: string) => valueOf(samples, "worker_registry_rpc_duration_seconds_count", { method, code });
-    expect(rpcCount("RegisterWorker", "OK")).toBe(4);
+    expect(rpcCount("RegisterWorker", "OK")).toBe(workers + 1);
     expect(rpcCount("Heartbeat", "OK")).toBe(2);
     expect(rpcCount("AcquireWorker", "OK")).toBe(2);
     expect(rpcCount("ReleaseWorker", "OK")).toBe(1);
@@ -130,6 +141,22 @@ describe("Prometheus endpoint", () => {
     const [someone] = (await client.call("discoverWorkers", { filter: { capabilities: ["metrics"] } })).workers;
     await client.call("heartbeat", { workerId: someone.id });
     expect(valueOf(await scrape(), "worker_registry_heartbeats_total")).toBe(before + 1);
+  });
+
+  it("counts workers by rotation state, which add up to the fleet as the health tiers do", async () => {
+    const before = await scrape();
+    const fleet = ["healthy", "degraded", "unhealthy"].reduce((sum, health) => sum + valueOf(before, "worker_registry_workers", { health })!, 0);
+    expect(valueOf(before, "worker_registry_workers_by_state", { state: "active" })).toBe(fleet);
+    const [someone] = (await client.call("discoverWorkers", { filter: { capabilities: ["metrics"] } })).workers;
+    await client.call("cordonWorker", { workerId: someone.id });
+    try {
+      const after = await scrape();
+      expect(valueOf(after, "worker_registry_workers_by_state", { state: "active" })).toBe(fleet - 1);
+      expect(valueOf(after, "worker_registry_workers_by_state", { state: "cordoned" })).toBe(1);
+      expect(valueOf(after, "worker_registry_workers_by_state", { state: "draining" })).toBe(0);
+    } finally {
+      await client.call("uncordonWorker", { workerId: someone.id });
+    }
   });
 
   it("answers with Prometheus's content type, 404 on other paths and 405 on other methods", async () => {

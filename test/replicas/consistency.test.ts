@@ -94,6 +94,49 @@ describe.skipIf(sharedUrl === "")("three replicas on one PostgreSQL: atomic acqu
     for (const replica of [0, 1, 2]) expect((await set.client(replica).call("getWorker", { workerId: worker.id })).worker.currentTasks).toBe(0);
   });
 
+  it("a worker cordoned through one replica is never granted through the others, even before they apply the cordon", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await set.client(i % 3).call("registerWorker", { nodeId: `cordon-${i}`, capabilities: ["cordon"], maxConcurrentTasks: 3 })).worker.id);
+    // Committed through replica 0; replicas 1 and 2 are asked at once, before the event need have reached them.
+    await set.client(0).call("cordonWorker", { workerId: ids[0] });
+    const granted = await Promise.all(
+      Array.from({ length: 8 }, async (_, orchestrator) => {
+        const client = set.client(1 + (orchestrator % 2));
+        const mine: string[] = [];
+        for (;;) {
+          try {
+            mine.push((await client.call("acquireWorker", { filter: { capabilities: ["cordon"] } })).worker.worker.id);
+          } catch (error) {
+            expect((error as { code: number }).code).toBe(status.RESOURCE_EXHAUSTED);
+            return mine;
+          }
+        }
+      }),
+    );
+    expect(granted.flat().filter((id) => id === ids[0])).toEqual([]);
+    expect(granted.flat()).toHaveLength(3 * 3);
+    for (const replica of [0, 1, 2]) expect((await set.client(replica).call("getWorker", { workerId: ids[0] })).worker.currentTasks).toBe(0);
+  });
+
+  it("a drain asked through one replica ends with the last task reported through another, on every replica", async () => {
+    const { worker } = await set.client(0).call("registerWorker", { nodeId: "drained", capabilities: ["drained"], maxConcurrentTasks: 2 });
+    await set.client(1).call("updateTaskCount", { workerId: worker.id, delta: 2 });
+    await set.client(2).call("drainWorker", { workerId: worker.id });
+    await set.client(0).call("updateTaskCount", { workerId: worker.id, delta: -1 });
+    await set.client(1).call("updateTaskCount", { workerId: worker.id, delta: -1 });
+    // Removed in the transaction of the last -1 (through replica 1); every replica applies it within the lag.
+    const presence = (replica: number) =>
+      set.client(replica).call("getWorker", { workerId: worker.id }).then(() => "present", (e: { code: number }) => status[e.code]);
+    expect(await presence(1)).toBe("NOT_FOUND");
+    for (const replica of [0, 2]) {
+      const deadline = Date.now() + 5000;
+      while ((await presence(replica)) !== "NOT_FOUND") {
+        if (Date.now() > deadline) throw new Error(`replica ${replica} still shows the drained worker`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    }
+  });
+
   it("WatchWorkers on any replica yields the same events with the same revisions in the same order", async () => {
     const start = Number((await set.client(0).call("getRegistryStats")).revision) + 1;
     const watchers = [0, 1, 2].map((replica) => watch(set, replica, start));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, PermissionDeniedError, UnauthenticatedError } from "../../src/domain/errors.js";
+import { ConfigError, PermissionDeniedError, RemovedWorkerTokenError, UnauthenticatedError } from "../../src/domain/errors.js";
 import { sha256Hex } from "../../src/domain/worker-token.js";
 import { authorize, type Operation } from "../../src/security/access-policy.js";
 import { Authenticator } from "../../src/security/authenticator.js";
@@ -102,7 +102,19 @@ describe("Authenticator", () => {
 
   it("refuses the token of a worker that is gone, saying it is not found, so the worker knows to register again", () => {
     expect(() => authenticator.authenticate([`Bearer worker-2-gone.${secret}`])).toThrow(
-      new UnauthenticatedError("worker worker-2-gone not found: its token is no longer valid; register again"),
+      new RemovedWorkerTokenError("worker-2-gone"),
+    );
+    expect(() => authenticator.authenticate([`Bearer worker-2-gone.${secret}`])).toThrow("worker worker-2-gone not found: its token is no longer valid; register again");
+  });
+
+  it("says why a removed worker left when it knows: a drained worker is not told to register again", () => {
+    const reasons = new Map([["worker-3-drained", "drained"], ["worker-4-expired", "expired"]]);
+    const remembering = new Authenticator(roleTokens, () => undefined, (id) => reasons.get(id));
+    expect(() => remembering.authenticate([`Bearer worker-3-drained.${secret}`])).toThrow(
+      /^worker worker-3-drained not found: it was drained and removed once its tasks finished; its token is no longer valid$/,
+    );
+    expect(() => remembering.authenticate([`Bearer worker-4-expired.${secret}`])).toThrow(
+      /^worker worker-4-expired not found: cleanup removed it after its heartbeats stopped; its token is no longer valid; register again$/,
     );
   });
 

@@ -41,7 +41,7 @@ describe("worker-registry workers against a registry that needs tokens", () => {
   it("says why without one, and never prints a token", async () => {
     const { code, stderr } = await run({});
     expect(code).toBe(1);
-    expect(stderr).toContain("missing authorization metadata");
+    expect(stderr).toContain("needs a token, and REGISTRY_TOKEN is not set: reading the fleet needs an orchestrator or admin token");
     const wrong = await run({ REGISTRY_TOKEN: "not-the-right-token-at-all" });
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toContain("invalid token");

@@ -78,6 +78,47 @@ describe.skipIf(base === "")("PostgreSQL store", () => {
     }
   });
 
+  it("a connection PostgreSQL ends mid-transaction answers StoreUnavailableError and does not crash the replica", async () => {
+    const url = await newDatabase();
+    const store = await openPostgresStore({ url, log: silentLogger, poolSize: 2 });
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    const crashes: unknown[] = [];
+    const onUncaught = (error: unknown) => crashes.push(error);
+    process.on("uncaughtException", onUncaught);
+    try {
+      // Hold the workers table so the store's registration waits inside its transaction, then end its backend
+      // as a PostgreSQL restart does (57P01, then the socket closes).
+      await admin.query("BEGIN");
+      await admin.query("LOCK TABLE workers IN ACCESS EXCLUSIVE MODE");
+      const pending = store.registerWorker(worker("a"), 1_000).then(
+        () => "committed",
+        (error: unknown) => error,
+      );
+      let waiting = 0;
+      for (let i = 0; i < 200 && waiting === 0; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        const rows = await admin.query("SELECT pid FROM pg_stat_activity WHERE application_name = 'worker-registry' AND wait_event_type = 'Lock'");
+        waiting = rows.rowCount ?? 0;
+      }
+      expect(waiting).toBe(1);
+      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'worker-registry' AND wait_event_type = 'Lock'");
+      await admin.query("ROLLBACK");
+      const outcome = await pending;
+      expect(outcome).toBeInstanceOf(StoreUnavailableError);
+      // Let the closed socket's 'end' and 'error' events arrive.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(crashes).toEqual([]);
+      // The pool replaced the connection: the store works again.
+      await store.registerWorker(worker("b"), 2_000);
+      expect((await store.load()).workers.map((w) => w.id)).toEqual(["b"]);
+    } finally {
+      process.off("uncaughtException", onUncaught);
+      await admin.end().catch(() => undefined);
+      await store.close();
+    }
+  });
+
   it("answers StoreUnavailableError, naming the operation, when the database cannot be reached", async () => {
     const error = await openPostgresStore({ url: "postgres://postgres@127.0.0.1:1/nothing", log: silentLogger, timeoutMs: 500 }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(StoreUnavailableError);

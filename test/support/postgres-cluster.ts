@@ -6,7 +6,7 @@ import { join } from "node:path";
 import pg from "pg";
 
 /** Where Debian's PostgreSQL 15 keeps its server binaries (not on PATH). */
-const BIN = process.env.PG_BIN ?? "/usr/lib/postgresql/15/bin";
+export const POSTGRES_BIN = process.env.PG_BIN ?? "/usr/lib/postgresql/15/bin";
 
 /**
  * A throwaway PostgreSQL cluster for tests: made with initdb in a temporary
@@ -25,7 +25,7 @@ export class PostgresCluster {
 
   /** Whether this machine has the PostgreSQL server binaries. */
   static available(): boolean {
-    return existsSync(join(BIN, "initdb")) && existsSync(join(BIN, "pg_ctl"));
+    return existsSync(join(POSTGRES_BIN, "initdb")) && existsSync(join(POSTGRES_BIN, "pg_ctl"));
   }
 
   /** Makes and starts a cluster. `settings` are extra `-c name=value` server settings. */
@@ -95,7 +95,7 @@ export class PostgresCluster {
   }
 
   private run(binary: string, args: string[]): void {
-    const command = join(BIN, binary);
+    const command = join(POSTGRES_BIN, binary);
     const result =
       this.asUser === undefined
         ? spawnSync(command, args, { encoding: "utf8" })

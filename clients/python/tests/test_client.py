@@ -67,6 +67,13 @@ def test_errors_carry_the_code_name_and_the_servers_message(client, node_id):
     assert "not found" in str(missing.value) and worker.id in str(missing.value)
     assert missing.value.method == "get_worker"
     assert not isinstance(missing.value, NoWorkerAvailableError)
+    # The registry says why the worker left, in the message and in the sentinel-removal-reason trailer.
+    assert missing.value.details == f"worker {worker.id} not found: it was unregistered"
+    assert missing.value.removal_reason == "unregistered"
+    assert dict(missing.value.trailing_metadata)["sentinel-removal-reason"] == "unregistered"
+    with pytest.raises(RegistryError) as unknown:
+        client.get_worker("worker-1-neverregistered")
+    assert (unknown.value.code_name, unknown.value.removal_reason) == ("NOT_FOUND", None)
 
 
 def test_arguments_that_cannot_be_sent_fail_before_any_call(client):

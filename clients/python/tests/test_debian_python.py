@@ -66,9 +66,11 @@ def test_a_script_with_only_clients_python_src_on_pythonpath_uses_node_slots_and
     assert report["acquired"] == {"worker": True, "current_tasks": 1}
     assert report["released"] == "released"
     assert report["metrics"] == 4  # three tasks and the released slot
-    # registered; each task: up, completion, down; the slot: taken, released; unregistered.
+    # registered; each task: up, completion, down; the slot: taken, released; stop() drains (state_changed,
+    # and the idle worker is removed at once); unregistered.
     assert report["events"] == [["registered", 0]] + [["updated", 1], ["updated", 1], ["updated", 0]] * 3 + [
         ["updated", 1],
         ["updated", 0],
+        ["state_changed", 0],
         ["unregistered", 0],
     ]

@@ -86,10 +86,11 @@ def test_monitoring_dashboard_prints_counts_capacity_success_rate_and_top_perfor
     )
 
 
-def test_worker_node_starts_runs_a_task_stays_registered_and_unregisters_on_sigterm(fleet):
+def start_worker_node_example(fleet, **env):
+    """Starts the Worker Node example; returns the process, its output lines (filled as it prints) and its worker id."""
     child = subprocess.Popen(
         [DEBIAN_PYTHON, "-s", str(EXAMPLES / "worker_node.py")],
-        env=debian_python_env(REGISTRY_ADDRESS=fleet.address),
+        env=debian_python_env(REGISTRY_ADDRESS=fleet.address, **env),
         cwd=str(REPO_ROOT),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -99,11 +100,21 @@ def test_worker_node_starts_runs_a_task_stays_registered_and_unregisters_on_sigt
     reader = threading.Thread(target=lambda: lines.extend(child.stdout), daemon=True)
     reader.start()
     try:
-        wait_until(lambda: any(line.startswith("Task completed in ") for line in lines), timeout_s=30, message="the example's first task")
+        wait_until(lambda: len(lines) >= 2, timeout_s=30, message="the example's first task")
         match = re.fullmatch(f"Worker ({WORKER_ID}) started\n", lines[0])
         assert match, lines
-        worker_id = match.group(1)
         assert lines[1] == "Executing task: {'kind': 'example'}\n"
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    return child, lines, reader, match.group(1)
+
+
+def test_worker_node_starts_runs_a_task_stays_registered_and_unregisters_on_sigterm(fleet):
+    child, lines, reader, worker_id = start_worker_node_example(fleet)
+    try:
+        wait_until(lambda: any(line.startswith("Task completed in ") for line in lines), timeout_s=30, message="the task to end")
         with WorkerRegistryClient(fleet.address) as client:
             worker = client.get_worker(worker_id)
             assert (worker.node_id, worker.current_tasks, worker.metrics.tasks_completed) == ("coder-node-1", 0, 1)
@@ -114,6 +125,49 @@ def test_worker_node_starts_runs_a_task_stays_registered_and_unregisters_on_sigt
             with pytest.raises(RegistryError) as gone:
                 client.get_worker(worker_id)
             assert gone.value.code_name == "NOT_FOUND"
+        assert child.stderr.read() == ""
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_worker_node_drained_while_idle_exits_by_itself_without_registering_again(fleet):
+    child, lines, reader, worker_id = start_worker_node_example(fleet)
+    try:
+        wait_until(lambda: any(line.startswith("Task completed in ") for line in lines), timeout_s=30, message="the task to end")
+        with WorkerRegistryClient(fleet.address) as client:
+            since = client.get_registry_stats().revision
+            client.drain_worker(worker_id)  # idle: the registry removes it in this call and ends its heartbeat stream
+            assert child.wait(30) == 0  # no signal, and no heartbeat for minutes: the stream's end says why
+            reader.join(10)
+            assert lines[-1] == f"Worker {worker_id} drained\n"
+            assert [worker for worker in client.discover_workers() if worker.node_id == "coder-node-1"] == []  # not back as a new worker
+            with client.watch_workers(start_revision=since + 1) as watch:
+                removal = next(event for event in watch if event.worker.id == worker_id and event.type == "unregistered")
+            assert removal.removal_reason == "drained"
+        assert child.stderr.read() == ""  # no re-registration warning
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_worker_node_drained_while_busy_finishes_its_task_is_removed_and_exits_by_itself(fleet):
+    child, lines, reader, worker_id = start_worker_node_example(fleet, EXAMPLE_TASK_MS="1500")
+    try:
+        with WorkerRegistryClient(fleet.address) as client:
+            since = client.get_registry_stats().revision
+            assert client.get_worker(worker_id).current_tasks == 1  # the task is running
+            client.drain_worker(worker_id)
+            assert child.wait(30) == 0  # no signal: the drain ends the process
+            reader.join(10)
+            assert re.fullmatch(r"Task completed in \d+ms\n", lines[2]), lines
+            assert lines[3:] == [f"Worker {worker_id} drained\n"]
+            with client.watch_workers(start_revision=since + 1) as watch:
+                removal = next(event for event in watch if event.worker.id == worker_id and event.type == "unregistered")
+            assert removal.removal_reason == "drained"
+            assert removal.worker.metrics.tasks_completed == 1  # its task was recorded before it left
         assert child.stderr.read() == ""
     finally:
         if child.poll() is None:

@@ -54,6 +54,36 @@ def test_tokens_are_sent_and_a_node_keeps_working_on_its_own_token_after_the_fle
             assert node.stop() is True  # unregistered with its own token
 
 
+def test_a_worker_token_drains_only_its_own_worker_and_cordon_needs_an_orchestrator(start_registry, tmp_path, node_id):
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"worker {WORKER_TOKEN}\norchestrator {ORCHESTRATOR_TOKEN}\nadmin {ADMIN_TOKEN}\n")
+    server = start_registry("--tokens-file", str(tokens))
+
+    with WorkerRegistryClient(server.address, token=WORKER_TOKEN) as fleet, WorkerRegistryClient(server.address, token=ORCHESTRATOR_TOKEN) as orchestrator:
+        mine = fleet.register_worker(node_id("mine"), ["gpu"], 1)
+        other = fleet.register_worker(node_id("other"), ["gpu"], 1)
+        own_token = fleet.worker_token(mine.id)
+        with WorkerRegistryClient(server.address, token=own_token) as as_mine:
+            with pytest.raises(RegistryError) as denied:
+                as_mine.drain_worker(other.id)
+            assert denied.value.code_name == "PERMISSION_DENIED"
+            for call in (as_mine.cordon_worker, as_mine.uncordon_worker):
+                with pytest.raises(RegistryError) as not_an_orchestrator:
+                    call(mine.id)
+                assert not_an_orchestrator.value.code_name == "PERMISSION_DENIED"
+            assert orchestrator.get_worker(other.id).state == "active"
+            assert as_mine.drain_worker(mine.id).state == "draining"  # its own: allowed (and idle, so removed)
+        # Its token went with it: refused, saying why, with the reason as a trailer.
+        with pytest.raises(RegistryError) as removed:
+            fleet.heartbeat(mine.id)
+        assert (removed.value.code_name, removed.value.removal_reason) == ("UNAUTHENTICATED", "drained")
+        assert removed.value.details == f"worker {mine.id} not found: it was drained and removed once its tasks finished; its token is no longer valid"
+
+        assert orchestrator.cordon_worker(other.id).state == "cordoned"
+        assert orchestrator.uncordon_worker(other.id).state == "active"
+        assert orchestrator.drain_worker(other.id, grace=60).state == "draining"
+
+
 @pytest.fixture
 def certificates(tmp_path):
     def openssl(*args: str) -> None:

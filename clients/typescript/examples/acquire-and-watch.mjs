@@ -73,6 +73,6 @@ try {
 const stats = await registry.getRegistryStats();
 console.log(`tasks completed: ${stats.tasksCompleted}, reservations held: ${stats.activeReservations}`);
 
-await node.stop(); // unregisters: the watch sees it and leaves its loop
+await node.stop(); // drains, then leaves: the watch sees it go and leaves its loop
 await watching;
 registry.close();

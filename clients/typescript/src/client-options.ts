@@ -16,8 +16,9 @@ export interface CallContext {
 
 /**
  * Retries of idempotent calls (the reads getWorker, discoverWorkers,
- * getWorkersForLoadBalancing and getRegistryStats, and releaseWorker and
- * resumeEviction, which the registry makes idempotent) that fail with
+ * getWorkersForLoadBalancing and getRegistryStats, and releaseWorker,
+ * resumeEviction, cordonWorker, uncordonWorker and drainWorker, which the
+ * registry makes idempotent) that fail with
  * UNAVAILABLE; with several addresses, each retry goes to the address the
  * client has moved on to. Other writes are never retried: a registration or
  * an acquisition whose reply was lost may have happened, and repeating it
@@ -108,6 +109,16 @@ export interface WithWorkerOptions {
    * warning (`process.emitWarning`) naming the reservation.
    */
   onReleaseError?: (error: RegistryClientError, acquisition: WorkerAcquisition) => void;
+}
+
+/** Options of `drainWorker`. */
+export interface DrainOptions {
+  /**
+   * How long the worker has to finish its tasks before the registry removes
+   * it anyway, in milliseconds: at least 1 s, at most 7 days. Default: the
+   * registry's, 10 minutes.
+   */
+  graceMs?: number;
 }
 
 /** Options of `getWorkersForLoadBalancing`. */

@@ -37,6 +37,9 @@ const RETRIED: ReadonlySet<MethodName> = new Set([
   "getRegistryStats",
   "releaseWorker",
   "resumeEviction",
+  "cordonWorker",
+  "uncordonWorker",
+  "drainWorker",
 ]);
 
 /**

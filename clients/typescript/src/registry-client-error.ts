@@ -1,4 +1,19 @@
 import { Metadata, status, type StatusObject } from "@grpc/grpc-js";
+import type { RemovalReason } from "./worker-event.js";
+
+/**
+ * The trailer of a NOT_FOUND (or of an UNAUTHENTICATED for a removed
+ * worker's own token) that says why the registry no longer has the worker.
+ */
+const REMOVAL_REASON_TRAILER = "sentinel-removal-reason";
+
+const REMOVAL_REASONS: ReadonlyMap<string, RemovalReason> = new Map([
+  ["unregistered", "unregistered"],
+  ["expired", "expired"],
+  ["replaced", "replaced"],
+  ["drained", "drained"],
+  ["drain_deadline", "drain-deadline"],
+]);
 
 /**
  * A failed registry call. `message` is the server's status details verbatim
@@ -29,6 +44,18 @@ export class RegistryClientError extends Error {
   /** The status name, e.g. `NOT_FOUND`. */
   get codeName(): string {
     return status[this.code] ?? String(this.code);
+  }
+
+  /**
+   * Why the registry no longer has the worker the call named, when it says
+   * so (a NOT_FOUND for a worker it saw leave recently): `'drained'` and
+   * `'drain-deadline'` mean the worker must not register again; the others
+   * (`'unregistered'`, `'expired'`, `'replaced'`) that it may. Undefined
+   * otherwise.
+   */
+  get removalReason(): RemovalReason | undefined {
+    const [value] = this.metadata.get(REMOVAL_REASON_TRAILER);
+    return typeof value === "string" ? REMOVAL_REASONS.get(value) : undefined;
   }
 
   /**

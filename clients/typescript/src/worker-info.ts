@@ -1,15 +1,13 @@
 import { durationMs, timestampDate, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   ReleaseOutcome as ReleaseOutcomeValue,
-  RemovalReason as RemovalReasonValue,
-  WorkerEventType as WorkerEventTypeValue,
   type AcquireWorkerResponse,
   type EvictionStatus,
   type GetRegistryStatsResponse,
+  type HeartbeatResponse,
   type ReplicaStatus,
-  type WorkerEvent,
 } from "./gen/sentinel/registry/v1/registry_service_pb.js";
-import { HealthStatus, type RankedWorker, type Worker } from "./gen/sentinel/registry/v1/worker_pb.js";
+import { HealthStatus, WorkerState, type RankedWorker, type Worker } from "./gen/sentinel/registry/v1/worker_pb.js";
 
 /**
  * Plain result shapes, as the usage guide prints them (`worker.nodeId`,
@@ -25,6 +23,18 @@ export type WorkerHealth = "healthy" | "degraded" | "unhealthy";
 /** Every health state, in order from best to worst. */
 export const WORKER_HEALTH_STATES: readonly WorkerHealth[] = ["healthy", "degraded", "unhealthy"];
 
+/**
+ * Whether a worker is in rotation (ranked by `getWorkersForLoadBalancing`,
+ * granted by `acquireWorker`): `'active'` is; `'cordoned'` is not until
+ * `uncordonWorker`, and keeps heartbeating, its health and its running tasks;
+ * `'draining'` is not for good, and is removed once idle or at its
+ * `drainDeadline`.
+ */
+export type WorkerLifecycleState = "active" | "cordoned" | "draining";
+
+/** Every lifecycle state, from in rotation to on its way out. */
+export const WORKER_LIFECYCLE_STATES: readonly WorkerLifecycleState[] = ["active", "cordoned", "draining"];
+
 /** What a worker declares when it registers. */
 export interface WorkerRegistration {
   /** The node (host or process) the worker runs on; 1 to 253 characters. */
@@ -33,6 +43,15 @@ export interface WorkerRegistration {
   capabilities: string[];
   /** Tasks the worker runs at once; 1 to 10000. */
   maxConcurrentTasks: number;
+  /**
+   * At most 64 labels with Kubernetes' rules (a key is an optional DNS
+   * subdomain prefix and `/`, then a name of 1 to 63 characters
+   * `[a-zA-Z0-9-_.]` that starts and ends alphanumeric; a value is empty or
+   * such a name), selected with `labelSelector`. Default none.
+   */
+  labels?: Record<string, string>;
+  /** The worker's build, e.g. `'2026.11.3'` or a commit; at most 128 characters. Selected with `versions`. Default `''` (unversioned). */
+  version?: string;
 }
 
 /** Completion figures recorded with `recordTaskCompletion`. */
@@ -62,6 +81,20 @@ export interface WorkerInfo {
   registeredAt: Date;
   lastHeartbeatAt: Date;
   metrics: WorkerMetrics;
+  /** As given at registration; `{}` without any. */
+  labels: Record<string, string>;
+  /** As given at registration; `''` means unversioned. */
+  version: string;
+  /** Whether the worker is in rotation; see {@link WorkerLifecycleState}. */
+  state: WorkerLifecycleState;
+  /** While draining: when the registry removes it whatever it still runs. Undefined otherwise. */
+  drainDeadline: Date | undefined;
+}
+
+/** A worker as a unary heartbeat's reply shows it, with the registry's word on draining. */
+export interface WorkerHeartbeat extends WorkerInfo {
+  /** The worker is draining: it should take no new task, finish what it runs, and expect to be removed. */
+  drainRequested: boolean;
 }
 
 /** A worker with its load-balancing score and the parts it is made of. */
@@ -87,6 +120,17 @@ export interface WorkerQuery {
   healthStatus?: WorkerHealth[];
   /** A worker must have at least this many free slots. Default 0. */
   minAvailableCapacity?: number;
+  /**
+   * Kubernetes' set-based label selector, requirements separated by commas,
+   * all of which must hold: `zone=eu-1` (also `==`), `tier!=spot`,
+   * `gpu in (a100,h100)`, `gpu notin (t4)`, `ssd` (has the label),
+   * `!preemptible` (has not). A worker without a label matches `!=` and
+   * `notin` on it. A syntax error is INVALID_ARGUMENT naming the position.
+   * Default: any labels.
+   */
+  labelSelector?: string;
+  /** A worker's version must be one of these. Empty or absent: any version. */
+  versions?: string[];
 }
 
 /** The fleet summarised for a dashboard. */
@@ -175,6 +219,23 @@ export function healthValue(name: WorkerHealth): HealthStatus {
   return value;
 }
 
+const STATE_NAMES: ReadonlyMap<WorkerState, WorkerLifecycleState> = new Map([
+  [WorkerState.ACTIVE, "active"],
+  [WorkerState.CORDONED, "cordoned"],
+  [WorkerState.DRAINING, "draining"],
+]);
+
+/**
+ * The name of a protobuf worker state. UNSPECIFIED, which a registry from
+ * before worker states sends, reads as `'active'`: such a registry keeps
+ * every worker in rotation. A value added to the contract later reads as
+ * `'cordoned'`: out of rotation, which is all this client can tell.
+ */
+export function stateName(value: WorkerState): WorkerLifecycleState {
+  if (value === WorkerState.UNSPECIFIED) return "active";
+  return STATE_NAMES.get(value) ?? "cordoned";
+}
+
 /** Maps a protobuf Worker. A missing timestamp reads as the Unix epoch, a missing metrics block as zeros. */
 export function toWorkerInfo(worker: Worker): WorkerInfo {
   return {
@@ -193,7 +254,25 @@ export function toWorkerInfo(worker: Worker): WorkerInfo {
       tasksFailedCount: Number(worker.metrics?.tasksFailedCount ?? 0n),
       averageTaskDuration: worker.metrics?.averageTaskDurationMs ?? 0,
     },
+    labels: { ...worker.labels },
+    version: worker.version,
+    state: stateName(worker.state),
+    drainDeadline: optionalDateOf(worker.drainDeadline),
   };
+}
+
+/**
+ * Maps a unary Heartbeat response: the worker, and whether it drains. The
+ * deadline is the reply's own, or the worker's when the reply has none.
+ *
+ * @throws TypeError if it carries no worker, which the contract never allows.
+ */
+export function toWorkerHeartbeat(response: HeartbeatResponse): WorkerHeartbeat {
+  if (response.worker === undefined) {
+    throw new TypeError("Heartbeat response without a worker");
+  }
+  const worker = toWorkerInfo(response.worker);
+  return { ...worker, drainRequested: response.drainRequested, drainDeadline: optionalDateOf(response.drainDeadline) ?? worker.drainDeadline };
 }
 
 /**
@@ -233,8 +312,8 @@ export function toEvictionInfo(status: EvictionStatus | undefined): EvictionInfo
   return {
     paused: status?.paused ?? false,
     reason: status?.reason ?? "",
-    pausedSince: status?.pausedSince === undefined ? undefined : timestampDate(status.pausedSince),
-    resumesAt: status?.resumesAt === undefined ? undefined : timestampDate(status.resumesAt),
+    pausedSince: optionalDateOf(status?.pausedSince),
+    resumesAt: optionalDateOf(status?.resumesAt),
     pausesTotal: Number(status?.pausesTotal ?? 0n),
     lastWindowIntake: status?.lastWindowIntake ?? 0,
     expectedIntake: status?.expectedIntake ?? 0,
@@ -272,7 +351,7 @@ export function toReplicaInfo(status: ReplicaStatus | undefined): ReplicaInfo {
     leading: status?.leading ?? false,
     leaderId: status?.leaderId ?? "",
     leaderEpoch: Number(status?.leaderEpoch ?? 0n),
-    leadingSince: status?.leadingSince === undefined ? undefined : timestampDate(status.leadingSince),
+    leadingSince: optionalDateOf(status?.leadingSince),
     appliedRevision: Number(status?.appliedRevision ?? 0n),
     replicationLagMs: status?.replicationLag === undefined ? 0 : durationMs(status.replicationLag),
     storeWritable: status?.storeWritable ?? true,
@@ -336,93 +415,12 @@ export function releaseOutcomeName(value: ReleaseOutcomeValue): ReleaseOutcome |
   return RELEASE_OUTCOMES.get(value);
 }
 
-/**
- * What happened to a worker: `'registered'`; `'updated'` (task count, metrics
- * or reservations changed); `'health-changed'` (see `previousHealth`);
- * `'unregistered'` and `'removed-by-cleanup'` (see `removalReason`).
- */
-export type WorkerEventType = "registered" | "updated" | "health-changed" | "unregistered" | "removed-by-cleanup";
-
-/**
- * Why a worker left the registry: `'unregistered'` (UnregisterWorker was
- * called), `'expired'` (no heartbeat for longer than its record TTL), or
- * `'replaced'` (its nodeId registered again).
- */
-export type RemovalReason = "unregistered" | "expired" | "replaced";
-
-/** One change to one worker, numbered by the registry-wide revision. */
-export interface WorkerChangeEvent {
-  type: WorkerEventType;
-  /** Strictly increasing across the registry and across its restarts. */
-  revision: number;
-  /** The worker as it was right after the event (for a removal: as it was when it left). */
-  worker: WorkerInfo;
-  /** When the registry recorded the event. */
-  occurredAt: Date;
-  /** For `'health-changed'`: the health before. Absent for the other types. */
-  previousHealth?: WorkerHealth;
-  /** For `'unregistered'` and `'removed-by-cleanup'`: why the worker left. Absent for the other types. */
-  removalReason?: RemovalReason;
-}
-
-/**
- * Sent by `watchWorkers` instead of the events it could no longer replay (the
- * registry's event log had dropped them): every matching worker, listed
- * again. The events that follow start at `revision + 1`.
- */
-export interface WorkerResyncEvent {
-  type: "resync";
-  /** The revision of the listing; the next event has a higher one. */
-  revision: number;
-  /** The matching workers, ordered by id. */
-  workers: WorkerInfo[];
-}
-
-/** What `watchWorkers` yields. */
-export type WorkerWatchEvent = WorkerChangeEvent | WorkerResyncEvent;
-
-const EVENT_TYPES: ReadonlyMap<WorkerEventTypeValue, WorkerEventType> = new Map([
-  [WorkerEventTypeValue.REGISTERED, "registered"],
-  [WorkerEventTypeValue.UPDATED, "updated"],
-  [WorkerEventTypeValue.HEALTH_CHANGED, "health-changed"],
-  [WorkerEventTypeValue.UNREGISTERED, "unregistered"],
-  [WorkerEventTypeValue.REMOVED_BY_CLEANUP, "removed-by-cleanup"],
-]);
-
-const REMOVAL_REASONS: ReadonlyMap<RemovalReasonValue, RemovalReason> = new Map([
-  [RemovalReasonValue.UNREGISTERED, "unregistered"],
-  [RemovalReasonValue.EXPIRED, "expired"],
-  [RemovalReasonValue.REPLACED, "replaced"],
-]);
-
-/**
- * Maps a WorkerEvent. An event of a type this client does not know
- * (UNSPECIFIED, or one added to the contract later) maps to undefined, for
- * the caller to skip. `previousHealth` and `removalReason` are set only when
- * the server sent them.
- *
- * @throws TypeError if the event carries no worker, which the contract never allows.
- */
-export function toWorkerChangeEvent(event: WorkerEvent): WorkerChangeEvent | undefined {
-  const type = EVENT_TYPES.get(event.type);
-  if (type === undefined) {
-    return undefined;
-  }
-  if (event.worker === undefined) {
-    throw new TypeError(`WorkerEvent ${event.revision} without a worker`);
-  }
-  const change: WorkerChangeEvent = {
-    type,
-    revision: Number(event.revision),
-    worker: toWorkerInfo(event.worker),
-    occurredAt: dateOf(event.occurredAt),
-  };
-  if (event.previousHealthStatus !== HealthStatus.UNSPECIFIED) change.previousHealth = healthName(event.previousHealthStatus);
-  const removalReason = REMOVAL_REASONS.get(event.removalReason);
-  if (removalReason !== undefined) change.removalReason = removalReason;
-  return change;
-}
-
-function dateOf(timestamp: Timestamp | undefined): Date {
+/** A Timestamp as a Date; a missing one reads as the Unix epoch. */
+export function dateOf(timestamp: Timestamp | undefined): Date {
   return timestamp === undefined ? new Date(0) : timestampDate(timestamp);
+}
+
+/** A Timestamp as a Date, or undefined when absent. */
+export function optionalDateOf(timestamp: Timestamp | undefined): Date | undefined {
+  return timestamp === undefined ? undefined : timestampDate(timestamp);
 }

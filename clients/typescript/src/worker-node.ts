@@ -1,120 +1,34 @@
-import { create } from "@bufbuild/protobuf";
-import * as grpc from "@grpc/grpc-js";
 import { EventEmitter } from "node:events";
-import { fullJitterDelayMs, type BackoffPolicy, type RandomSource } from "./backoff.js";
-import {
-  HeartbeatStreamRequestSchema,
-  type HeartbeatStreamResponse,
-} from "./gen/sentinel/registry/v1/registry_service_pb.js";
+import { HeartbeatLink, recordLost, removedByDrain } from "./heartbeat-link.js";
 import { RegistryClientError } from "./registry-client-error.js";
-import { durationMsOf, healthName, type WorkerHealth, type WorkerInfo, type WorkerRegistration } from "./worker-info.js";
-import type { WorkerRegistryClientOptions } from "./client-options.js";
-import type { HeartbeatStream } from "./registry-calls.js";
-import { registryCalls, WorkerRegistryClient } from "./worker-registry-client.js";
+import { TaskLedger } from "./task-ledger.js";
+import { WorkerDrainingError } from "./worker-draining-error.js";
+import type { RemovalReason } from "./worker-event.js";
+import type { WorkerHealth, WorkerInfo } from "./worker-info.js";
+import {
+  checkDrainTimeout,
+  compileWorkerNodeOptions,
+  type CompiledWorkerNodeOptions,
+  type DrainEndReason,
+  type StopOptions,
+  type WorkerNodeEvents,
+  type WorkerNodeOptions,
+  type WorkerNodeState,
+} from "./worker-node-options.js";
+import { WorkerRegistryClient } from "./worker-registry-client.js";
 
-/** Where a WorkerNode is in its life. It runs once: a stopped node cannot start again. */
-export type WorkerNodeState = "idle" | "starting" | "running" | "stopping" | "stopped";
+/** The registry's bounds on a drain's grace. */
+const MIN_GRACE_MS = 1000;
+const MAX_GRACE_MS = 7 * 24 * 60 * 60 * 1000;
 
-/** Options of a {@link WorkerNode}; everything but `registration` is optional. */
-export interface WorkerNodeOptions {
-  /** What to register, on start and again whenever the registry has lost the record. */
-  registration: WorkerRegistration;
-  /**
-   * A client to use. The node then does not own it: `stop()` leaves it open.
-   * Default: a client the node creates from `clientOptions` and closes on `stop()`.
-   */
-  client?: WorkerRegistryClient;
-  /**
-   * Options of the node's own client (ignored when `client` is given). Unless
-   * set here, the channel's own reconnect backoff follows `reconnectBaseMs`
-   * and `reconnectMaxMs`, so grpc-js does not hold a reconnect back longer
-   * than the node intends. Default `{}`.
-   */
-  clientOptions?: WorkerRegistryClientOptions;
-  /**
-   * Upper bound of the wait between heartbeats, in milliseconds; the server's
-   * `next_heartbeat_interval` is used when it is shorter, and this alone when
-   * the server suggests none. Default: the server's interval, or 5 minutes
-   * (the guide's advice) if it suggests none.
-   */
-  heartbeatIntervalMs?: number;
-  /** How long to wait for the reply to a heartbeat before the stream counts as dead and is reopened, in milliseconds. Default 10000. */
-  replyTimeoutMs?: number;
-  /** Ceiling of the first reconnect delay, in milliseconds. Default 500. */
-  reconnectBaseMs?: number;
-  /** Largest reconnect delay ceiling, in milliseconds. Default 30000. */
-  reconnectMaxMs?: number;
-  /** How long `stop()` waits for the server to close the half-closed stream before cancelling it, in milliseconds. Default 1000. */
-  closeTimeoutMs?: number;
-  /** Uniform source in [0, 1) for reconnect jitter. Default `Math.random`. */
-  random?: RandomSource;
-  /** Monotonic milliseconds, used to measure task durations. Default `performance.now`. */
-  clock?: () => number;
+/** A drain under way: how it ends is settled once, by whichever comes first. */
+interface Drain {
+  deadline: Date | undefined;
+  announced: boolean;
+  readonly ended: Promise<DrainEndReason>;
+  readonly end: (reason: DrainEndReason) => void;
+  deadlineTimer: NodeJS.Timeout | null;
 }
-
-/** A heartbeat reply, as reported by the `'heartbeat'` event. */
-export interface HeartbeatEvent {
-  workerId: string;
-  /** The sequence number of the heartbeat this answers (increasing over the node's life). */
-  sequence: number;
-  healthStatus: WorkerHealth;
-  /** When the next heartbeat will be sent, in milliseconds from now. */
-  nextHeartbeatMs: number;
-}
-
-/**
- * Events of a {@link WorkerNode}. The node never emits `'error'`: background
- * failures are retried and reported through `'reconnecting'`, so a process
- * without listeners is never brought down by a registry restart.
- */
-export interface WorkerNodeEvents {
-  /** `start()` registered the worker. */
-  registered: [worker: WorkerInfo];
-  /**
-   * The registry had lost the record (the stream ended with NOT_FOUND, or
-   * UNAUTHENTICATED "not found" for the worker's own token, e.g.
-   * after cleanup) and the node registered again with the same registration:
-   * `workerId` is the new id.
-   */
-  reregistered: [event: { previousId: string; workerId: string; worker: WorkerInfo }];
-  /**
-   * The first reply arrived on a newly opened stream; `reconnects` is 0 for
-   * the stream opened by `start()`, `address` the registry address (replica)
-   * the stream runs on.
-   */
-  connected: [event: { workerId: string; reconnects: number; address: string }];
-  /** A heartbeat was answered. */
-  heartbeat: [event: HeartbeatEvent];
-  /**
-   * A reply reported a different health than the previous reply on the same
-   * stream; `from` is undefined for the first reply of a stream.
-   */
-  health: [event: { workerId: string; from: WorkerHealth | undefined; to: WorkerHealth }];
-  /** A reply reported healthy and the previous reply on the same stream did not (or there was none). */
-  healthy: [event: { workerId: string }];
-  /**
-   * The stream or a re-registration failed; the next attempt starts after
-   * `delayMs` (full jitter). `attempt` counts failures since the last reply.
-   */
-  reconnecting: [event: { workerId: string; attempt: number; delayMs: number; error: RegistryClientError }];
-  /** `stop()` finished: the worker is unregistered (if it could be), the stream closed, timers cleared. */
-  stopped: [event: { workerId: string | null }];
-}
-
-interface Session {
-  readonly stream: HeartbeatStream;
-  /** The registry address the stream was opened on. */
-  readonly address: string;
-  /** A reply has arrived on this stream. */
-  confirmed: boolean;
-  /** The final status has arrived. */
-  ended: boolean;
-  /** Sequence of the heartbeat waiting for its reply, or null between heartbeats. */
-  awaiting: number | null;
-  health: WorkerHealth | undefined;
-}
-
-const DEFAULT_HEARTBEAT_INTERVAL_MS = 5 * 60 * 1000;
 
 /**
  * A worker process's link to the registry: what the usage guide's
@@ -126,72 +40,48 @@ const DEFAULT_HEARTBEAT_INTERVAL_MS = 5 * 60 * 1000;
  * with the same worker id and token (the replicas share one database). Only
  * when the registry has lost the record does it register again and report
  * the new id. `runTask()` keeps the task count and metrics right even
- * when the task throws. `stop()` unregisters and releases everything, so the
- * process can exit on its own.
+ * when the task throws.
+ *
+ * When the registry drains the worker (a heartbeat reply or a task's
+ * bookkeeping answer says so, or a NOT_FOUND says it was removed because it
+ * drained), the node takes no new task
+ * (`runTask` rejects with {@link WorkerDrainingError}), lets the running ones
+ * finish with their bookkeeping, then unregisters, closes and emits
+ * `'drained'` and `'stopped'`: the process can exit by itself. It never
+ * registers again after a drain. `stop()` drains the same way first, with a
+ * timeout, so a SIGTERM handler that calls it gives the work back cleanly.
  *
  * @example
  * const node = new WorkerNode({ registration: { nodeId: 'coder-1', capabilities: ['coder'], maxConcurrentTasks: 5 } });
  * node.on('reregistered', ({ previousId, workerId }) => console.log(`${previousId} is now ${workerId}`));
  * await node.start();
+ * process.once('SIGTERM', () => void node.stop());
  * await node.runTask(() => doWork());
- * await node.stop();
  */
 export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
   private readonly client: WorkerRegistryClient;
   private readonly ownsClient: boolean;
-  private readonly registration: WorkerRegistration;
-  private readonly heartbeatIntervalMs: number | undefined;
-  private readonly replyTimeoutMs: number;
-  private readonly closeTimeoutMs: number;
-  private readonly backoff: BackoffPolicy;
-  private readonly random: RandomSource;
-  private readonly clock: () => number;
+  private readonly options: CompiledWorkerNodeOptions;
 
   private currentState: WorkerNodeState = "idle";
   private id: string | null = null;
-  private session: Session | null = null;
-  private sequence = 0;
-  private failures = 0;
-  private streamsConfirmed = 0;
-  private needsRegistration = false;
-  private heartbeatTimer: NodeJS.Timeout | null = null;
-  private replyTimer: NodeJS.Timeout | null = null;
-  private reconnectTimer: NodeJS.Timeout | null = null;
-  /** Background work (start's registration, a recovery) that stop() must wait for. */
-  private inflight: Promise<unknown> | null = null;
+  /** An id whose record the registry no longer holds, or which the node is giving up: task bookkeeping on it is moot. */
+  private releasedId: string | null = null;
+  private readonly link: HeartbeatLink;
+  private readonly tasks = new TaskLedger();
+  private drain: Drain | null = null;
+  /** start()'s registration, which the release must wait for. */
+  private registering: Promise<unknown> | null = null;
   private stopping: Promise<void> | null = null;
+  private releasing: Promise<void> | null = null;
 
   /**
-   * @throws RangeError if an interval or timeout is not positive, or
-   *   reconnectMaxMs < reconnectBaseMs.
+   * @throws RangeError if an interval or timeout is not positive,
+   *   drainTimeoutMs is negative, or reconnectMaxMs < reconnectBaseMs.
    */
   constructor(options: WorkerNodeOptions) {
     super();
-    this.registration = {
-      nodeId: options.registration.nodeId,
-      capabilities: [...options.registration.capabilities],
-      maxConcurrentTasks: options.registration.maxConcurrentTasks,
-    };
-    this.heartbeatIntervalMs = options.heartbeatIntervalMs;
-    this.replyTimeoutMs = options.replyTimeoutMs ?? 10_000;
-    this.closeTimeoutMs = options.closeTimeoutMs ?? 1000;
-    this.backoff = { baseMs: options.reconnectBaseMs ?? 500, maxMs: options.reconnectMaxMs ?? 30_000 };
-    this.random = options.random ?? Math.random;
-    this.clock = options.clock ?? (() => performance.now());
-    const positive: [string, number | undefined][] = [
-      ["heartbeatIntervalMs", this.heartbeatIntervalMs],
-      ["replyTimeoutMs", this.replyTimeoutMs],
-      ["closeTimeoutMs", this.closeTimeoutMs],
-      ["reconnectBaseMs", this.backoff.baseMs],
-    ];
-    for (const [name, value] of positive) {
-      if (value !== undefined && !(value > 0)) {
-        throw new RangeError(`${name} must be > 0, got ${value}`);
-      }
-    }
-    if (!(this.backoff.maxMs >= this.backoff.baseMs)) {
-      throw new RangeError(`reconnectMaxMs must be >= reconnectBaseMs, got ${this.backoff.maxMs} < ${this.backoff.baseMs}`);
-    }
+    this.options = compileWorkerNodeOptions(options);
     if (options.client !== undefined) {
       this.client = options.client;
       this.ownsClient = false;
@@ -200,13 +90,30 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
       this.client = new WorkerRegistryClient({
         ...clientOptions,
         channelOptions: {
-          "grpc.initial_reconnect_backoff_ms": this.backoff.baseMs,
-          "grpc.max_reconnect_backoff_ms": this.backoff.maxMs,
+          "grpc.initial_reconnect_backoff_ms": this.options.backoff.baseMs,
+          "grpc.max_reconnect_backoff_ms": this.options.backoff.maxMs,
           ...clientOptions.channelOptions,
         },
       });
       this.ownsClient = true;
     }
+    this.link = new HeartbeatLink(this.client, this.options, this, {
+      workerId: () => this.id,
+      live: () => this.live,
+      mayRegister: () => this.currentState === "running",
+      adopt: (worker) => {
+        const previousId = this.id ?? "";
+        this.id = worker.id;
+        if (this.currentState === "running") this.emit("reregistered", { previousId, workerId: worker.id, worker });
+      },
+      drainRequested: (deadline) => this.drainRequested(deadline),
+      recordLost: (reason) => {
+        // A worker removed because it drained is done, not lost: registering again would undo the drain.
+        if (this.drain === null && !removedByDrain(reason)) return false;
+        this.recordGone(reason);
+        return true;
+      },
+    });
   }
 
   /** The current worker id: null before `start()` registers; changes on re-registration. */
@@ -224,12 +131,17 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
    * undefined while no stream is confirmed.
    */
   get address(): string | undefined {
-    return this.session?.confirmed === true ? this.session.address : undefined;
+    return this.link.address;
   }
 
   /** Health in the last heartbeat reply on the open stream; undefined while no stream is confirmed. */
   get healthStatus(): WorkerHealth | undefined {
-    return this.session?.health;
+    return this.link.health;
+  }
+
+  /** While draining: when the registry removes the worker whatever it still runs, if the node knows it. */
+  get drainDeadline(): Date | undefined {
+    return this.drain?.deadline;
   }
 
   /**
@@ -247,13 +159,13 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
       throw new Error(`WorkerNode.start() needs an idle node, but it is ${this.currentState}`);
     }
     this.currentState = "starting";
-    // The id is set inside the chain stop() waits for, so that a stop() during
-    // registration always sees the record it has to remove.
-    const registering = this.client.registerWorker(this.registration).then((registered) => {
+    // The id is set inside the chain the release waits for, so that a stop()
+    // during registration always sees the record it has to remove.
+    const registering = this.client.registerWorker(this.options.registration).then((registered) => {
       this.id = registered.id;
       return registered;
     });
-    this.inflight = registering.catch(() => undefined);
+    this.registering = registering.catch(() => undefined);
     let worker: WorkerInfo;
     try {
       worker = await registering;
@@ -263,14 +175,14 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
       }
       throw error;
     } finally {
-      this.inflight = null;
+      this.registering = null;
     }
     if (this.currentState !== "starting") {
       return worker;
     }
     this.currentState = "running";
     this.emit("registered", worker);
-    this.track(this.openStream());
+    this.link.open();
     return worker;
   }
 
@@ -278,45 +190,268 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
    * Runs one task with the registry's bookkeeping around it: the task count
    * goes up by one before `task` runs, the completion is recorded with its
    * measured duration (success or failure), and the count goes down by one
-   * whatever happened. Resolves with the task's result.
+   * whatever happened. Resolves with the task's result. A drain waits for
+   * the task, bookkeeping included.
    *
+   * @throws WorkerDrainingError (a RegistryClientError, FAILED_PRECONDITION)
+   *   if the worker is draining (the task does not run, nothing is counted),
+   *   also when the drain began while the count was being raised.
    * @throws the task's own error, unchanged, if the task fails (even when the
    *   bookkeeping after it fails too).
    * @throws RegistryClientError if the count cannot be raised (FAILED_PRECONDITION
    *   at capacity: the task is not run), or if the task succeeded but recording
-   *   it or lowering the count failed. If the node re-registered or was
-   *   stopped while the task ran, the bookkeeping after it is skipped (and its
-   *   failures ignored): the record it would correct no longer exists.
-   *   `stop()` does not wait for running tasks.
+   *   it or lowering the count failed. If the node re-registered, or gave its
+   *   record up (a drain that ended before the task, a `stop()` past its
+   *   `drainTimeoutMs`), the bookkeeping after it is skipped and its failures
+   *   ignored: the record it would correct no longer exists.
    * @throws Error if the node has no worker id (not started, or stopped).
    */
   async runTask<T>(task: () => T | Promise<T>): Promise<T> {
     const workerId = this.id;
+    if (workerId !== null && this.currentState === "draining") {
+      throw new WorkerDrainingError(workerId, this.drain?.deadline);
+    }
     if (workerId === null || this.currentState !== "running") {
       throw new Error(`WorkerNode.runTask() needs a running node, but it is ${this.currentState}`);
     }
-    await this.client.updateTaskCount(workerId, 1);
-    const startedAt = this.clock();
+    // Counted before the count is raised, so that a drain beginning meanwhile waits for this call.
+    const ticket = this.tasks.begin();
+    try {
+      return await this.runCounted(workerId, task, ticket.started, ticket.worked);
+    } finally {
+      ticket.end();
+    }
+  }
+
+  /**
+   * Drains, then unregisters the worker, half-closes the stream (cancelling
+   * it if the server has not closed it within `closeTimeoutMs`), clears
+   * every timer and closes the node's own client. Nothing the node started
+   * keeps the event loop alive afterwards.
+   *
+   * The drain: `runTask` refuses new tasks at once, the registry is told
+   * (DrainWorker, with the worker's own token; its grace is `drainTimeoutMs`,
+   * at least 1 s), so orchestrators stop choosing the worker, and the
+   * running tasks finish with their bookkeeping, for at most
+   * `drainTimeoutMs` (default: the node's, 30000). Then `'drained'` and
+   * `'stopped'` are emitted. If the registry cannot be reached, the node
+   * drains all the same and the time stop() takes stays bounded (each call
+   * has its deadline). Idempotent: later calls return the same promise; one
+   * during a drain the registry asked for bounds that drain's wait.
+   *
+   * @throws RangeError for a drainTimeoutMs that is negative or not finite
+   *   (the node is left as it was).
+   * @throws RegistryClientError if unregistering failed for a reason other
+   *   than NOT_FOUND; everything else has been released all the same.
+   */
+  stop(options: StopOptions = {}): Promise<void> {
+    const drainTimeoutMs = options.drainTimeoutMs ?? this.options.drainTimeoutMs;
+    try {
+      checkDrainTimeout(drainTimeoutMs);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.stopping ??= this.shutdown(drainTimeoutMs);
+    return this.stopping;
+  }
+
+  private async shutdown(drainTimeoutMs: number): Promise<void> {
+    if (this.currentState !== "running" && this.currentState !== "draining") {
+      // Idle or still registering (no task can have run), or already released after a drain.
+      return this.releaseOnce(undefined);
+    }
+    const drain = this.beginDrain();
+    const timeout = setTimeout(() => drain.end("timeout"), drainTimeoutMs);
+    try {
+      if (!drain.announced) {
+        await this.requestDrain(drain, drainTimeoutMs);
+        this.announceDrain(drain, "stop");
+      }
+      const reason = await drain.ended;
+      await this.releaseOnce(reason);
+    } finally {
+      clearTimeout(timeout);
+    }
+  }
+
+  /** Tells the registry the worker drains, and takes note of the deadline it sets. Failures leave a local drain. */
+  private async requestDrain(drain: Drain, drainTimeoutMs: number): Promise<void> {
+    const workerId = this.id;
+    if (workerId === null || this.releasedId === workerId) return;
+    // A recovery may be registering again: drain the record it leaves.
+    await this.link.settled();
+    try {
+      const graceMs = Math.min(MAX_GRACE_MS, Math.max(MIN_GRACE_MS, drainTimeoutMs));
+      const worker = await this.client.drainWorker(this.id ?? workerId, { graceMs });
+      this.setDeadline(drain, worker.drainDeadline);
+    } catch (error) {
+      // Unreachable, or a registry from before draining: the node still drains by itself.
+      if (error instanceof RegistryClientError && recordLost(error.code, error.details)) {
+        this.recordGone(error.removalReason);
+      }
+    }
+  }
+
+  /** The node's own part of a drain: refuse new tasks from now on, and end the drain when the running ones are done. */
+  private beginDrain(): Drain {
+    if (this.drain !== null) return this.drain;
+    let end!: (reason: DrainEndReason) => void;
+    const ended = new Promise<DrainEndReason>((resolve) => (end = resolve));
+    const drain: Drain = { deadline: undefined, announced: false, ended, end, deadlineTimer: null };
+    void ended.then(() => this.clearDeadlineTimer(drain));
+    this.drain = drain;
+    this.currentState = "draining";
+    void this.tasks.whenIdle().then(() => drain.end("drained"));
+    return drain;
+  }
+
+  private announceDrain(drain: Drain, requestedBy: "registry" | "stop"): void {
+    if (drain.announced) return;
+    drain.announced = true;
+    this.emit("draining", { workerId: this.id ?? "", deadline: drain.deadline, runningTasks: this.tasks.running, requestedBy });
+  }
+
+  /** Takes the registry's deadline (only ever an earlier one) and ends the drain when it passes. */
+  private setDeadline(drain: Drain, deadline: Date | undefined): void {
+    if (deadline === undefined || (drain.deadline !== undefined && drain.deadline <= deadline)) return;
+    drain.deadline = deadline;
+    this.clearDeadlineTimer(drain);
+    const delayMs = Math.max(0, deadline.getTime() - this.options.wallClock());
+    drain.deadlineTimer = setTimeout(() => {
+      drain.deadlineTimer = null;
+      drain.end(this.tasks.running === 0 ? "drained" : "deadline");
+    }, delayMs);
+  }
+
+  private clearDeadlineTimer(drain: Drain): void {
+    if (drain.deadlineTimer !== null) {
+      clearTimeout(drain.deadlineTimer);
+      drain.deadlineTimer = null;
+    }
+  }
+
+  /**
+   * The registry drains the worker (a reply said so, or a bookkeeping answer
+   * showed it draining): the node drains, and leaves when it is done.
+   */
+  private drainRequested(deadline: Date | undefined): void {
+    if (!this.live) return;
+    const drain = this.beginDrain();
+    this.setDeadline(drain, deadline);
+    if (drain.announced || this.stopping !== null) {
+      // Announced already, or stop() is draining and announces and finishes the drain itself.
+      return;
+    }
+    this.announceDrain(drain, "registry");
+    // The registry asked for this drain and removes the worker at its deadline
+    // whatever happens, so a failed unregister here is no one's to handle.
+    void drain.ended.then((reason) => this.releaseOnce(reason)).catch(() => undefined);
+  }
+
+  /**
+   * The registry no longer holds the record, removed for `reason` if it
+   * said: during a drain, or when it was removed because it drained, that
+   * ends the drain. With no task running the end waits for the bookkeeping
+   * in flight, so that 'drained' comes after every task is settled.
+   */
+  private recordGone(reason?: RemovalReason): void {
+    if (this.id !== null) this.releasedId = this.id;
+    if (removedByDrain(reason)) this.drainRequested(undefined);
+    if (this.tasks.running > 0) this.drain?.end(reason === "drain-deadline" ? "deadline" : "removed");
+  }
+
+  /** A bookkeeping answer shows the worker: one that drains is drained. */
+  private noteState(worker: WorkerInfo): void {
+    if (worker.state === "draining") this.drainRequested(worker.drainDeadline);
+  }
+
+  /** Whether `error` says the record is gone in a way that ends the node: while draining, or because it drained. */
+  private endsTheNode(error: unknown): error is RegistryClientError {
+    return error instanceof RegistryClientError && recordLost(error.code, error.details) && (this.drain !== null || removedByDrain(error.removalReason));
+  }
+
+  private releaseOnce(drainReason: DrainEndReason | undefined): Promise<void> {
+    this.releasing ??= this.release(drainReason);
+    return this.releasing;
+  }
+
+  /** Unregisters, closes the stream and the own client, and reports the end. Runs once. */
+  private async release(drainReason: DrainEndReason | undefined): Promise<void> {
+    this.currentState = "stopping";
+    // Detached first, so that a reply arriving while we wait below cannot
+    // schedule another heartbeat.
+    const session = this.link.detach();
+    if (this.drain !== null) this.clearDeadlineTimer(this.drain);
+    await this.registering;
+    // A recovery under way finds the node no longer live, and cancels any stream it opened.
+    await this.link.settled();
+    let failure: unknown;
+    const workerId = this.id;
+    if (workerId !== null && this.releasedId !== workerId) {
+      // Given up before the call, so that tasks still running skip their bookkeeping.
+      this.releasedId = workerId;
+      try {
+        await this.client.unregisterWorker(workerId);
+      } catch (error) {
+        if (!(error instanceof RegistryClientError && recordLost(error.code, error.details))) {
+          failure = error;
+        }
+      }
+    }
+    if (session !== null) {
+      await session.finish(this.options.closeTimeoutMs);
+    }
+    if (this.ownsClient) {
+      this.client.close();
+    }
+    this.currentState = "stopped";
+    if (drainReason !== undefined) {
+      this.emit("drained", { workerId: workerId ?? "", reason: drainReason, runningTasks: this.tasks.running });
+    }
+    this.emit("stopped", { workerId });
+    if (failure !== undefined) {
+      throw failure;
+    }
+  }
+
+  private async runCounted<T>(workerId: string, task: () => T | Promise<T>, started: () => void, worked: () => void): Promise<T> {
+    try {
+      this.noteState(await this.client.updateTaskCount(workerId, 1));
+    } catch (error) {
+      if (this.endsTheNode(error)) this.recordGone(error.removalReason);
+      if (this.drain !== null) throw new WorkerDrainingError(workerId, this.drain.deadline, { cause: error });
+      throw error;
+    }
+    if (this.currentState !== "running") {
+      // The drain began while the count went up: the task has not started, so it is refused like any later one.
+      await this.client.updateTaskCount(workerId, -1).catch(() => undefined);
+      throw new WorkerDrainingError(workerId, this.drain?.deadline);
+    }
+    started();
+    const startedAt = this.options.clock();
     let outcome: { ok: true; value: T } | { ok: false; error: unknown };
     try {
       outcome = { ok: true, value: await task() };
     } catch (error) {
       outcome = { ok: false, error };
     }
-    const durationMs = Math.max(0, this.clock() - startedAt);
+    worked();
+    const durationMs = Math.max(0, this.options.clock() - startedAt);
     const bookkeepingErrors: unknown[] = [];
-    // After a re-registration or stop() the record this task was counted in is
-    // gone (or about to be): there is nothing left to correct, and a failure
-    // to correct it is no failure of the task.
-    const recordStillOurs = (): boolean => this.id === workerId && this.currentState === "running";
-    const keepBooks = async (step: () => Promise<unknown>): Promise<void> => {
+    // After a re-registration, or once the record is given up, there is
+    // nothing left to correct, and a failure to correct it is no failure of the task.
+    const recordStillOurs = (): boolean => this.id === workerId && this.releasedId !== workerId;
+    const keepBooks = async (step: () => Promise<WorkerInfo>): Promise<void> => {
       if (!recordStillOurs()) {
         return;
       }
       try {
-        await step();
+        this.noteState(await step());
       } catch (error) {
-        if (recordStillOurs()) {
+        if (this.endsTheNode(error)) {
+          // Removed while draining (its deadline, or an operator), or because it drained.
+          this.recordGone(error.removalReason);
+        } else if (recordStillOurs()) {
           bookkeepingErrors.push(error);
         }
       }
@@ -332,265 +467,8 @@ export class WorkerNode extends EventEmitter<WorkerNodeEvents> {
     return outcome.value;
   }
 
-  /**
-   * Unregisters the worker, half-closes the stream (cancelling it if the
-   * server has not closed it within `closeTimeoutMs`), clears every timer and
-   * closes the node's own client. Nothing the node started keeps the event
-   * loop alive afterwards. Idempotent: later calls return the same promise.
-   *
-   * @throws RegistryClientError if unregistering failed for a reason other
-   *   than NOT_FOUND; everything else has been released all the same.
-   */
-  stop(): Promise<void> {
-    this.stopping ??= this.shutdown();
-    return this.stopping;
+  /** Whether the node keeps its stream: running, or draining. */
+  private get live(): boolean {
+    return this.currentState === "running" || this.currentState === "draining";
   }
-
-  private async shutdown(): Promise<void> {
-    this.currentState = "stopping";
-    // Detached first, so that a reply arriving while we wait below cannot
-    // schedule another heartbeat.
-    const session = this.session;
-    this.session = null;
-    this.clearTimers();
-    await this.inflight;
-    let failure: unknown;
-    if (this.id !== null) {
-      try {
-        await this.client.unregisterWorker(this.id);
-      } catch (error) {
-        if (!(error instanceof RegistryClientError && recordLost(error.code, error.details))) {
-          failure = error;
-        }
-      }
-    }
-    if (session !== null) {
-      await this.finishStream(session);
-    }
-    if (this.ownsClient) {
-      this.client.close();
-    }
-    this.currentState = "stopped";
-    this.emit("stopped", { workerId: this.id });
-    if (failure !== undefined) {
-      throw failure;
-    }
-  }
-
-  /** Keeps a background step visible to stop(); steps never reject. */
-  private track(step: Promise<void>): void {
-    const tracked = step.finally(() => {
-      if (this.inflight === tracked) {
-        this.inflight = null;
-      }
-    });
-    this.inflight = tracked;
-  }
-
-  /** Registers again if the record was lost, then opens a stream. Failures schedule the next attempt. */
-  private async recover(): Promise<void> {
-    if (this.needsRegistration) {
-      let worker: WorkerInfo;
-      try {
-        worker = await this.client.registerWorker(this.registration);
-      } catch (error) {
-        this.scheduleReconnect(RegistryClientError.from("registerWorker", error));
-        return;
-      }
-      const previousId = this.id ?? "";
-      // Set even when stopping, so that stop() unregisters the new record.
-      this.id = worker.id;
-      this.needsRegistration = false;
-      if (this.currentState !== "running") {
-        return;
-      }
-      this.emit("reregistered", { previousId, workerId: worker.id, worker });
-    }
-    await this.openStream();
-  }
-
-  private async openStream(): Promise<void> {
-    let stream: HeartbeatStream;
-    let address: string;
-    try {
-      ({ stream, address } = await this.client[registryCalls].openHeartbeatStream(this.id ?? undefined));
-    } catch (error) {
-      this.scheduleReconnect(RegistryClientError.from("heartbeatStream", error));
-      return;
-    }
-    const session: Session = { stream, address, confirmed: false, ended: false, awaiting: null, health: undefined };
-    // The outcome is read from 'status', which grpc-js emits once for every
-    // ending; this listener only keeps an error status from being thrown.
-    stream.on("error", () => undefined);
-    stream.on("status", (finalStatus: grpc.StatusObject) => this.onStreamEnded(session, finalStatus));
-    stream.on("data", (reply: HeartbeatStreamResponse) => this.onReply(session, reply));
-    if (this.currentState !== "running") {
-      session.ended = true;
-      stream.cancel();
-      return;
-    }
-    this.session = session;
-    this.sendHeartbeat(session);
-  }
-
-  private sendHeartbeat(session: Session): void {
-    this.heartbeatTimer = null;
-    if (this.session !== session || this.id === null) {
-      return;
-    }
-    // sequence is a uint32 on the wire; wrapping after 2^32 heartbeats keeps it valid.
-    this.sequence = (this.sequence + 1) % 2 ** 32;
-    session.awaiting = this.sequence;
-    session.stream.write(create(HeartbeatStreamRequestSchema, { workerId: this.id, sequence: this.sequence }));
-    this.replyTimer = setTimeout(() => {
-      this.replyTimer = null;
-      this.abandon(
-        session,
-        new RegistryClientError(
-          "heartbeatStream",
-          grpc.status.DEADLINE_EXCEEDED,
-          `no heartbeat reply within ${this.replyTimeoutMs}ms`,
-        ),
-      );
-    }, this.replyTimeoutMs);
-  }
-
-  private onReply(session: Session, reply: HeartbeatStreamResponse): void {
-    // A reply to an earlier heartbeat (or from a stream already given up) must
-    // not start a second heartbeat chain.
-    if (this.session !== session || session.awaiting === null || Number(reply.sequence) !== session.awaiting) {
-      return;
-    }
-    session.awaiting = null;
-    this.clearTimer("replyTimer");
-    const workerId = this.id ?? reply.workerId;
-    if (!session.confirmed) {
-      session.confirmed = true;
-      this.failures = 0;
-      this.emit("connected", { workerId, reconnects: this.streamsConfirmed, address: session.address });
-      this.streamsConfirmed += 1;
-    }
-    const health = healthName(reply.healthStatus);
-    const previous = session.health;
-    session.health = health;
-    if (previous !== health) {
-      this.emit("health", { workerId, from: previous, to: health });
-      if (health === "healthy") {
-        this.emit("healthy", { workerId });
-      }
-    }
-    const nextHeartbeatMs = this.nextHeartbeatMs(durationMsOf(reply.nextHeartbeatInterval));
-    this.emit("heartbeat", { workerId, sequence: Number(reply.sequence), healthStatus: health, nextHeartbeatMs });
-    if (this.session === session) {
-      this.heartbeatTimer = setTimeout(() => this.sendHeartbeat(session), nextHeartbeatMs);
-    }
-  }
-
-  private onStreamEnded(session: Session, finalStatus: grpc.StatusObject): void {
-    if (session.ended) {
-      return;
-    }
-    session.ended = true;
-    if (this.session !== session) {
-      return;
-    }
-    this.session = null;
-    this.clearTimer("heartbeatTimer");
-    this.clearTimer("replyTimer");
-    if (this.currentState !== "running") {
-      return;
-    }
-    if (recordLost(finalStatus.code, finalStatus.details)) {
-      this.needsRegistration = true;
-    }
-    this.scheduleReconnect(RegistryClientError.fromStatus("heartbeatStream", finalStatus));
-  }
-
-  /**
-   * Gives up on a stream that stopped answering and reconnects, on another
-   * address if the client has several: a replica that takes a heartbeat and
-   * never answers (hung, or cut off behind a half-open connection) would
-   * otherwise get every new stream too.
-   */
-  private abandon(session: Session, error: RegistryClientError): void {
-    if (this.session !== session) {
-      return;
-    }
-    this.session = null;
-    session.ended = true;
-    this.clearTimer("heartbeatTimer");
-    session.stream.cancel();
-    this.client[registryCalls].reportFailure(session.address, error.code);
-    this.scheduleReconnect(error);
-  }
-
-  private scheduleReconnect(error: RegistryClientError): void {
-    if (this.currentState !== "running") {
-      return;
-    }
-    const attempt = this.failures;
-    this.failures += 1;
-    const delayMs = fullJitterDelayMs(attempt, this.backoff, this.random);
-    this.emit("reconnecting", { workerId: this.id ?? "", attempt: attempt + 1, delayMs, error });
-    this.clearTimer("reconnectTimer");
-    this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = null;
-      this.track(this.recover());
-    }, delayMs);
-  }
-
-  private nextHeartbeatMs(serverIntervalMs: number | undefined): number {
-    if (serverIntervalMs === undefined || !(serverIntervalMs > 0)) {
-      return this.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
-    }
-    return this.heartbeatIntervalMs === undefined ? serverIntervalMs : Math.min(serverIntervalMs, this.heartbeatIntervalMs);
-  }
-
-  /** Half-closes the stream and waits for the server's status, cancelling after closeTimeoutMs. */
-  private finishStream(session: Session): Promise<void> {
-    if (session.ended) {
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        session.stream.cancel();
-        done();
-      }, this.closeTimeoutMs);
-      const done = (): void => {
-        clearTimeout(timer);
-        session.ended = true;
-        resolve();
-      };
-      session.stream.once("status", done);
-      try {
-        session.stream.end();
-      } catch {
-        session.stream.cancel();
-      }
-    });
-  }
-
-  private clearTimers(): void {
-    this.clearTimer("heartbeatTimer");
-    this.clearTimer("replyTimer");
-    this.clearTimer("reconnectTimer");
-  }
-
-  private clearTimer(name: "heartbeatTimer" | "replyTimer" | "reconnectTimer"): void {
-    const timer = this[name];
-    if (timer !== null) {
-      clearTimeout(timer);
-      this[name] = null;
-    }
-  }
-}
-
-/**
- * Whether a status says the registry no longer has the worker's record:
- * NOT_FOUND, or, with authentication on, UNAUTHENTICATED for the worker's
- * own token, which dies with its record ("worker … not found: its token is no
- * longer valid").
- */
-function recordLost(code: grpc.status, details: string): boolean {
-  return code === grpc.status.NOT_FOUND || (code === grpc.status.UNAUTHENTICATED && details.includes("not found"));
 }

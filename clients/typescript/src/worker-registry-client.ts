@@ -1,15 +1,20 @@
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
-import type { LoadBalancingOptions, WithWorkerOptions, WorkerRegistryClientOptions } from "./client-options.js";
+import type { DrainOptions, LoadBalancingOptions, WithWorkerOptions, WorkerRegistryClientOptions } from "./client-options.js";
 import type { Worker } from "./gen/sentinel/registry/v1/worker_pb.js";
-import { RegistryCalls, type FilterInit, type HeartbeatStream, type OutputOf } from "./registry-calls.js";
+import { RegistryCalls, type HeartbeatStream, type OutputOf } from "./registry-calls.js";
 import { NoWorkerAvailableError, RegistryClientError } from "./registry-client-error.js";
+import type { WorkerWatchEvent } from "./worker-event.js";
+import { filterOf, watchFilterOf } from "./worker-filter.js";
+import { listWorkers } from "./worker-listing.js";
+import { runWithWorker } from "./with-worker.js";
 import {
-  healthValue,
   releaseOutcomeName,
   toEvictionInfo,
   toRankedWorkerInfo,
   toRegistryStats,
   toWorkerAcquisition,
+  toWorkerHeartbeat,
   toWorkerInfo,
   type EvictionInfo,
   type RankedWorkerInfo,
@@ -17,10 +22,10 @@ import {
   type ReleaseOutcome,
   type TaskCompletion,
   type WorkerAcquisition,
+  type WorkerHeartbeat,
   type WorkerInfo,
   type WorkerQuery,
   type WorkerRegistration,
-  type WorkerWatchEvent,
 } from "./worker-info.js";
 import { compileWatchOptions, watchWorkerEvents, type WatchWorkersOptions, type WorkerWatchQuery } from "./worker-watch.js";
 
@@ -101,6 +106,8 @@ export class WorkerRegistryClient {
       nodeId: registration.nodeId,
       capabilities: [...registration.capabilities],
       maxConcurrentTasks: registration.maxConcurrentTasks,
+      labels: { ...registration.labels },
+      version: registration.version ?? "",
     });
     const worker = workerOf("registerWorker", response.worker);
     this.calls.rememberWorkerToken(worker.id, response.workerToken);
@@ -128,13 +135,19 @@ export class WorkerRegistryClient {
 
   /**
    * Marks a worker alive now (one unary call; `WorkerNode` uses the stream
-   * instead). Not retried.
+   * instead). Resolves with the worker and `drainRequested`: when true, the
+   * worker should take no new task, finish what it runs, and expect to be
+   * removed at the latest at `drainDeadline`. Not retried.
    *
-   * @throws RegistryClientError NOT_FOUND if the worker was unregistered or cleaned up: re-register.
+   * @throws RegistryClientError NOT_FOUND if the worker was unregistered or
+   *   cleaned up (re-register), or removed after a drain (do not).
    */
-  async heartbeat(workerId: string): Promise<WorkerInfo> {
+  async heartbeat(workerId: string): Promise<WorkerHeartbeat> {
     const response = await this.calls.unary("heartbeat", { workerId });
-    return workerOf("heartbeat", response.worker);
+    if (response.worker === undefined) {
+      throw new RegistryClientError("heartbeat", grpc.status.INTERNAL, "heartbeat response carried no worker");
+    }
+    return toWorkerHeartbeat(response);
   }
 
   /**
@@ -180,7 +193,7 @@ export class WorkerRegistryClient {
    * @throws RegistryClientError INTERNAL if the server repeats a page token.
    */
   async discoverWorkers(query: WorkerQuery = {}): Promise<WorkerInfo[]> {
-    return (await this.listWorkers(filterOf(query))).workers;
+    return (await listWorkers(this.calls, filterOf(query), this.discoverPageSize)).workers;
   }
 
   /**
@@ -284,21 +297,7 @@ export class WorkerRegistryClient {
     task: (worker: RankedWorkerInfo, acquisition: WorkerAcquisition) => T | Promise<T>,
     options: WithWorkerOptions = {},
   ): Promise<T> {
-    const acquisition = await this.acquireWorker(query);
-    const startedAt = this.clock();
-    let success = false;
-    try {
-      const result = await task(acquisition.worker, acquisition);
-      success = true;
-      return result;
-    } finally {
-      const durationMs = Math.max(0, this.clock() - startedAt);
-      try {
-        await this.releaseWorker(acquisition.reservationId, { success, durationMs });
-      } catch (error) {
-        reportReleaseFailure(RegistryClientError.from("releaseWorker", error), acquisition, options.onReleaseError);
-      }
-    }
+    return runWithWorker(this, this.clock, query, task, options);
   }
 
   /**
@@ -334,17 +333,13 @@ export class WorkerRegistryClient {
    *   cure: UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT, INTERNAL, ...
    */
   watchWorkers(query: WorkerWatchQuery = {}, options: WatchWorkersOptions = {}): AsyncIterable<WorkerWatchEvent> {
-    const capacity = (query as WorkerQuery).minAvailableCapacity;
-    if (capacity !== undefined && capacity !== 0) {
-      throw new RangeError(`watchWorkers cannot filter on minAvailableCapacity (it changes with nearly every event), got ${capacity}`);
-    }
-    const filter = filterOf({ capabilities: query.capabilities, healthStatus: query.healthStatus });
+    const filter = watchFilterOf(query);
     const stop = new AbortController();
     const compiled = compileWatchOptions(options, stop.signal);
     const transport = {
       currentRevision: async () => Number((await this.calls.unary("discoverWorkers", { filter, pageSize: 1, pageToken: "" })).revision),
       open: (startRevision: number) => this.calls.openWatch(filter, startRevision),
-      list: () => this.listWorkers(filter),
+      list: () => listWorkers(this.calls, filter, this.discoverPageSize),
     };
     const watches = this.watches;
     const calls = this.calls;
@@ -360,6 +355,68 @@ export class WorkerRegistryClient {
         options.signal?.removeEventListener("abort", abort);
       }
     })();
+  }
+
+  /**
+   * Takes a worker out of rotation: `getWorkersForLoadBalancing` and
+   * `acquireWorker` skip it, while it keeps heartbeating, keeps its health,
+   * and its running tasks and reservations finish normally. Resolves with the
+   * worker after the call (`state: 'cordoned'`). Needs an orchestrator or
+   * admin token. Cordoning a cordoned worker changes nothing, so the call is
+   * retried on UNAVAILABLE.
+   *
+   * @throws RegistryClientError NOT_FOUND for an unknown worker;
+   *   FAILED_PRECONDITION for a draining one (it stays draining);
+   *   PERMISSION_DENIED for a token without the role.
+   */
+  async cordonWorker(workerId: string): Promise<WorkerInfo> {
+    const response = await this.calls.unary("cordonWorker", { workerId });
+    return workerOf("cordonWorker", response.worker);
+  }
+
+  /**
+   * Puts a cordoned worker back in rotation (an active one stays active).
+   * Resolves with the worker after the call (`state: 'active'`). Needs an
+   * orchestrator or admin token. Retried on UNAVAILABLE, as a repeat changes
+   * nothing.
+   *
+   * @throws RegistryClientError NOT_FOUND for an unknown worker;
+   *   FAILED_PRECONDITION for a draining one (only its re-registration
+   *   undoes a drain); PERMISSION_DENIED for a token without the role.
+   */
+  async uncordonWorker(workerId: string): Promise<WorkerInfo> {
+    const response = await this.calls.unary("uncordonWorker", { workerId });
+    return workerOf("uncordonWorker", response.worker);
+  }
+
+  /**
+   * Takes a worker out of rotation for good: its heartbeat replies carry
+   * `drainRequested` and the deadline (a `WorkerNode` then finishes its
+   * running tasks and leaves), and the registry removes it once its tasks
+   * and reservations reach zero (event `'unregistered'`, reason
+   * `'drained'`), or at the deadline whatever it still runs (reason
+   * `'drain-deadline'`). Resolves with the worker after the call (`state:
+   * 'draining'`, `drainDeadline` set). Needs an orchestrator or admin token,
+   * or the worker's own token for itself. Draining again keeps the earlier
+   * deadline if it is sooner, so the call is retried on UNAVAILABLE (a retry
+   * may then answer NOT_FOUND: the first attempt drained an idle worker,
+   * which the registry removed at once).
+   *
+   * @throws RangeError for a `graceMs` that is not a finite number.
+   * @throws RegistryClientError NOT_FOUND for an unknown worker;
+   *   INVALID_ARGUMENT for a grace outside 1 s to 7 days; PERMISSION_DENIED
+   *   for a token without the role, or another worker's token.
+   */
+  async drainWorker(workerId: string, options: DrainOptions = {}): Promise<WorkerInfo> {
+    const { graceMs } = options;
+    if (graceMs !== undefined && !Number.isFinite(graceMs)) {
+      throw new RangeError(`graceMs must be a finite number of milliseconds, got ${graceMs}`);
+    }
+    const response = await this.calls.unary("drainWorker", {
+      workerId,
+      grace: graceMs === undefined ? undefined : durationFromMs(graceMs),
+    });
+    return workerOf("drainWorker", response.worker);
   }
 
   /**
@@ -410,60 +467,6 @@ export class WorkerRegistryClient {
   close(): void {
     for (const watch of this.watches) watch.abort();
     this.calls.close();
-  }
-
-  /**
-   * Every worker matching `filter`, following page tokens, and the revision
-   * of the first page: the listing shows the registry as of that revision or
-   * later, so that watching from `revision + 1` misses nothing.
-   */
-  private async listWorkers(filter: FilterInit): Promise<{ revision: number; workers: WorkerInfo[] }> {
-    const workers: WorkerInfo[] = [];
-    let revision: number | undefined;
-    let pageToken = "";
-    do {
-      const page = await this.calls.unary("discoverWorkers", { filter, pageSize: this.discoverPageSize, pageToken });
-      revision ??= Number(page.revision);
-      for (const worker of page.workers) {
-        workers.push(toWorkerInfo(worker));
-      }
-      // A server that hands back the token it was given would loop us forever.
-      if (page.nextPageToken !== "" && page.nextPageToken === pageToken) {
-        throw new RegistryClientError("discoverWorkers", grpc.status.INTERNAL, `the registry repeated page token ${JSON.stringify(pageToken)}`);
-      }
-      pageToken = page.nextPageToken;
-    } while (pageToken !== "");
-    return { revision, workers };
-  }
-}
-
-function filterOf(query: WorkerQuery): FilterInit {
-  return {
-    capabilities: [...(query.capabilities ?? [])],
-    healthStatuses: (query.healthStatus ?? []).map(healthValue),
-    minAvailableCapacity: query.minAvailableCapacity ?? 0,
-  };
-}
-
-function reportReleaseFailure(
-  error: RegistryClientError,
-  acquisition: WorkerAcquisition,
-  onReleaseError: WithWorkerOptions["onReleaseError"],
-): void {
-  const warn = () =>
-    process.emitWarning(
-      `releaseWorker failed for reservation ${acquisition.reservationId}: ${error.message}; the registry frees the slot at ${acquisition.expiresAt.toISOString()}`,
-      { type: "RegistryClientWarning", code: error.codeName },
-    );
-  if (onReleaseError === undefined) {
-    warn();
-    return;
-  }
-  try {
-    onReleaseError(error, acquisition);
-  } catch {
-    // The callback's own failure must not replace the task's outcome either.
-    warn();
   }
 }
 

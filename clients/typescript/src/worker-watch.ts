@@ -3,12 +3,14 @@ import { setTimeout as delay } from "node:timers/promises";
 import { backoffCeilingMs, fullJitterDelayMs, type BackoffPolicy, type RandomSource } from "./backoff.js";
 import type { WorkerEvent } from "./gen/sentinel/registry/v1/registry_service_pb.js";
 import { RegistryClientError } from "./registry-client-error.js";
-import { toWorkerChangeEvent, type WorkerHealth, type WorkerInfo, type WorkerWatchEvent } from "./worker-info.js";
+import { toWorkerChangeEvent, type WorkerWatchEvent } from "./worker-event.js";
+import type { WorkerHealth, WorkerInfo } from "./worker-info.js";
 
 /**
  * Which workers a watch reports. An event is reported when the worker has
- * every capability and its health before or after the event is one of
- * `healthStatus` (absent or empty: any). There is no capacity condition:
+ * every capability, its health before or after the event is one of
+ * `healthStatus` (absent or empty: any), its labels match `labelSelector`
+ * and its version is one of `versions`. There is no capacity condition:
  * capacity changes with nearly every event.
  */
 export interface WorkerWatchQuery {
@@ -16,6 +18,10 @@ export interface WorkerWatchQuery {
   capabilities?: string[];
   /** The worker's health before or after the event must be one of these. Default: any. */
   healthStatus?: WorkerHealth[];
+  /** Kubernetes' set-based label selector, as for `discoverWorkers` (`zone=eu-1,gpu in (a100,h100)`). Default: any labels. */
+  labelSelector?: string;
+  /** The worker's version must be one of these. Default: any. */
+  versions?: string[];
 }
 
 /** Options of `watchWorkers`. Every field is optional. */

@@ -3,8 +3,10 @@
 // JSDoc (tsconfig.json here). This one wires them together:
 // - feed.js follows the server's event stream and hands each message to state.js, which applies it and marks what
 //   changed; rendering.js (and table.js for the workers table) draws that on the next animation frame;
-// - the controls (filters, column headers, scrolling) change what the table shows.
+// - the controls (filters, column headers, scrolling) change what the table shows;
+// - actions.js asks what the operator may do once the feed is live, and sends the actions of the rows' buttons.
 
+import { act, isWorkerAction, refreshPermissions } from "./actions.js";
 import { el } from "./elements.js";
 import { followFeed } from "./feed.js";
 import { requestRender, showConnection } from "./rendering.js";
@@ -63,6 +65,15 @@ for (const th of el.headers) {
     resetScroll();
   });
 }
+// One listener for every button of the table: rows are recycled as the view scrolls, so a button is known by its row.
+el.rows.addEventListener("click", (event) => {
+  const button = event.target instanceof Element ? event.target.closest("button[data-action]") : null;
+  const row = button?.closest("tr.row");
+  if (!(button instanceof HTMLButtonElement) || !(row instanceof HTMLTableRowElement)) return;
+  const action = button.dataset.action;
+  const workerId = row.dataset.workerId;
+  if (isWorkerAction(action) && workerId !== undefined) void act(workerId, action);
+});
 el.scroller.addEventListener("scroll", redrawRows, { passive: true });
 window.addEventListener("resize", redrawRows);
 // Ages and change highlights move with time, not only with messages.
@@ -73,6 +84,8 @@ followFeed({
   snapshot(message) {
     applySnapshot(message);
     requestRender();
+    // On every connection: the token may be new.
+    void refreshPermissions();
   },
   events(message) {
     applyEvents(message);

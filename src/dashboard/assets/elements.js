@@ -18,10 +18,12 @@ function find(selector, type) {
 
 export const el = {
   connection: find("#connection", HTMLElement),
+  replica: find("#replica", HTMLElement),
   tokenForm: find("#token-form", HTMLFormElement),
   tokenInput: find("#token-input", HTMLInputElement),
   stale: find("#stale", HTMLElement),
   eviction: find("#eviction", HTMLElement),
+  actionError: find("#action-error", HTMLElement),
   capacityBar: find("#capacity-bar", HTMLElement),
   capacityFill: find("#capacity-fill", HTMLElement),
   capacityText: find("#capacity-text", HTMLElement),
@@ -33,6 +35,7 @@ export const el = {
   healthFilter: find("#filter-health", HTMLSelectElement),
   shown: find("#shown", HTMLElement),
   scroller: find("#scroller", HTMLElement),
+  table: find("#workers", HTMLTableElement),
   rows: find("#rows", HTMLTableSectionElement),
   legend: find("#legend", HTMLElement),
   /** The table's column headers, each with the sort key it stands for in data-sort. */

@@ -72,15 +72,21 @@ export async function followFeed(handlers) {
 }
 
 /**
- * Opens the event stream: the one place that adds request headers.
+ * The header that carries the operator's token, if one was entered: the one
+ * place that reads it, for the feed and the actions alike.
+ * @returns {Record<string, string>}
+ */
+export function authorizationHeader() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
+/**
+ * Opens the event stream.
  * @param {AbortSignal} signal
  */
 function openStream(signal) {
-  /** @type {Record<string, string>} */
-  const headers = { accept: "text/event-stream" };
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  if (token) headers.authorization = `Bearer ${token}`;
-  return fetch("events", { headers, cache: "no-store", signal });
+  return fetch("events", { headers: { accept: "text/event-stream", ...authorizationHeader() }, cache: "no-store", signal });
 }
 
 /**

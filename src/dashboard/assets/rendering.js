@@ -7,6 +7,7 @@ import { formatCount, formatDuration, formatPercent, formatPriority } from "./fo
 import { dirty, state } from "./state.js";
 import { computeView, renderRows } from "./table.js";
 
+/** @import { DashboardReplica } from "../dashboard-messages.js" */
 /** @import { Connection } from "./feed.js" */
 /** @import { PageWorker } from "./state.js" */
 
@@ -89,12 +90,28 @@ function renderSummary() {
   if (document.body.dataset.connection === "live") {
     el.connection.textContent = `Live · revision ${stats.revision}`;
   }
+  renderReplica(stats.replica);
   const t = state.thresholds;
   if (t !== undefined) {
     el.legend.textContent =
       `✔ healthy: heartbeat within ${formatDuration(t.healthyThresholdMs)} · ▲ degraded: up to ${formatDuration(t.degradedThresholdMs)} · ` +
       `✖ unhealthy: older · workers heartbeat every ${formatDuration(t.heartbeatIntervalMs)} · ages are pushed every second`;
   }
+}
+
+/**
+ * Which registry process the page shows, and where it stands among the replicas: "Replica replica-1 · leader
+ * replica-0 · replication lag 12 ms" (or "leading"). On SQLite, one process: it leads, and nothing replicates.
+ * @param {DashboardReplica} replica
+ */
+function renderReplica(replica) {
+  const role =
+    replica.leading ? "leading" : replica.leader === "" ? "no leader at the moment" : `leader ${replica.leader}`;
+  const parts = [span("", "Replica "), span("mono", replica.id), span("", " · "), span("role", role)];
+  if (replica.store === "sqlite") parts.push(span("", " · SQLite, one process"));
+  else parts.push(span("", ` · replication lag ${formatDuration(replica.lagMs)}`));
+  el.replica.replaceChildren(...parts);
+  el.replica.dataset.leading = String(replica.leading);
 }
 
 /** Flashes the card of each health a worker just entered. */

@@ -5,7 +5,7 @@
 // The page ranks nothing: the top performers are the ids the server sends with every message, in the registry's
 // order, and each worker's priority is the one the server computed.
 
-/** @import { DashboardEvent, DashboardStats, DashboardThresholds, DashboardWorker, EventsMessage, SnapshotMessage, TickMessage, TopPerformers } from "../dashboard-messages.js" */
+/** @import { DashboardEvent, DashboardStats, DashboardThresholds, DashboardWorker, EventsMessage, SnapshotMessage, TickMessage, TopPerformers, WorkerAction } from "../dashboard-messages.js" */
 /** @import { HealthStatus } from "../../domain/health.js" */
 
 /**
@@ -21,11 +21,12 @@
  * @property {number} atMs  the server's wall clock when it happened
  * @property {string} id
  * @property {string} node
- * @property {HealthStatus | "joined" | "left" | "removed (expired)"} to  the new health, or what happened
+ * @property {HealthStatus | "joined" | "cordoned" | "uncordoned" | "draining" | `left${string}` | `removed${string}`} to  the new
+ *   health, the new state, or what happened (`left (drained)`: with why, unless the worker unregistered itself)
  * @property {HealthStatus} [from]  for a health change, the health before
  */
 
-/** @typedef {"id" | "node" | "capabilities" | "health" | "tasks" | "success" | "duration" | "priority" | "heartbeat"} SortKey */
+/** @typedef {"id" | "node" | "version" | "labels" | "capabilities" | "state" | "health" | "tasks" | "success" | "duration" | "priority" | "heartbeat"} SortKey */
 
 const RECENT_CHANGES = 8;
 
@@ -49,6 +50,10 @@ export const state = {
   sort: { key: "health", descending: true },
   /** The server's wall clock at a moment of this page's monotonic clock: heartbeat ages are the server's. */
   clock: { serverMs: 0, atPerfMs: 0 },
+  /** @type {ReadonlySet<WorkerAction>} what the operator's token may do to workers, as the registry said (actions.js) */
+  actions: new Set(),
+  /** @type {Set<string>} workers with an action in flight: their buttons wait */
+  pending: new Set(),
 };
 
 /** What must be drawn again on the next frame. */
@@ -108,7 +113,7 @@ function applyEvent(event) {
   const before = state.workers.get(event.worker.id);
   if (event.type === "unregistered" || event.type === "removed") {
     if (before !== undefined) removeWorker(before);
-    recordChange(event, event.type === "removed" ? "removed (expired)" : "left", undefined);
+    recordChange(event, departure(event), undefined);
     return;
   }
   const next = event.worker;
@@ -120,6 +125,7 @@ function applyEvent(event) {
   // Updated in place, so the rows in view show the change before the next re-sort.
   removeWorker(before);
   const wasHealth = before.health;
+  const wasState = before.state;
   // Heartbeat times also arrive by tick; never go back in time.
   const lastHeartbeatAtMs = Math.max(next.lastHeartbeatAtMs, before.lastHeartbeatAtMs);
   Object.assign(before, next, { lastHeartbeatAtMs });
@@ -129,7 +135,20 @@ function applyEvent(event) {
     recordChange(event, next.health, wasHealth);
     dirty.bumped.add(next.health);
   }
+  if (wasState !== next.state) recordChange(event, next.state === "active" ? "uncordoned" : next.state, undefined);
   addWorker(before);
+}
+
+/**
+ * How a departure reads in "recent changes": with its reason when the
+ * worker did not leave by itself (`left (drained)`, `left (drain deadline)`).
+ * @param {DashboardEvent} event
+ * @returns {Change["to"]}
+ */
+function departure(event) {
+  const reason = event.removalReason;
+  if (event.type === "removed") return reason === undefined || reason === "expired" ? "removed (expired)" : `removed (${reason.replace(/_/g, " ")})`;
+  return reason === undefined || reason === "unregistered" ? "left" : `left (${reason.replace(/_/g, " ")})`;
 }
 
 /** Heartbeat times that changed, the server's clock, the stats. @param {TickMessage} message */

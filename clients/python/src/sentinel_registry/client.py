@@ -2,42 +2,37 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import time
-from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import grpc
 
-from . import models
+from . import models, query
 from ._proto import service_pb2
 from .backoff import Backoff
 from .channel import Metadata, RegistryChannel, RetryPolicy
 from .errors import RegistryError
-from .models import (
-    Acquisition,
-    EvictionResumed,
-    RankedWorker,
-    RegistryStats,
-    ReleaseOutcome,
-    Worker,
-)
+from .lifecycle import LifecycleCalls
+from .models import EvictionResumed, RankedWorker, RegistryStats, Worker
+from .query import HealthQuery
+from .slots import SlotCalls
 from .watch import WorkerWatch
-
-log = logging.getLogger("sentinel_registry.client")
-
-HealthQuery = Union[None, str, Iterable[str]]
 
 # Calls that are safe to repeat, retried on UNAVAILABLE: the reads, and
 # release_worker, which the contract makes idempotent (a retry whose first
 # attempt took effect answers "already-released"). Other writes are not: a
 # registration whose reply was lost may have happened, and repeating it would
-# replace the worker; a repeated task count would count twice.
+# replace the worker; a repeated task count would count twice; cordon,
+# uncordon and drain are writes too.
 _RETRIED = frozenset({"get_worker", "discover_workers", "get_workers_for_load_balancing", "get_registry_stats", "release_worker"})
 
 
-class WorkerRegistryClient:
+class WorkerRegistryClient(SlotCalls, LifecycleCalls):
     """A client of the worker registry, with the usage guide's operations in Python naming.
+
+    Beyond the guide: slots (``acquire_worker``, ``release_worker``,
+    ``worker()``, from :class:`SlotCalls`), the fleet lifecycle
+    (``cordon_worker``, ``uncordon_worker``, ``drain_worker``, from
+    :class:`LifecycleCalls`) and a resuming ``watch_workers``.
 
     Every call either returns plain dataclasses (see :mod:`sentinel_registry.models`)
     or raises :class:`~sentinel_registry.RegistryError` carrying the gRPC code
@@ -96,23 +91,36 @@ class WorkerRegistryClient:
 
     # -- the guide's operations -------------------------------------------------
 
-    def register_worker(self, node_id: str, capabilities: Sequence[str], max_concurrent_tasks: int) -> Worker:
+    def register_worker(
+        self,
+        node_id: str,
+        capabilities: Sequence[str],
+        max_concurrent_tasks: int,
+        *,
+        labels: Optional[Mapping[str, str]] = None,
+        version: str = "",
+    ) -> Worker:
         """Registers a worker and returns it with its new id. Not retried.
 
+        ``labels`` (Kubernetes' rules for keys and values, selected with
+        ``label_selector``) and ``version`` (a build id, selected with
+        ``versions``; "" for unversioned) are kept on the worker as given.
         A registration whose node_id already has a worker replaces that worker.
         The worker's own token, if the server issues one, is remembered and sent
         on later calls that name this worker.
 
         Raises:
             RegistryError: INVALID_ARGUMENT naming the field that breaks its rule.
+            TypeError: for a string as ``capabilities`` or labels that are not strings.
         """
-        if isinstance(capabilities, str):
-            raise TypeError(f"capabilities must be a list of strings, not the string {capabilities!r}")
-        response = self._unary(
-            "register_worker",
-            self._stub.RegisterWorker,
-            service_pb2.RegisterWorkerRequest(node_id=node_id, capabilities=list(capabilities), max_concurrent_tasks=max_concurrent_tasks),
+        request = service_pb2.RegisterWorkerRequest(
+            node_id=node_id,
+            capabilities=query.string_list("capabilities", capabilities),
+            max_concurrent_tasks=max_concurrent_tasks,
+            labels=query.labels(labels),
+            version=version,
         )
+        response = self._unary("register_worker", self._stub.RegisterWorker, request)
         worker = models.to_worker(response.worker)
         if response.worker_token:
             self._calls.remember_worker_token(worker.id, response.worker_token)
@@ -183,15 +191,24 @@ class WorkerRegistryClient:
         capabilities: Optional[Iterable[str]] = None,
         health: HealthQuery = None,
         min_available_capacity: int = 0,
+        *,
+        label_selector: str = "",
+        versions: Optional[Iterable[str]] = None,
     ) -> List[Worker]:
-        """Every worker that matches (all workers with no arguments), ordered by id.
+        """Every worker that matches (all workers with no arguments), ordered by id, whatever its state.
 
         A worker must have all of ``capabilities``, be in one of the ``health``
-        states (a name or a list of names), and have at least
-        ``min_available_capacity`` free slots. Follows page tokens until the
-        last page; each page is retried on UNAVAILABLE.
+        states (a name or a list of names), have at least
+        ``min_available_capacity`` free slots, match ``label_selector``
+        (Kubernetes' set-based syntax: ``"zone=eu-1,tier!=spot,gpu in (a100,h100),!preemptible"``)
+        and have one of ``versions``. Follows page tokens until the last page;
+        each page is retried on UNAVAILABLE.
+
+        Raises:
+            RegistryError: INVALID_ARGUMENT for a selector syntax error, naming its position.
         """
-        workers, _ = self._list("discover_workers", models.worker_filter(capabilities, health, min_available_capacity))
+        worker_filter = query.worker_filter(capabilities, health, min_available_capacity, label_selector, versions)
+        workers, _ = self._list("discover_workers", worker_filter)
         return workers
 
     def get_workers_for_load_balancing(
@@ -200,19 +217,22 @@ class WorkerRegistryClient:
         health: HealthQuery = None,
         min_available_capacity: int = 0,
         limit: Optional[int] = None,
+        *,
+        label_selector: str = "",
+        versions: Optional[Iterable[str]] = None,
     ) -> List[RankedWorker]:
-        """The matching workers ranked for load balancing: healthy before degraded, then highest priority first.
+        """The matching workers in rotation, ranked for load balancing: healthy before degraded, then highest priority first.
 
-        Without ``health`` the server considers healthy and degraded workers.
-        ``limit`` caps the answer (server default 100, at most 10000).
-        Retried on UNAVAILABLE.
+        Filters as :meth:`discover_workers` does; cordoned and draining workers
+        are never ranked. Without ``health`` the server considers healthy and
+        degraded workers. ``limit`` caps the answer (server default 100, at
+        most 10000). Retried on UNAVAILABLE.
         """
+        worker_filter = query.worker_filter(capabilities, health, min_available_capacity, label_selector, versions)
         response = self._unary(
             "get_workers_for_load_balancing",
             self._stub.GetWorkersForLoadBalancing,
-            service_pb2.GetWorkersForLoadBalancingRequest(
-                filter=models.worker_filter(capabilities, health, min_available_capacity), limit=limit or 0
-            ),
+            service_pb2.GetWorkersForLoadBalancingRequest(filter=worker_filter, limit=limit or 0),
         )
         return [models.to_ranked_worker(ranked) for ranked in response.workers]
 
@@ -224,88 +244,7 @@ class WorkerRegistryClient:
         """Ends a pause of eviction now (needs an admin token when authentication is on). Not retried."""
         return models.to_eviction_resumed(self._unary("resume_eviction", self._stub.ResumeEviction, service_pb2.ResumeEvictionRequest()))
 
-    # -- beyond the guide: slots and watch --------------------------------------
-
-    def acquire_worker(
-        self,
-        capabilities: Optional[Iterable[str]] = None,
-        health: HealthQuery = None,
-        min_available_capacity: int = 0,
-    ) -> Acquisition:
-        """Takes a slot on the best-ranked matching worker with a free slot, atomically. Not retried.
-
-        Release it with ``release_worker(acquisition.reservation_id, ...)``
-        when the task ends, or use :meth:`worker`, which always does.
-
-        Raises:
-            NoWorkerAvailableError: no worker matched, or none had a free slot
-                (RESOURCE_EXHAUSTED; the message says which).
-            RegistryError: for any other failure.
-        """
-        response = self._unary(
-            "acquire_worker",
-            self._stub.AcquireWorker,
-            service_pb2.AcquireWorkerRequest(filter=models.worker_filter(capabilities, health, min_available_capacity)),
-        )
-        return models.to_acquisition(response)
-
-    def release_worker(self, reservation_id: str, success: bool, duration_ms: float) -> ReleaseOutcome:
-        """Frees a reservation's slot and records the task's outcome, in one transaction.
-
-        Returns ``"released"``, ``"already-released"`` (a repeat: nothing
-        changed) or ``"expired"`` (the slot had already been taken back; the
-        outcome was recorded). Idempotent, so retried on UNAVAILABLE.
-
-        Raises:
-            RegistryError: NOT_FOUND for a reservation the registry never granted or has forgotten.
-        """
-        response = self._unary(
-            "release_worker",
-            self._stub.ReleaseWorker,
-            service_pb2.ReleaseWorkerRequest(reservation_id=reservation_id, success=success, duration_ms=duration_ms),
-        )
-        return models.to_release_outcome(response.outcome)
-
-    @contextlib.contextmanager
-    def worker(
-        self,
-        capabilities: Optional[Iterable[str]] = None,
-        health: HealthQuery = None,
-        min_available_capacity: int = 0,
-    ) -> Iterator[Acquisition]:
-        """Acquires a slot for the ``with`` block and always releases it.
-
-        The release records ``success`` = the block raised nothing, and the
-        block's duration measured on the monotonic clock::
-
-            with registry.worker(capabilities=["coder"]) as acquired:
-                send_task_to(acquired.worker)
-
-        Raises:
-            NoWorkerAvailableError: on entry, when no worker has a free slot.
-            RegistryError: on exit, if the block succeeded but the release
-                failed. When the block raised, its exception propagates and a
-                failed release is only logged.
-        """
-        acquired = self.acquire_worker(capabilities, health, min_available_capacity)
-        started = time.monotonic()
-        succeeded = False
-        try:
-            yield acquired
-            succeeded = True
-        finally:
-            duration_ms = (time.monotonic() - started) * 1000
-            try:
-                self.release_worker(acquired.reservation_id, succeeded, duration_ms)
-            except RegistryError as error:
-                if succeeded:
-                    raise
-                log.warning(
-                    "release after a failed task failed; the slot returns when the reservation expires: %s, %s: %s",
-                    acquired.reservation_id,
-                    error.code_name,
-                    error.details,
-                )
+    # -- beyond the guide: watch --------------------------------------------------
 
     def watch_workers(
         self,
@@ -313,13 +252,17 @@ class WorkerRegistryClient:
         health: HealthQuery = None,
         start_revision: int = 0,
         *,
+        label_selector: str = "",
+        versions: Optional[Iterable[str]] = None,
         backoff: Optional[Backoff] = None,
     ) -> WorkerWatch:
         """Worker events in revision order, as an iterator that resumes by itself.
 
         Each item is a :class:`~sentinel_registry.WorkerEvent` for a worker
-        that has all of ``capabilities`` and whose health before or after the
-        event is one of ``health`` (any when None). ``start_revision`` is the
+        that has all of ``capabilities``, whose health before or after the
+        event is one of ``health`` (any when None), and that matches
+        ``label_selector`` and ``versions`` (as in :meth:`discover_workers`).
+        ``start_revision`` is the
         first revision to deliver (e.g. ``stats.revision + 1``); 0 means from
         now on, pinned to the registry's revision by a read made here.
 
@@ -338,7 +281,7 @@ class WorkerRegistryClient:
                 cannot be read; while iterating, for failures a retry cannot
                 mend (INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, ...).
         """
-        watch_filter = models.worker_filter(capabilities, health)
+        watch_filter = query.worker_filter(capabilities, health, label_selector=label_selector, versions=versions)
         return WorkerWatch(self, watch_filter, start_revision, backoff or Backoff(base_s=0.25, max_s=10.0))
 
     # -- low level ----------------------------------------------------------------

@@ -1,10 +1,17 @@
-"""The one exception type of the client, and its "no worker available" subclass."""
+"""The one exception type of the client's calls, its "no worker available" subclass, and a draining WorkerNode's refusal."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Optional, Sequence, Tuple
 
 import grpc
+
+REMOVAL_REASON_TRAILER = "sentinel-removal-reason"
+"""The trailing metadata key in which the registry says why a worker it no longer has left."""
+
+DRAIN_REMOVALS = frozenset({"drained", "drain_deadline"})
+"""The removal reasons of a drain: the worker must not register again."""
 
 
 class RegistryError(Exception):
@@ -22,6 +29,8 @@ class RegistryError(Exception):
         details: the status details as the server sent them ("" if none).
         method: the client method that failed, e.g. ``"heartbeat"``.
         trailing_metadata: the call's trailing metadata, as (key, value) pairs.
+        removal_reason: why the registry removed the worker a NOT_FOUND (or a
+            removed worker's UNAUTHENTICATED) is about, when it says.
     """
 
     def __init__(
@@ -42,6 +51,22 @@ class RegistryError(Exception):
     def code_name(self) -> str:
         """The status name, e.g. ``"NOT_FOUND"`` or ``"UNAVAILABLE"``."""
         return self.code.name
+
+    @property
+    def removal_reason(self) -> Optional[str]:
+        """Why the worker is gone, from the ``sentinel-removal-reason`` trailer; None when the registry did not say.
+
+        ``"unregistered"``, ``"expired"``, ``"replaced"``, ``"drained"`` or
+        ``"drain_deadline"`` (the watch's ``removal_reason`` names), sent with
+        a NOT_FOUND, or an UNAUTHENTICATED for a removed worker's own token,
+        when the registry saw the worker leave recently. A registry older
+        than the trailer never sends it.
+        """
+        for key, value in self.trailing_metadata:
+            if str(key).lower() == REMOVAL_REASON_TRAILER:
+                reason = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+                return reason or None
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(method={self.method!r}, code={self.code_name}, details={self.details!r})"
@@ -70,6 +95,27 @@ class RegistryError(Exception):
         return error_out
 
 
+def record_lost(error: RegistryError) -> bool:
+    """Whether a failure says the registry no longer has the worker's record.
+
+    NOT_FOUND, or, with authentication on, UNAUTHENTICATED for the worker's own
+    token, which dies with its record ("worker ... not found: its token is no
+    longer valid").
+    """
+    return error.code is grpc.StatusCode.NOT_FOUND or (error.code is grpc.StatusCode.UNAUTHENTICATED and "not found" in error.details)
+
+
+def drain_removal(error: RegistryError) -> Optional[str]:
+    """``"drained"`` or ``"drain_deadline"`` when a failure says a drain removed the worker; None otherwise.
+
+    A worker removed by a drain must not register again; one lost any other
+    way (expired, replaced, unregistered, or a reason the registry did not
+    give) may.
+    """
+    reason = error.removal_reason
+    return reason if reason in DRAIN_REMOVALS and record_lost(error) else None
+
+
 class NoWorkerAvailableError(RegistryError):
     """``acquire_worker`` found no worker: none matched the query, or none had a free slot.
 
@@ -77,3 +123,28 @@ class NoWorkerAvailableError(RegistryError):
     details. Catch this to wait and try again; any other failure is a plain
     :class:`RegistryError`.
     """
+
+
+class WorkerDrainingError(RuntimeError):
+    """``WorkerNode.run_task`` refused a task: the node is draining, or has drained.
+
+    The registry asked the worker to drain (``drain_worker``), or the node is
+    stopping (``stop()`` drains first). Tasks already running finish; no new
+    one starts on this node, so give the task to another worker. Not a
+    :class:`RegistryError`: no call was made.
+
+    Attributes:
+        worker_id: the worker that is draining (None if it never registered).
+        drain_deadline: when the registry removes the worker whatever it
+            still runs (a UTC ``datetime``), or None when not known.
+    """
+
+    def __init__(self, worker_id: Optional[str], drain_deadline: Optional[datetime] = None, drained: bool = False) -> None:
+        if drained:
+            message = f"worker {worker_id} has drained: it takes no new task"
+        else:
+            until = f" until its removal at {drain_deadline.isoformat()}" if drain_deadline is not None else ""
+            message = f"worker {worker_id} is draining: it takes no new task, only finishes the running ones{until}"
+        super().__init__(message)
+        self.worker_id = worker_id
+        self.drain_deadline = drain_deadline

@@ -1,4 +1,4 @@
-"""Result types, and the one place that translates protobuf messages to and from them.
+"""Result types, and the one place that translates protobuf messages into them.
 
 Results are frozen dataclasses with snake_case fields, named as the usage
 guide names them (``worker.node_id``, ``worker.metrics.tasks_completed``,
@@ -6,17 +6,18 @@ guide names them (``worker.node_id``, ``worker.metrics.tasks_completed``,
 ``"unhealthy"``. Timestamps are timezone-aware ``datetime`` objects in UTC.
 
 When the contract grows (new fields, new enum values), this module is where
-the client learns about them. Enum values it does not know yet are mapped to
-safe readings: an unknown health reads as ``"unhealthy"`` (a worker whose
-health cannot be told must not be picked), an unknown event type as
-``"unknown"``, an unknown release outcome as ``"unknown"``.
+the client learns about them; :mod:`.query` builds the requests. Enum values
+it does not know yet are mapped to safe readings: an unknown health reads as
+``"unhealthy"`` (a worker whose health cannot be told must not be picked), an
+unknown event type, release outcome or worker state as ``"unknown"`` (never
+``"active"``: a worker whose state cannot be told is not in rotation).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterable, List, Literal, Mapping, Optional, Tuple, Union
+from typing import Iterator, Literal, Mapping, Optional, Tuple, Union
 
 from ._proto import service_pb2, worker_pb2
 
@@ -33,11 +34,21 @@ ReleaseOutcome = Literal["released", "already-released", "expired", "unknown"]
 already expired (``expired``); or something this client version does not
 know yet (``unknown``)."""
 
-EventType = Literal["registered", "updated", "health_changed", "unregistered", "removed_by_cleanup", "unknown"]
-"""What happened to a worker. ``updated`` covers task counts, metrics and reservations."""
+WorkerState = Literal["active", "cordoned", "draining", "unknown"]
+"""Whether a worker is in rotation (ranked by load balancing, granted by acquire_worker): ``active``;
+out of it until uncordoned: ``cordoned``; out of it for good, removed once idle or at its drain
+deadline: ``draining``; or a state this client version does not know yet: ``unknown``."""
 
-RemovalReason = Literal["unregistered", "expired", "replaced", "unknown"]
-"""Why a worker left: UnregisterWorker, cleanup after its TTL, or a new registration of its node_id."""
+WORKER_STATES: Tuple[WorkerState, ...] = ("active", "cordoned", "draining")
+"""Every worker state the contract defines."""
+
+EventType = Literal["registered", "updated", "health_changed", "state_changed", "unregistered", "removed_by_cleanup", "unknown"]
+"""What happened to a worker. ``updated`` covers task counts, metrics and reservations;
+``state_changed`` a cordon, an uncordon or the start of a drain."""
+
+RemovalReason = Literal["unregistered", "expired", "replaced", "drained", "drain_deadline", "unknown"]
+"""Why a worker left: UnregisterWorker, cleanup after its TTL, a new registration of its node_id,
+a drain whose tasks and reservations reached zero, or a drain still busy at its deadline."""
 
 _EPOCH = datetime.fromtimestamp(0, tz=timezone.utc)
 
@@ -46,7 +57,14 @@ _HEALTH_NAMES: Mapping[int, Health] = {
     worker_pb2.HEALTH_STATUS_DEGRADED: "degraded",
     worker_pb2.HEALTH_STATUS_UNHEALTHY: "unhealthy",
 }
-_HEALTH_VALUES: Mapping[str, int] = {name: value for value, name in _HEALTH_NAMES.items()}
+
+_WORKER_STATES: Mapping[int, WorkerState] = {
+    # A registry older than worker states sends none: every worker it has is in rotation.
+    worker_pb2.WORKER_STATE_UNSPECIFIED: "active",
+    worker_pb2.WORKER_STATE_ACTIVE: "active",
+    worker_pb2.WORKER_STATE_CORDONED: "cordoned",
+    worker_pb2.WORKER_STATE_DRAINING: "draining",
+}
 
 _RELEASE_OUTCOMES: Mapping[int, ReleaseOutcome] = {
     service_pb2.RELEASE_OUTCOME_RELEASED: "released",
@@ -58,6 +76,7 @@ _EVENT_TYPES: Mapping[int, EventType] = {
     service_pb2.WORKER_EVENT_TYPE_REGISTERED: "registered",
     service_pb2.WORKER_EVENT_TYPE_UPDATED: "updated",
     service_pb2.WORKER_EVENT_TYPE_HEALTH_CHANGED: "health_changed",
+    service_pb2.WORKER_EVENT_TYPE_STATE_CHANGED: "state_changed",
     service_pb2.WORKER_EVENT_TYPE_UNREGISTERED: "unregistered",
     service_pb2.WORKER_EVENT_TYPE_REMOVED_BY_CLEANUP: "removed_by_cleanup",
 }
@@ -66,7 +85,36 @@ _REMOVAL_REASONS: Mapping[int, RemovalReason] = {
     service_pb2.REMOVAL_REASON_UNREGISTERED: "unregistered",
     service_pb2.REMOVAL_REASON_EXPIRED: "expired",
     service_pb2.REMOVAL_REASON_REPLACED: "replaced",
+    service_pb2.REMOVAL_REASON_DRAINED: "drained",
+    service_pb2.REMOVAL_REASON_DRAIN_DEADLINE: "drain_deadline",
 }
+
+
+class Labels(Mapping[str, str]):
+    """A worker's labels: a read-only mapping that compares equal to a dict with the same items.
+
+    Read-only and hashable, so that a :class:`Worker` stays a hashable value.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Optional[Mapping[str, str]] = None) -> None:
+        self._items = dict(items or {})
+
+    def __getitem__(self, key: str) -> str:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __repr__(self) -> str:
+        return f"Labels({self._items!r})"
 
 
 @dataclass(frozen=True)
@@ -100,6 +148,14 @@ class Worker:
     registered_at: datetime
     last_heartbeat_at: datetime
     metrics: WorkerMetrics
+    labels: Labels
+    """As given at registration; compares equal to a plain dict."""
+    version: str
+    """As given at registration; "" when unversioned."""
+    state: WorkerState
+    """In rotation (``active``), ``cordoned`` or ``draining``."""
+    drain_deadline: Optional[datetime]
+    """While draining: when the registry removes the worker whatever it still runs; otherwise None."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +210,10 @@ class RegistryStats:
     healthy_workers: int
     degraded_workers: int
     unhealthy_workers: int
+    cordoned_workers: int
+    """Out of rotation until uncordoned; counted in ``total_workers`` and by health as well."""
+    draining_workers: int
+    """Out of rotation until removed; counted in ``total_workers`` and by health as well."""
     total_capacity: int
     """Sum of max_concurrent_tasks."""
     used_capacity: int
@@ -193,6 +253,8 @@ class WorkerEvent:
     """For ``health_changed``: the health before; otherwise None."""
     removal_reason: Optional[RemovalReason]
     """For ``unregistered`` and ``removed_by_cleanup``, when the server says; otherwise None."""
+    previous_state: Optional[WorkerState] = None
+    """For ``state_changed``: the state before; otherwise None."""
 
 
 @dataclass(frozen=True)
@@ -223,6 +285,10 @@ class HeartbeatReply:
     server_time: datetime
     next_heartbeat_s: Optional[float]
     """The interval the server suggests before the next heartbeat, in seconds; None if it suggests none."""
+    drain_requested: bool = False
+    """The worker is draining: take no new task, finish the running ones, expect removal."""
+    drain_deadline: Optional[datetime] = None
+    """While draining: when the registry removes the worker whatever it still runs."""
 
 
 def health_name(value: int) -> Health:
@@ -230,42 +296,9 @@ def health_name(value: int) -> Health:
     return _HEALTH_NAMES.get(value, "unhealthy")
 
 
-def health_values(health: Union[None, str, Iterable[str]]) -> List[int]:
-    """Protobuf values for a health name or names (None: no condition).
-
-    Raises:
-        ValueError: for anything but "healthy", "degraded" or "unhealthy".
-    """
-    if health is None:
-        return []
-    names = [health] if isinstance(health, str) else list(health)
-    values = []
-    for name in names:
-        value = _HEALTH_VALUES.get(name)
-        if value is None:
-            raise ValueError(f"health must be one of healthy, degraded, unhealthy; got {name!r}")
-        values.append(value)
-    return values
-
-
-def worker_filter(
-    capabilities: Optional[Iterable[str]] = None,
-    health: Union[None, str, Iterable[str]] = None,
-    min_available_capacity: int = 0,
-) -> "worker_pb2.WorkerFilter":
-    """A WorkerFilter message from the query arguments every listing call takes.
-
-    Raises:
-        TypeError: if ``capabilities`` is a single string (a common slip for ["coder"]).
-        ValueError: for an unknown health name.
-    """
-    if isinstance(capabilities, str):
-        raise TypeError(f"capabilities must be a list of strings, not the string {capabilities!r}")
-    return worker_pb2.WorkerFilter(
-        capabilities=list(capabilities or ()),
-        health_statuses=health_values(health),
-        min_available_capacity=min_available_capacity,
-    )
+def state_name(value: int) -> WorkerState:
+    """The name of a protobuf WorkerState; unset reads as ``"active"``, a value this client does not know as ``"unknown"``."""
+    return _WORKER_STATES.get(value, "unknown")
 
 
 def to_worker(message: "worker_pb2.Worker") -> Worker:
@@ -317,6 +350,8 @@ def to_registry_stats(message: "service_pb2.GetRegistryStatsResponse") -> Regist
         healthy_workers=message.healthy_workers,
         degraded_workers=message.degraded_workers,
         unhealthy_workers=message.unhealthy_workers,
+        cordoned_workers=message.cordoned_workers,
+        draining_workers=message.draining_workers,
         total_capacity=message.total_capacity,
         used_capacity=message.used_capacity,
         available_capacity=message.available_capacity,
@@ -346,6 +381,7 @@ def to_worker_event(message: "service_pb2.WorkerEvent") -> WorkerEvent:
         removal_reason=(
             None if message.removal_reason == service_pb2.REMOVAL_REASON_UNSPECIFIED else _REMOVAL_REASONS.get(message.removal_reason, "unknown")
         ),
+        previous_state=None if message.previous_state == worker_pb2.WORKER_STATE_UNSPECIFIED else state_name(message.previous_state),
     )
 
 
@@ -357,6 +393,8 @@ def to_heartbeat_reply(message: "service_pb2.HeartbeatStreamResponse") -> Heartb
         health_status=health_name(message.health_status),
         server_time=_datetime(message, "server_time") or _EPOCH,
         next_heartbeat_s=None if interval is None else interval.seconds + interval.nanos / 1e9,
+        drain_requested=message.drain_requested,
+        drain_deadline=_datetime(message, "drain_deadline"),
     )
 
 
@@ -378,6 +416,10 @@ def _worker_fields(message: "worker_pb2.Worker") -> dict:
             tasks_failed_count=metrics.tasks_failed_count,
             average_task_duration_ms=metrics.average_task_duration_ms,
         ),
+        labels=Labels(message.labels),
+        version=message.version,
+        state=state_name(message.state),
+        drain_deadline=_datetime(message, "drain_deadline"),
     )
 
 
