@@ -242,8 +242,9 @@ function renderTables(r: Results): string {
   return parts.join("\n");
 }
 
-/** Whether the run measured any of the single-registry scenarios (the main generated part). */
-const measuredMain = (r: Results) => mainWindows(r).length > 0 || r.coldStart !== undefined;
+/** Whether the run measured any of the single-registry scenarios (the main generated part), issue 16's included. */
+const measuredMain = (r: Results) =>
+  mainWindows(r).length > 0 || r.coldStart !== undefined || r.heartbeatCost !== undefined || (r.loadedSelection ?? []).length > 0 || (r.watchFanout ?? []).length > 0;
 const measuredReplicas = (r: Results) => (r.replicas ?? []).length > 0 || r.replicasSkipped !== undefined;
 
 export function renderConsole(r: Results): string {
