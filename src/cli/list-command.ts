@@ -7,7 +7,7 @@ import { table } from "./text-table.js";
 /** Workers per DiscoverWorkers page unless --page-size says otherwise: the client's default. */
 const DEFAULT_PAGE_SIZE = 1000;
 
-export const LIST_USAGE = `usage: worker-registry list [--capability NAME]... [--health STATE]... [--json] [--address host:port]...
+export const LIST_USAGE = `usage: worker-registry list [--capability NAME]... [--health STATE]... [--selector SEL] [--version V]... [--json] [--address host:port]...
 
 Prints every registered worker, whatever its health or state, as a table ordered by id
 (that is, by registration time), with a count by health at the end. The list

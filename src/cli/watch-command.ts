@@ -16,7 +16,7 @@ const READ_FLEET: CommandAccess = { operation: "read-fleet", doing: "reading the
  */
 const WATCH_CHANNEL = { "grpc.keepalive_time_ms": 30_000, "grpc.keepalive_timeout_ms": 10_000, "grpc.max_reconnect_backoff_ms": 5_000 };
 
-export const WATCH_USAGE = `usage: worker-registry watch [--capability NAME]... [--health STATE]... [--from REVISION] [--json] [--address host:port]...
+export const WATCH_USAGE = `usage: worker-registry watch [--capability NAME]... [--health STATE]... [--selector SEL] [--version V]... [--from REVISION] [--json] [--address host:port]...
 
 Prints each change to the matching workers as it happens, one line per event,
 in revision order, until Ctrl-C (or SIGTERM), then exits 0. After a registry
