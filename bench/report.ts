@@ -9,6 +9,7 @@ import { lineChartSvg } from "./chart.js";
 import { STREAMS_PER_CONNECTION } from "./modes.js";
 import { log } from "./progress.js";
 import { cores, int, medianOf, ms, pct, perCore, ratio, table } from "./report-format.js";
+import { renderPerfTables } from "./report-perf.js";
 import { renderReplicaTables } from "./report-replicas.js";
 import { closedLoopPoint, pacedRun, selectionRun, writeRun, type CpuShare, type Kind, type PacedResult, type Results, type StreamResult } from "./results.js";
 import { verdicts, verdictText } from "./verdicts.js";
@@ -217,6 +218,7 @@ function renderTables(r: Results): string {
       streamTable(r),
     );
   }
+  parts.push(...renderPerfTables(r));
   if (r.paced.length > 0) {
     parts.push(
       "",
@@ -240,8 +242,9 @@ function renderTables(r: Results): string {
   return parts.join("\n");
 }
 
-/** Whether the run measured any of the single-registry scenarios (the main generated part). */
-const measuredMain = (r: Results) => mainWindows(r).length > 0 || r.coldStart !== undefined;
+/** Whether the run measured any of the single-registry scenarios (the main generated part), issue 16's included. */
+const measuredMain = (r: Results) =>
+  mainWindows(r).length > 0 || r.coldStart !== undefined || r.heartbeatCost !== undefined || (r.loadedSelection ?? []).length > 0 || (r.watchFanout ?? []).length > 0;
 const measuredReplicas = (r: Results) => (r.replicas ?? []).length > 0 || r.replicasSkipped !== undefined;
 
 export function renderConsole(r: Results): string {

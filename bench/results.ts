@@ -8,6 +8,7 @@ import path from "node:path";
 import type { LatencySummary } from "./histogram.js";
 import type { UnaryOp } from "./loadgen-protocol.js";
 import type { ModeConfig } from "./modes.js";
+import type { HeartbeatCostResult, LoadedSelectionRun, WatchFanoutRun } from "./perf-results.js";
 import type { MachineInfo } from "./proc.js";
 import type { ProfileSummary } from "./profile-summary.js";
 import type { ClientKind } from "./transport.js";
@@ -212,6 +213,10 @@ export interface Results {
   readonly phases: readonly string[];
   readonly client: ClientKind;
   closedLoop: StreamResult[];
+  /** Issue 16's scenarios (bench/perf-results.ts); missing in files saved before they existed. */
+  heartbeatCost?: HeartbeatCostResult;
+  loadedSelection?: LoadedSelectionRun[];
+  watchFanout?: WatchFanoutRun[];
   paced: PacedResult[];
   selection: UnaryResult[];
   inproc: InprocResult[];

@@ -4,7 +4,7 @@
  * load-generator process, and prints a table where every figure stands next
  * to its ratio to the ceiling.
  *
- *   node dist/bench/run.js [--quick | --full] [--only closed,paced,selection,writes,coldstart,replicas]
+ *   node dist/bench/run.js [--quick | --full] [--only closed,paced,selection,writes,coldstart,replicas,cost,loaded-selection,watch]
  *                          [--no-etcd] [--write-docs] [--profile] [--keep] [--client h2|grpc-js] [--streams 100,1000]
  *   node dist/bench/run.js --report bench/results/latest-quick.json [--write-docs]   (re-render saved results)
  *
@@ -35,6 +35,9 @@ import { renderConsole, writeDocs } from "./report.js";
 import { loadResults, saveResults, type Results } from "./results.js";
 import { measureClosedLoop } from "./scenarios/closed-loop.js";
 import { measureColdStart } from "./scenarios/cold-start.js";
+import { measureHeartbeatCost } from "./scenarios/heartbeat-cost.js";
+import { measureLoadedSelection } from "./scenarios/loaded-selection.js";
+import { measureWatchFanout } from "./scenarios/watch-fanout.js";
 import { measurePacedFleet } from "./scenarios/paced-fleet.js";
 import { measureReplicas } from "./scenarios/replicas.js";
 import type { ScenarioContext } from "./scenarios/scenario-context.js";
@@ -48,6 +51,8 @@ import type { ClientKind } from "./transport.js";
 /** The scenarios, in the order they run. */
 const PHASES = ["closed", "paced", "selection", "coldstart", "writes", "replicas"] as const;
 type Phase = (typeof PHASES)[number];
+/** Issue 16's scenarios, after those: heartbeat cost against the bare transport (and PostgreSQL against SQLite), selection under a fleet's load, watch fan-out. */
+const PERF_PHASES = ["cost", "loaded-selection", "watch"] as const;
 
 interface RunOptions {
   readonly mode: ModeConfig;
@@ -83,8 +88,9 @@ function runOptions(values: ReturnType<typeof parseCommandLine>): RunOptions {
   // --streams 100,1000 measures only those closed-loop points (for a quick look while developing).
   const mode: ModeConfig = values.streams ? { ...base, closedLoopStreams: values.streams.split(",").map(Number) } : base;
   if (values.client !== "h2" && values.client !== "grpc-js") throw new Error(`--client must be h2 or grpc-js, not ${values.client}`);
-  const phases = values.only ? values.only.split(",").map((p) => p.trim()) : [...PHASES];
-  for (const phase of phases) if (!(PHASES as readonly string[]).includes(phase)) throw new Error(`unknown phase ${phase}; phases: ${PHASES.join(", ")}`);
+  const phases = values.only ? values.only.split(",").map((p) => p.trim()) : [...PHASES, ...PERF_PHASES];
+  const known: readonly string[] = [...PHASES, ...PERF_PHASES];
+  for (const phase of phases) if (!known.includes(phase)) throw new Error(`unknown phase ${phase}; phases: ${known.join(", ")}`);
   return { mode, phases, client: values.client, etcd: !values["no-etcd"], writeDocs: values["write-docs"], profile: values.profile, keep: values.keep };
 }
 
@@ -128,6 +134,7 @@ async function measure(options: RunOptions): Promise<Results> {
   };
   try {
     await runScenarios(options.phases, context, results);
+    await runPerfScenarios(options.phases, context, results);
   } finally {
     killAll();
     if (!options.keep && !options.profile) fs.rmSync(workDir, { recursive: true, force: true });
@@ -172,6 +179,13 @@ async function runScenarios(phases: readonly string[], context: ScenarioContext,
   if (chosen("coldstart")) results.coldStart = await measureColdStart(context);
   if (chosen("writes")) results.writes = await measureWrites(context);
   if (chosen("replicas")) ({ runs: results.replicas, skipped: results.replicasSkipped } = await measureReplicas(context));
+}
+
+/** Issue 16's scenarios that were chosen, each filling its part of `results`. */
+async function runPerfScenarios(phases: readonly string[], context: ScenarioContext, results: Results): Promise<void> {
+  if (phases.includes("cost")) results.heartbeatCost = await measureHeartbeatCost(context);
+  if (phases.includes("loaded-selection")) results.loadedSelection = await measureLoadedSelection(context);
+  if (phases.includes("watch")) results.watchFanout = await measureWatchFanout(context);
 }
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {

@@ -25,7 +25,8 @@ export interface ServerLauncher {
   /** Whether etcd is measured in this run (found on the PATH, and not --no-etcd). */
   readonly hasEtcd: boolean;
   registry(launch: RegistryLaunch): Promise<ServerProcess>;
-  echo(options?: { readonly profile?: string }): Promise<ServerProcess>;
+  /** `bare`: the echo server's --bare, the transport with no protobuf at all. */
+  echo(options?: { readonly profile?: string; readonly bare?: boolean }): Promise<ServerProcess>;
   /** Throws when {@link hasEtcd} is false. */
   etcd(): Promise<ServerProcess>;
   /** Stops the server (SIGTERM, SIGKILL after 10 s) and summarises its profile, if it had one. */
@@ -44,8 +45,8 @@ export function createServerLauncher(options: { readonly workDir: string; readon
     async registry({ profile, ...launch }) {
       return profiled(await startRegistry({ ...launch, workDir, cpuProfDir: profile === undefined ? undefined : profiles.dirFor(profile) }), profile);
     },
-    async echo({ profile } = {}) {
-      return profiled(await startEcho({ workDir, cpuProfDir: profile === undefined ? undefined : profiles.dirFor(profile) }), profile);
+    async echo({ profile, bare } = {}) {
+      return profiled(await startEcho({ workDir, bare, cpuProfDir: profile === undefined ? undefined : profiles.dirFor(profile) }), profile);
     },
     async etcd() {
       if (etcdBinary === undefined) throw new Error("etcd is not measured in this run");

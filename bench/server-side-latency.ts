@@ -31,6 +31,15 @@ export function serverSideLatency(before: string | undefined, after: string | un
   return { method, count: total, p50Ms: quantile(0.5), p99Ms: quantile(0.99), shareWithin1ms: within1ms / total };
 }
 
+/** The share of `method`'s successful calls between two scrapes answered within `boundSeconds`, which must be a bucket bound; NaN otherwise. */
+export function shareWithin(before: string | undefined, after: string | undefined, method: string, boundSeconds: number): number {
+  const a = histogramBuckets(before, method);
+  const b = histogramBuckets(after, method);
+  const total = (b.get(Infinity) ?? 0) - (a.get(Infinity) ?? 0);
+  const within = b.get(boundSeconds);
+  return within === undefined || total === 0 ? Number.NaN : (within - (a.get(boundSeconds) ?? 0)) / total;
+}
+
 /** Cumulative bucket counts of worker_registry_rpc_duration_seconds{method, code="OK"} by upper bound (seconds). */
 function histogramBuckets(text: string | undefined, method: string): Map<number, number> {
   const buckets = new Map<number, number>();

@@ -178,12 +178,12 @@ export async function startRegistry(options: {
   };
 }
 
-/** Starts the ceiling, dist/bench/echo-server.js, on a free port. */
-export async function startEcho(options: { readonly workDir: string; readonly cpuProfDir?: string }): Promise<ServerProcess> {
-  const logFile = path.join(options.workDir, `echo-${Date.now()}.log`);
+/** Starts the ceiling, dist/bench/echo-server.js, on a free port; `bare`: with no protobuf at all (its --bare). */
+export async function startEcho(options: { readonly workDir: string; readonly cpuProfDir?: string; readonly bare?: boolean }): Promise<ServerProcess> {
+  const logFile = path.join(options.workDir, `echo-${options.bare ? "bare-" : ""}${Date.now()}.log`);
   const started = performance.now();
   const nodeArgs = options.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`] : [];
-  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, "dist/bench/echo-server.js")], { stdio: ["ignore", "pipe", "pipe"], cwd: ROOT });
+  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, "dist/bench/echo-server.js"), ...(options.bare ? ["--bare"] : [])], { stdio: ["ignore", "pipe", "pipe"], cwd: ROOT });
   const { lines, exited } = track("echo", child, logFile);
   let port = 0;
   let readyAt = 0;

@@ -4,6 +4,7 @@
  */
 import { int, medianOf, ms, perCore, ratio, cores } from "./report-format.js";
 import { closedLoopPoint, pacedRun, selectionRun, writeRun, type Results } from "./results.js";
+import { perfVerdicts } from "./verdicts-perf.js";
 
 /** One target: what was measured, and whether it met the target. */
 export interface Verdict {
@@ -29,7 +30,7 @@ function atMost(target: string, value: number | undefined, limit: number, show: 
 
 /** Every target this run measured something for, in the order of the table. */
 export function verdicts(r: Results): Verdict[] {
-  return [...heartbeatVerdicts(r), ...pacedVerdicts(r), ...selectionVerdicts(r), ...writeVerdicts(r), ...coldStartVerdicts(r)];
+  return [...heartbeatVerdicts(r), ...perfVerdicts(r), ...pacedVerdicts(r), ...selectionVerdicts(r), ...writeVerdicts(r), ...coldStartVerdicts(r)];
 }
 
 /** Every stream served (closed loop and paced fleet), and the closed loop at 1,000 streams against the ceiling and etcd. */

@@ -55,6 +55,10 @@ export interface LiveWorker {
   scheduled: boolean;
   /** Where the rank index has it filed. */
   rankedAs: RankKey | undefined;
+  /** Heard since the last heartbeat flush: its timestamp waits in Liveness's batch. */
+  heartbeatPending: boolean;
+  /** Set when the fleet lets this record go (removed, or replaced by a new registration): see {@link Fleet.isLive}. */
+  released: boolean;
 }
 
 /** What the fleet adds up, kept exact on every change. */
@@ -160,9 +164,12 @@ export class Fleet {
     if (this.removals.size > REMEMBERED_REMOVALS) this.removals.delete(this.removals.keys().next().value!);
   }
 
-  /** Whether the worker is the one the fleet holds now: a worker removed meanwhile is never touched again. */
+  /**
+   * Whether the worker is the one the fleet holds now: a worker removed meanwhile is never touched again.
+   * A flag on the record rather than a lookup by id: a heartbeat stream asks at every heartbeat.
+   */
   isLive(worker: LiveWorker): boolean {
-    return this.workers.get(worker.id) === worker;
+    return !worker.released;
   }
 
   totals(): FleetTotals {
@@ -236,6 +243,8 @@ export class Fleet {
       intakeWindow: -1,
       scheduled: false,
       rankedAs: undefined,
+      heartbeatPending: false,
+      released: false,
     };
     this.workers.set(worker.id, worker);
     let sameNode = this.byNodeId.get(worker.nodeId);
@@ -345,6 +354,7 @@ export class Fleet {
 
   private remove(worker: LiveWorker): void {
     this.workers.delete(worker.id);
+    worker.released = true;
     const sameNode = this.byNodeId.get(worker.nodeId);
     sameNode?.delete(worker);
     if (sameNode?.size === 0) this.byNodeId.delete(worker.nodeId);

@@ -7,9 +7,6 @@ import { RepeatedFailureLog } from "./repeated-failure-log.js";
 import type { Logger } from "./logger.js";
 import type { HealthChange, RegistryStore } from "./registry-store.js";
 
-/** Heartbeat timestamps written per transaction: a fleet's worth in one would hold the event loop. */
-const HEARTBEAT_CHUNK = 1000;
-
 /**
  * How a worker shows it is alive, and how this process tells the others.
  *
@@ -26,7 +23,8 @@ const HEARTBEAT_CHUNK = 1000;
  *   heartbeats the others wrote, so health is judged on the whole fleet's.
  */
 export class Liveness {
-  private pending = new Map<string, number>();
+  /** Workers heard since the last flush, each once (its `heartbeatPending` flag): their latest timestamp is written. */
+  private pending: LiveWorker[] = [];
   private flushing: Promise<void> | undefined;
   /** Health changes to write on the next turn: heals and stream losses. */
   private announcements: HealthChange[] = [];
@@ -60,7 +58,11 @@ export class Liveness {
     const nowMono = clock.monotonic();
     worker.lastSeenMono = nowMono;
     worker.lastHeartbeatAtMs = clock.now();
-    this.pending.set(worker.id, worker.lastHeartbeatAtMs);
+    // A flag on the record rather than a map by id: a worker beats many times between two flushes.
+    if (!worker.heartbeatPending) {
+      worker.heartbeatPending = true;
+      this.pending.push(worker);
+    }
     this.deps.guard.recordHeartbeat(worker);
     this.heartbeats++;
     if (worker.holdUntilMono !== 0) worker.holdUntilMono = 0;
@@ -96,15 +98,29 @@ export class Liveness {
    */
   flush(): Promise<void> {
     if (this.flushing) return this.flushing;
-    const batch = [...this.pending];
-    this.pending = new Map();
+    const workers = this.pending;
+    this.pending = [];
+    const batch: Array<[string, number]> = [];
+    for (const worker of workers) {
+      worker.heartbeatPending = false;
+      // A worker removed meanwhile has no row to write to.
+      if (!worker.released) batch.push([worker.id, worker.lastHeartbeatAtMs]);
+    }
     this.flushing = (async () => {
-      for (let start = 0; start < Math.max(1, batch.length); start += HEARTBEAT_CHUNK) {
+      // In chunks the store chooses, each its own write: on SQLite, its own turn of the event loop.
+      const chunk = this.deps.store.heartbeatBatchRows;
+      for (let start = 0; start < Math.max(1, batch.length); start += chunk) {
         try {
-          await this.deps.store.writeHeartbeats(new Map(batch.slice(start, start + HEARTBEAT_CHUNK)), this.deps.clock.now());
+          await this.deps.store.writeHeartbeats(new Map(batch.slice(start, start + chunk)), this.deps.clock.now());
         } catch (error) {
-          for (const [id, at] of batch.slice(start)) if (!this.pending.has(id)) this.pending.set(id, at);
-          this.failures.flush.failed({ pending: this.pending.size }, error);
+          // Kept for the next flush, which writes each one's latest timestamp by then.
+          for (const [id] of batch.slice(start)) {
+            const worker = this.deps.fleet.get(id);
+            if (worker === undefined || worker.heartbeatPending) continue;
+            worker.heartbeatPending = true;
+            this.pending.push(worker);
+          }
+          this.failures.flush.failed({ pending: this.pending.length }, error);
           return;
         }
       }

@@ -43,7 +43,7 @@ export interface RegistryOptions {
   cleanupBatchSize?: number;
   /** Interval suggested to heartbeat streams. Default half the healthy threshold (5 min). */
   heartbeatIntervalMs?: number;
-  /** Heartbeat timestamps are soft state, written behind this often, 1000 per transaction. Default 1 s. */
+  /** Heartbeat timestamps are soft state, written behind this often (SQLite: 100 per transaction; PostgreSQL: one statement). Default 1 s. */
   heartbeatFlushIntervalMs?: number;
   /** Load-balancing weights and priors. Defaults: 0.5 / 0.3 / 0.2, 1 s reference, priors 0.5. */
   scoring?: Partial<ScoringOptions>;

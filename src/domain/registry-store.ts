@@ -120,6 +120,14 @@ export interface RegistryStore {
    */
   readonly shared: boolean;
 
+  /**
+   * Most heartbeats one {@link writeHeartbeats} call should carry: few for a
+   * store that writes on the event loop's own thread (SQLite), so that a
+   * flush never holds the loop for long; all of them for one that waits on a
+   * server without blocking (PostgreSQL), so that a flush is one statement.
+   */
+  readonly heartbeatBatchRows: number;
+
   /** The registry's state at one revision. */
   load(): Promise<Snapshot>;
 

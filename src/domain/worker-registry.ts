@@ -17,6 +17,7 @@ import { loadSnapshot } from "./recovery.js";
 import type { Snapshot } from "./registry-store.js";
 import { Registrations, type RegisteredWorker } from "./registration.js";
 import { ReservationBook } from "./reservation-book.js";
+import { StreamHeartbeat } from "./stream-heartbeat.js";
 import { TaskAccounting } from "./task-accounting.js";
 import { validateReservationId, validateWorkerId, type FilterInput, type RegistrationInput } from "./validation.js";
 import { Watches, watchFilter, type EventWatch } from "./watches.js";
@@ -28,6 +29,7 @@ export type { AppliedChange, AppliedListener } from "./applied-changes.js";
 export type { WorkerPage } from "./fleet-queries.js";
 export type { RegisteredWorker } from "./registration.js";
 export type { RegistryStats } from "./registry-stats.js";
+export { StreamHeartbeat } from "./stream-heartbeat.js";
 export type { RankedWorkerView, WorkerView } from "./worker-view.js";
 
 import type { HeartbeatAck, RegistryCounters, WorkerRegistryDeps } from "./registry-deps.js";
@@ -168,21 +170,19 @@ export class WorkerRegistry {
     return this.fleet.view(worker, this.deps.clock.monotonic());
   }
 
-  /**
-   * The heartbeat stream's fast path: {@link heartbeat} without building a
-   * view, for an id whose form the caller has already validated.
-   * @throws WorkerNotFoundError.
-   */
+  /** {@link streamHeartbeat} for one heartbeat, by an id whose form the caller has validated. @throws WorkerNotFoundError. */
   heartbeatAck(workerId: string): HeartbeatAck {
+    const ack = new StreamHeartbeat(workerId);
+    this.streamHeartbeat(ack);
+    return ack;
+  }
+
+  /** {@link heartbeat} for a stream, into its own ack: no view, no allocation, no lookup while its record is live. @throws WorkerNotFoundError. */
+  streamHeartbeat(ack: StreamHeartbeat): void {
     this.assertOpen();
-    const worker = this.fleet.get(workerId) ?? this.queries.find(workerId);
+    const worker = ack.worker !== undefined && this.fleet.isLive(ack.worker) ? ack.worker : this.fleet.get(ack.workerId) ?? this.queries.find(ack.workerId);
     this.liveness.heartbeat(worker);
-    return {
-      healthStatus: "healthy",
-      nextHeartbeatIntervalMs: this.deps.options.heartbeatIntervalMs,
-      heartbeatAtMs: worker.lastHeartbeatAtMs,
-      drainDeadlineMs: worker.drainDeadlineMs,
-    };
+    ack.heard(worker, this.deps.options.heartbeatIntervalMs);
   }
 
   /** A heartbeat stream was bound to the worker (its first heartbeat has been accepted). */

@@ -52,6 +52,8 @@ const ATTEMPTS = 3;
 export class PostgresStore implements RegistryStore {
   readonly kind = "postgres";
   readonly shared = true;
+  /** One statement per flush, whatever the fleet: the batch is one array parameter, and nothing here waits on it. */
+  readonly heartbeatBatchRows = Number.POSITIVE_INFINITY;
   private closed = false;
 
   private constructor(

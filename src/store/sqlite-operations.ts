@@ -174,7 +174,7 @@ export function prepareOperations(db: Database.Database, s: Statements) {
       return { events: log(drafts) };
     }),
     writeHeartbeats: db.transaction((heartbeats: ReadonlyMap<string, number>, aliveAtMs: number) => {
-      for (const [id, atMs] of heartbeats) s.writeHeartbeat.run(atMs, id);
+      s.writeHeartbeats.run(JSON.stringify([...heartbeats]));
       s.writeMeta.run(lastAliveKey, aliveAtMs);
     }),
     prune: db.transaction((eventsBeforeMs: number, reservationsEndedBeforeMs: number, limit: number, lease: Lease) => {

@@ -6,6 +6,7 @@ import {
   ServerListenerBuilder,
   status,
   type ChannelOptions,
+  type MethodDefinition,
   type ServerInterceptor,
 } from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
@@ -22,12 +23,14 @@ import {
 } from "@sentinel/worker-registry-client/contract";
 import { grpcServiceDefinition } from "@sentinel/worker-registry-client/contract";
 import { CallGuard, type CallLimits, type StreamKind } from "./call-guard.js";
+import { decodeHeartbeat, serializeHeartbeatAck } from "./heartbeat-codec.js";
 import { HeartbeatStreams } from "./heartbeat-streams.js";
 import { addReflection } from "./reflection.js";
 import { keepRepeatedAuthorization } from "./repeated-authorization.js";
 import { registryServiceHandlers } from "./registry-service.js";
 import { statusForError } from "./status.js";
 import { methodLabel, NO_TRANSPORT_OBSERVER, type TransportObserver } from "./transport-observer.js";
+import { serializeWatchResponse } from "./watch-encoding.js";
 import { WatchStreams } from "./watch-streams.js";
 
 /** The fully qualified name of the registry service, as grpc.health.v1 reports it. */
@@ -134,7 +137,7 @@ export async function startGrpcServer(options: {
     }
   });
   server.addService(
-    grpcServiceDefinition(WorkerRegistryService),
+    registryServiceDefinition(),
     registryServiceHandlers(registry, { heartbeats: heartbeatStreams, watches: watchStreams }, guard, clock, log, observer),
   );
 
@@ -206,6 +209,22 @@ const KNOWN_PATHS: ReadonlySet<string> = new Set(
     (service) => service.methods.map((m) => `/${service.typeName}/${m.name}`),
   ),
 );
+/**
+ * The registry service as grpc-js serves it: protobuf-es (de)serializers,
+ * except HeartbeatStream's, which are written by hand for its hot path
+ * (heartbeat-codec.ts) and read and write the same bytes, and WatchWorkers'
+ * response serializer, which sends each event's bytes encoded once for all
+ * its watchers (watch-encoding.ts).
+ */
+function registryServiceDefinition(): Record<string, MethodDefinition<unknown, unknown>> {
+  const definition = grpcServiceDefinition(WorkerRegistryService);
+  const heartbeatStream = definition.heartbeatStream!;
+  return {
+    ...definition,
+    heartbeatStream: { ...heartbeatStream, requestDeserialize: decodeHeartbeat, responseSerialize: serializeHeartbeatAck as (value: unknown) => Buffer },
+    watchWorkers: { ...definition.watchWorkers!, responseSerialize: serializeWatchResponse as (value: unknown) => Buffer },
+  };
+}
 
 function serverCredentials(security: TransportSecurity): ServerCredentials {
   const { tls } = security;
@@ -244,12 +263,15 @@ function callInterceptor(options: {
         .build();
       return new ServerInterceptingCall(call, new ResponderBuilder().withStart((next) => next(refuse)).build());
     }
-    if (method.path.startsWith(registryPaths)) return new ServerInterceptingCall(call);
+    // A call this interceptor leaves alone is handed back as it came: grpc-js chains interceptors by what each
+    // returns, so no layer is added, and a heartbeat pays nothing per message here (the declared return type
+    // is the class, but grpc-js only ever uses the interface).
+    if (method.path.startsWith(registryPaths)) return call as ServerInterceptingCall;
     const authenticated =
       (security.authenticateHealth && method.path.startsWith("/grpc.health.v1.")) ||
       (security.authenticateReflection && method.path.startsWith("/grpc.reflection."));
     const streaming = method.requestStream || method.responseStream;
-    if (!authenticated && !streaming) return new ServerInterceptingCall(call);
+    if (!authenticated && !streaming) return call as ServerInterceptingCall;
     let ended = false;
     let releaseSlot: (() => void) | undefined;
     const end = () => {

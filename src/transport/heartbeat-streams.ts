@@ -1,23 +1,19 @@
-import { create } from "@bufbuild/protobuf";
-import { durationFromMs, timestampFromMs, type Duration } from "@bufbuild/protobuf/wkt";
 import { status, type Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
 import { FirstHeartbeatTimeoutError, InvalidArgumentError, WorkerNotFoundError } from "../domain/errors.js";
 import type { Clock } from "../domain/clock.js";
 import type { Logger } from "../domain/logger.js";
 import { quote, validateWorkerId } from "../domain/validation.js";
-import type { WorkerRegistry } from "../domain/worker-registry.js";
+import { StreamHeartbeat, type WorkerRegistry } from "../domain/worker-registry.js";
 import type { Principal } from "../security/roles.js";
-import {
-  HeartbeatStreamResponseSchema,
-  type HeartbeatStreamRequest,
-  type HeartbeatStreamResponse,
-} from "@sentinel/worker-registry-client/contract";
+import type { HeartbeatStreamResponse } from "@sentinel/worker-registry-client/contract";
 import type { CallGuard } from "./call-guard.js";
+import { HeartbeatAckEncoder, type AckPrefix, type HeartbeatBeat } from "./heartbeat-codec.js";
 import { healthToProto } from "./proto-mapping.js";
 import { statusForError } from "./status.js";
 import type { TransportObserver } from "./transport-observer.js";
 
-type HeartbeatCall = ServerDuplexStream<HeartbeatStreamRequest, HeartbeatStreamResponse>;
+/** Requests decoded, and acks encoded, by heartbeat-codec.ts (the service definition's HeartbeatStream (de)serializers). */
+type HeartbeatCall = ServerDuplexStream<HeartbeatBeat, Buffer | HeartbeatStreamResponse>;
 
 /** How long after `end` a `cancelled` still counts: measured at under a millisecond on loopback; this leaves room for load. */
 export const CANCEL_GRACE_MS = 50;
@@ -59,7 +55,7 @@ export class HeartbeatStreams {
   private readonly open = new Map<HeartbeatCall, (code: status, details: string, refused?: boolean, metadata?: Metadata) => void>();
   /** The open calls bound to each worker (usually one). */
   private readonly byWorker = new Map<string, Set<HeartbeatCall>>();
-  private interval: { readonly ms: number; readonly proto: Duration } | undefined;
+  private readonly encoder = new HeartbeatAckEncoder();
   /** Heartbeats left before the next one is timed. */
   private untilTimed = 0;
 
@@ -94,6 +90,9 @@ export class HeartbeatStreams {
       return;
     }
     let workerId: string | undefined;
+    // Once bound: the stream's ack, filled again by each heartbeat, and the constant part of its replies.
+    let ack: StreamHeartbeat | undefined;
+    let prefix: AckPrefix | undefined;
     let finished = false;
     let released = false;
     const firstHeartbeatDue = setTimeout(() => {
@@ -125,28 +124,32 @@ export class HeartbeatStreams {
     };
     this.open.set(call, finish);
 
-    call.on("data", (request: HeartbeatStreamRequest) => {
+    call.on("data", (request: HeartbeatBeat) => {
       if (finished) return;
       let arrivedMs = -1;
       if (this.untilTimed === 0) arrivedMs = this.clock.monotonic();
       else this.untilTimed--;
       try {
-        if (workerId === undefined) {
+        if (workerId === undefined || ack === undefined || prefix === undefined) {
           validateWorkerId(request.workerId);
           this.guard.authorize(principal, "heartbeat", request.workerId);
-          const ack = this.registry.heartbeatAck(request.workerId);
+          const first = new StreamHeartbeat(request.workerId);
+          this.registry.streamHeartbeat(first);
           workerId = request.workerId;
+          ack = first;
+          prefix = this.encoder.prefix(workerId);
           this.bind(workerId, call);
           clearTimeout(firstHeartbeatDue);
           this.registry.streamBound(workerId);
-          this.reply(call, workerId, request.sequence, ack);
+          this.reply(call, prefix, request.sequence, ack);
           this.timed(arrivedMs);
           return;
         }
         if (request.workerId !== workerId) {
           throw new InvalidArgumentError("worker_id", `must stay ${workerId} for the whole stream, got ${quote(request.workerId)}`);
         }
-        this.reply(call, workerId, request.sequence, this.registry.heartbeatAck(workerId));
+        this.registry.streamHeartbeat(ack);
+        this.reply(call, prefix, request.sequence, ack);
         this.timed(arrivedMs);
       } catch (error) {
         const { code, details, metadata } = statusForError(error, this.log, "HeartbeatStream");
@@ -202,22 +205,9 @@ export class HeartbeatStreams {
     if (calls?.size === 0) this.byWorker.delete(workerId);
   }
 
-  private reply(call: HeartbeatCall, workerId: string, sequence: number, ack: ReturnType<WorkerRegistry["heartbeatAck"]>): void {
-    // The interval rarely changes: convert it once, not per heartbeat (this is the hot path).
-    if (this.interval?.ms !== ack.nextHeartbeatIntervalMs) {
-      this.interval = { ms: ack.nextHeartbeatIntervalMs, proto: durationFromMs(ack.nextHeartbeatIntervalMs) };
-    }
-    const writable = call.write(
-      create(HeartbeatStreamResponseSchema, {
-        workerId,
-        sequence,
-        healthStatus: healthToProto(ack.healthStatus),
-        // The time recorded for the heartbeat, so the reply and last_heartbeat_at agree to the millisecond.
-        serverTime: timestampFromMs(ack.heartbeatAtMs),
-        nextHeartbeatInterval: this.interval.proto,
-        ...(ack.drainDeadlineMs === null ? {} : { drainRequested: true, drainDeadline: timestampFromMs(ack.drainDeadlineMs) }),
-      }),
-    );
+  private reply(call: HeartbeatCall, prefix: AckPrefix, sequence: number, ack: StreamHeartbeat): void {
+    // server_time is the time recorded for the heartbeat, so the reply and last_heartbeat_at agree to the millisecond.
+    const writable = call.write(this.encoder.encode(prefix, sequence, healthToProto(ack.healthStatus), ack.heartbeatAtMs, ack.nextHeartbeatIntervalMs, ack.drainDeadlineMs));
     // A client that sends heartbeats and does not read the replies: stop reading its heartbeats until the
     // replies drain, so HTTP/2 flow control pushes back on it instead of the server buffering without bound.
     if (!writable) {

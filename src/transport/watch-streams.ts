@@ -1,4 +1,3 @@
-import { create } from "@bufbuild/protobuf";
 import { status, type ServerWritableStream } from "@grpc/grpc-js";
 import type { Clock } from "../domain/clock.js";
 import { WatcherTooSlowError } from "../domain/errors.js";
@@ -6,17 +5,15 @@ import type { Logger } from "../domain/logger.js";
 import type { EventWatch } from "../domain/watches.js";
 import type { WorkerEvent } from "../domain/worker-events.js";
 import type { WorkerRegistry } from "../domain/worker-registry.js";
-import {
-  WatchWorkersResponseSchema,
-  type WatchWorkersRequest,
-  type WatchWorkersResponse,
-} from "@sentinel/worker-registry-client/contract";
+import type { WatchWorkersRequest, WatchWorkersResponse } from "@sentinel/worker-registry-client/contract";
 import type { CallGuard } from "./call-guard.js";
-import { eventToProto, filterFromProto } from "./proto-mapping.js";
+import { filterFromProto } from "./proto-mapping.js";
 import { statusForError } from "./status.js";
+import { WatchEventEncoder } from "./watch-encoding.js";
 import type { TransportObserver } from "./transport-observer.js";
 
-type WatchCall = ServerWritableStream<WatchWorkersRequest, WatchWorkersResponse>;
+/** Responses are encoded by watch-encoding.ts (the service definition's WatchWorkers serializer sends its bytes as they are). */
+type WatchCall = ServerWritableStream<WatchWorkersRequest, Buffer | WatchWorkersResponse>;
 
 /** Log entries read per page of a replay: what one watcher may hold in memory while its reader catches up. */
 export const REPLAY_PAGE_EVENTS = 256;
@@ -41,6 +38,7 @@ export const REPLAY_PAGE_EVENTS = 256;
  */
 export class WatchStreams {
   private readonly open = new Map<WatchCall, () => void>();
+  private readonly encoder = new WatchEventEncoder();
 
   constructor(
     private readonly registry: WorkerRegistry,
@@ -94,7 +92,7 @@ export class WatchStreams {
       while (writable && queue.length > 0 && !finished) {
         const { event, live } = queue.shift()!;
         lastSent = event.revision;
-        writable = call.write(create(WatchWorkersResponseSchema, { event: eventToProto(event) }));
+        writable = call.write(this.encoder.bytes(event));
         // Clocks of two replicas may disagree by a little: a lag below zero is none.
         if (live) this.observer.watchEventDelivered(Math.max(0, this.clock.now() - event.occurredAtMs) / 1000);
       }

@@ -127,7 +127,7 @@ describe("Prometheus endpoint", () => {
     expect(rpcCount("GetWorker", "NOT_FOUND")).toBe(1);
     expect(valueOf(samples, "worker_registry_rpc_duration_seconds_bucket", { method: "GetWorker", code: "NOT_FOUND", le: "+Inf" })).toBe(1);
     const buckets = samples.filter((s) => s.name === "worker_registry_rpc_duration_seconds_bucket" && s.labels.method === "GetWorker").map((s) => s.labels.le);
-    expect(buckets).toEqual(["0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "+Inf"]);
+    expect(buckets).toEqual(["0.0001", "0.00025", "0.0005", "0.001", "0.002", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "+Inf"]);
     // Streams are not timed.
     expect(samples.some((s) => s.name.startsWith("worker_registry_rpc_duration_seconds") && s.labels.method === "HeartbeatStream")).toBe(false);
 

@@ -1,0 +1,150 @@
+/**
+ * Watch fan-out (issue 16): many watchers, each receiving every event of a
+ * steady stream of writes, and one watcher that never reads. A registry
+ * seeded with the writer's workers gets the watchers (100 per connection,
+ * from one load process: bench/watch-load.ts), then a writer doing
+ * UpdateTaskCount at a fixed rate (each call one event, every watcher
+ * subscribed to all of them) from another. Measured over the window: events
+ * delivered against those due, the delay from each event's commit time to
+ * its arrival (sampled on one watcher in ten), whether any fast watcher was
+ * cut off, whether and when the slow one was, and the server's CPU and RSS
+ * (memory must stay bounded while the slow watcher's backlog grows).
+ */
+import { fork, type ChildProcess } from "node:child_process";
+import path from "node:path";
+import { coresBetween, markCpu, rssMiB, sleep } from "../proc.js";
+import { fmt, fx, log } from "../progress.js";
+import type { WatchFanoutRun } from "../perf-results.js";
+import { removeDatabase, seedDatabase } from "../seed.js";
+import { ROOT, type ServerProcess } from "../servers.js";
+import type { WatchLoadCommand, WatchLoadReply } from "../watch-load.js";
+import type { ScenarioContext } from "./scenario-context.js";
+
+const SHAPE = {
+  quick: { shapes: [{ watchers: 100, perSecond: 1000 }, { watchers: 1000, perSecond: 1000 }], warmupMs: 2000, windowMs: 5000 },
+  full: { shapes: [{ watchers: 100, perSecond: 1000 }, { watchers: 1000, perSecond: 1000 }], warmupMs: 3000, windowMs: 20_000 },
+} as const;
+/**
+ * The registry's per-watcher queue (--watch-buffer; default 10,000): two
+ * seconds of this writer, so that the slow watcher fills it within a quick
+ * window and its cut-off is seen, and a fast one never comes near it.
+ */
+const WATCH_BUFFER_EVENTS = 2000;
+/** Workers the writer spreads its calls over. */
+const WRITER_WORKERS = 100;
+
+/** One watch-load process (bench/watch-load.ts). */
+class WatchLoad {
+  private waiting: ((reply: WatchLoadReply) => void) | undefined;
+
+  private constructor(private readonly child: ChildProcess) {
+    child.on("message", (reply: WatchLoadReply) => {
+      const waiting = this.waiting;
+      this.waiting = undefined;
+      waiting?.(reply);
+    });
+  }
+
+  static start(): WatchLoad {
+    return new WatchLoad(fork(path.join(ROOT, "dist/bench/watch-load.js"), [], { stdio: ["ignore", "inherit", "inherit", "ipc"] }));
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  async request<T extends WatchLoadReply["type"]>(command: WatchLoadCommand, expect: T): Promise<Extract<WatchLoadReply, { type: T }>> {
+    const reply = await new Promise<WatchLoadReply>((resolve, reject) => {
+      this.waiting = resolve;
+      this.child.once("exit", (code) => reject(new Error(`watch load exited (${code})`)));
+      this.child.send(command);
+    });
+    this.child.removeAllListeners("exit");
+    if (reply.type === "error") throw new Error(`watch load: ${reply.message}`);
+    if (reply.type !== expect) throw new Error(`watch load answered ${reply.type}, expected ${expect}`);
+    return reply as Extract<WatchLoadReply, { type: T }>;
+  }
+
+  exit(): void {
+    if (this.child.exitCode === null) this.child.kill("SIGKILL");
+  }
+}
+
+export async function measureWatchFanout(context: ScenarioContext): Promise<WatchFanoutRun[]> {
+  const { mode, workDir, servers } = context;
+  const shape = SHAPE[mode.name];
+  const runs: WatchFanoutRun[] = [];
+  for (const { watchers, perSecond } of shape.shapes) {
+    const dbPath = path.join(workDir, `watch-${watchers}.db`);
+    seedDatabase(dbPath, WRITER_WORKERS);
+    const label = `watch-${watchers}`;
+    const server = await servers.registry({ dbPath, label, profile: label, flags: { "max-watchers": String(watchers + 1), "watch-buffer": String(WATCH_BUFFER_EVENTS) } });
+    const watchLoad = WatchLoad.start();
+    const writer = WatchLoad.start();
+    try {
+      runs.push(await fanoutWindow(server, watchLoad, writer, watchers, perSecond, shape));
+    } finally {
+      watchLoad.exit();
+      writer.exit();
+      await servers.stop(server);
+      removeDatabase(dbPath);
+    }
+  }
+  return runs;
+}
+
+async function fanoutWindow(
+  server: ServerProcess,
+  watchLoad: WatchLoad,
+  writer: WatchLoad,
+  watchers: number,
+  perSecond: number,
+  shape: (typeof SHAPE)[keyof typeof SHAPE],
+): Promise<WatchFanoutRun> {
+  const rssStartMiB = rssMiB(server.pid);
+  await watchLoad.request({ type: "watch", address: server.address, watchers, perConnection: 100 }, "watching");
+  await writer.request({ type: "write", address: server.address, perSecond, workers: WRITER_WORKERS }, "writing");
+  await sleep(shape.warmupMs);
+  await watchLoad.request({ type: "reset" }, "reset");
+  await writer.request({ type: "reset" }, "reset");
+  const pids = [server.pid, watchLoad.pid, writer.pid];
+  const before = markCpu(pids);
+  let rssPeakMiB = rssMiB(server.pid);
+  for (const end = performance.now() + shape.windowMs; performance.now() < end; ) {
+    await sleep(Math.min(250, end - performance.now()));
+    rssPeakMiB = Math.max(rssPeakMiB, rssMiB(server.pid));
+  }
+  const watched = await watchLoad.request({ type: "report" }, "report");
+  const written = await writer.request({ type: "report" }, "report");
+  const after = markCpu(pids);
+  const committedPerSecond = written.written / written.seconds;
+  const run: WatchFanoutRun = {
+    watchers,
+    eventsPerSecond: perSecond,
+    committedPerSecond,
+    seconds: watched.seconds,
+    deliveredPerSecond: watched.delivered / watched.seconds,
+    dueShare: watched.delivered / Math.max(1, written.written * watchers),
+    delivery: watched.delivery,
+    fastCutOff: watched.fastEnded,
+    fastEndReason: watched.fastEndReason,
+    slowCutOff: watched.slowEndedAfterMs !== undefined,
+    slowCutOffAfterMs: watched.slowEndedAfterMs,
+    slowEndReason: watched.slowEndReason,
+    serverCores: coresBetween(before, after, server.pid),
+    loadGeneratorCores: coresBetween(before, after, watchLoad.pid) + coresBetween(before, after, writer.pid),
+    rssStartMiB,
+    rssPeakMiB,
+    rssEndMiB: rssMiB(server.pid),
+    writeErrors: written.writeErrors,
+    firstError: written.firstError ?? watched.firstError,
+  };
+  log(
+    `watch fan-out, ${fmt(watchers)} watchers × ${fmt(perSecond)} events/s: ${fmt(run.committedPerSecond)} events/s committed, ` +
+      `${fmt(run.deliveredPerSecond)} deliveries/s (${fx(run.dueShare * 100, 1)}% of those due), delivery p50 ${fx(run.delivery.p50Ms, 2)} p99 ${fx(run.delivery.p99Ms, 2)} max ${fx(run.delivery.maxMs, 1)} ms; ` +
+      `fast watchers cut off: ${run.fastCutOff}${run.fastEndReason ? ` (${run.fastEndReason})` : ""}; slow watcher: ${run.slowCutOff ? `cut off after ${fx((run.slowCutOffAfterMs ?? 0) / 1000, 1)} s (${run.slowEndReason})` : "still open"}; ` +
+      `server ${fx(run.serverCores, 2)} cores, load ${fx(run.loadGeneratorCores, 2)}; RSS ${fx(rssStartMiB, 0)} → peak ${fx(rssPeakMiB, 0)} → ${fx(run.rssEndMiB, 0)} MiB` +
+      (run.firstError ? `; first error: ${run.firstError}` : ""),
+  );
+  return run;
+}

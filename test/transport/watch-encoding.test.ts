@@ -1,0 +1,44 @@
+import { create, equals, fromBinary } from "@bufbuild/protobuf";
+import { describe, expect, it } from "vitest";
+import { WatchWorkersResponseSchema } from "@sentinel/worker-registry-client/contract";
+import type { WorkerEvent } from "../../src/domain/worker-events.js";
+import { eventToProto } from "../../src/transport/proto-mapping.js";
+import { serializeWatchResponse, WatchEventEncoder } from "../../src/transport/watch-encoding.js";
+
+const event: WorkerEvent = {
+  revision: 42,
+  type: "updated",
+  occurredAtMs: 1_767_225_600_123,
+  worker: {
+    id: "worker-1",
+    nodeId: "node-a",
+    capabilities: ["general", "gpu"],
+    maxConcurrentTasks: 8,
+    currentTasks: 3,
+    availableCapacity: 5,
+    successRate: 0.75,
+    healthStatus: "healthy",
+    registeredAtMs: 1_767_225_000_000,
+    lastHeartbeatAtMs: 1_767_225_600_000,
+    labels: { zone: "a" },
+    version: "1.2.3",
+    state: "draining",
+    drainDeadlineMs: 1_767_225_900_456,
+    metrics: { tasksCompleted: 10, tasksFailedCount: 2, averageTaskDurationMs: 1500 },
+  },
+};
+
+describe("WatchEventEncoder", () => {
+  it("writes the response protobuf-es writes for the event, which decodes to the same message", () => {
+    const expected = create(WatchWorkersResponseSchema, { event: eventToProto(event) });
+    const bytes = new WatchEventEncoder().bytes(event);
+    expect(bytes).toEqual(serializeWatchResponse(expected));
+    expect(equals(WatchWorkersResponseSchema, fromBinary(WatchWorkersResponseSchema, bytes), expected)).toBe(true);
+  });
+
+  it("encodes an event once for every watcher it goes to", () => {
+    const encoder = new WatchEventEncoder();
+    expect(encoder.bytes(event)).toBe(encoder.bytes(event));
+    expect(encoder.bytes({ ...event, revision: 43 })).not.toBe(encoder.bytes(event));
+  });
+});
