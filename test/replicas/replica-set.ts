@@ -116,8 +116,13 @@ export class ReplicaSet {
   /** Stops every replica (and the cluster, if this set owns one). */
   async dispose(): Promise<void> {
     for (const client of this.clients) client?.close();
-    await Promise.all(this.servers.map(async (server, i) => (server === undefined ? undefined : this.stopReplica(i, "SIGKILL"))));
-    this.cluster?.destroy();
+    try {
+      // Every replica gets its SIGKILL even if waiting for one fails, and the cluster goes in any case: a failed
+      // test must not leave processes behind for the rest of the run.
+      await Promise.allSettled(this.servers.map(async (server, i) => (server === undefined ? undefined : this.stopReplica(i, "SIGKILL"))));
+    } finally {
+      this.cluster?.destroy();
+    }
   }
 }
 
