@@ -65,9 +65,14 @@ interface RunOptions {
   readonly keep: boolean;
 }
 
+const USAGE = `usage: node dist/bench/run.js [--quick | --full] [--only PHASE,...] [--no-etcd] [--write-docs] [--profile] [--keep]
+                                [--client h2|grpc-js] [--streams N,...] [--report FILE]
+  (npm run bench = --quick, npm run bench:full = --full; docs/benchmarks.md says what each phase measures)`;
+
 function parseCommandLine() {
   return parseArgs({
     options: {
+      help: { type: "boolean", short: "h", default: false },
       quick: { type: "boolean", default: false },
       full: { type: "boolean", default: false },
       only: { type: "string" },
@@ -95,7 +100,18 @@ function runOptions(values: ReturnType<typeof parseCommandLine>): RunOptions {
 }
 
 async function main(): Promise<void> {
-  const values = parseCommandLine();
+  let values: ReturnType<typeof parseCommandLine>;
+  try {
+    values = parseCommandLine();
+  } catch (error) {
+    console.error(`${error instanceof Error ? error.message : String(error)}\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  if (values.help) {
+    console.log(`${USAGE}\n  phases: ${[...PHASES, ...PERF_PHASES].join(", ")}`);
+    return;
+  }
   if (values.report) {
     // Re-render the tables (and, with --write-docs, the doc and chart) from saved results, without measuring.
     const saved = loadResults(values.report);
