@@ -264,7 +264,9 @@ export function renderConsole(r: Results): string {
 /** The lines that open a generated part: when, how loaded the machine was, on what, with which command. */
 function sectionHeader(r: Results, windows: Parameters<typeof otherLoad>[0], modeNote: string, command: string, software: string): string[] {
   const load = otherLoad(windows);
-  const shared = load.mean > 0.1 || r.machine.loadAverage[0] > 0.5;
+  // Judged by what other processes used during the windows; the load average only when that was not measured (it
+  // is a one-minute decaying average, so it still counts whatever ran just before the suite).
+  const shared = Number.isFinite(load.mean) ? load.mean > 0.1 : r.machine.loadAverage[0] > 0.5;
   const m = r.machine;
   return [
     `### ${r.mode.name === "quick" ? "Quick-mode run" : "Full run"}: ${r.startedAt.replace("T", " ").replace(/\.\d+Z$/, " UTC")}`,
@@ -275,7 +277,7 @@ function sectionHeader(r: Results, windows: Parameters<typeof otherLoad>[0], mod
       ? `> **The machine was shared** during this run: other processes used on average ${load.mean.toFixed(2)} cores (at most ${load.max.toFixed(2)}) of ${m.cores} during the measurement windows` +
         `${Number.isFinite(load.waiting) && load.waiting > 0 ? `, and the servers' event loops were kept waiting for a CPU ${pct(load.waiting)} of the time on average` : ""}; ` +
         `load average ${m.loadAverage.join(" ")} at the start${r.loadAverageAtEnd ? `, ${r.loadAverageAtEnd.join(" ")} at the end` : ""}. Absolute numbers are depressed and latency percentiles inflated; the ratios, measured back to back, are the more reliable figures.`
-      : `> The machine was quiet: other processes used on average ${load.mean.toFixed(2)} cores (at most ${load.max.toFixed(2)}) during the measurement windows; load average ${m.loadAverage.join(" ")} at the start.`,
+      : `> The machine was quiet: other processes used on average ${load.mean.toFixed(2)} cores (at most ${load.max.toFixed(2)}) of ${m.cores} during the measurement windows${Number.isFinite(load.waiting) && load.waiting > 0 ? `, and the servers' event loops waited for a CPU ${pct(load.waiting)} of the time on average` : ""}; load average ${m.loadAverage.join(" ")} at the start${r.loadAverageAtEnd ? `, ${r.loadAverageAtEnd.join(" ")} at the end` : ""}.`,
     "",
     `- Machine: ${m.cpuModel}${m.cpuMhz ? ` (${Math.round(Number(m.cpuMhz))} MHz)` : ""}, ${m.cores} cores (\`nproc\`), ${m.memoryGiB} GiB RAM, ${m.kernel}`,
     `- Software: Node ${m.node}; ${software}; commit ${r.commit} plus the working tree`,
