@@ -9,6 +9,7 @@ dist/.
 from __future__ import annotations
 
 import itertools
+import threading
 from typing import Callable, List
 
 import pytest
@@ -59,3 +60,31 @@ def node_id(request) -> Callable[[str], str]:
         return f"{prefix}-{name}-{next(_ids)}"
 
     return make
+
+
+# Heartbeats every 200 ms keep the WorkerNode tests short (a node takes the interval from each reply, and
+# hears of a drain within a fraction of a second).
+FAST = ("--heartbeat-interval", "200ms")
+
+
+@pytest.fixture
+def fast_registry(start_registry):
+    """A fresh registry whose nodes heartbeat every 200 ms."""
+    return start_registry(*FAST)
+
+
+@pytest.fixture
+def observer(fast_registry):
+    """A client of fast_registry, to look at what the nodes under test did."""
+    with WorkerRegistryClient(fast_registry.address) as client:
+        yield client
+
+
+@pytest.fixture
+def thread_failures():
+    """Every exception that escapes a thread during the test."""
+    failures = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: failures.append(args)
+    yield failures
+    threading.excepthook = previous

@@ -3,39 +3,13 @@
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from datetime import timedelta
 
 import pytest
 
 from registry_server import wait_until
-from sentinel_registry import RegistryError, WorkerNode, WorkerRegistryClient
-
-# Heartbeats every 200 ms keep these tests short; the node takes the interval from each reply.
-FAST = ("--heartbeat-interval", "200ms")
-
-
-@pytest.fixture
-def fast_registry(start_registry):
-    return start_registry(*FAST)
-
-
-@pytest.fixture
-def observer(fast_registry):
-    with WorkerRegistryClient(fast_registry.address) as client:
-        yield client
-
-
-@pytest.fixture
-def thread_failures():
-    """Every exception that escapes a thread during the test."""
-    failures = []
-    previous = threading.excepthook
-    threading.excepthook = lambda args: failures.append(args)
-    yield failures
-    threading.excepthook = previous
-
+from sentinel_registry import RegistryError, WorkerNode
 
 def healthy_or_none(client, worker_id):
     """The worker if the registry answers and says it is healthy; None while it is unreachable or not healthy."""

@@ -12,31 +12,6 @@ from sentinel_registry import RegistryError, WorkerDrainingError, WorkerEvent, W
 from sentinel_registry import heartbeat_loop
 from sentinel_registry.heartbeat_stream import HeartbeatStream
 
-# Heartbeats every 200 ms: a node hears of a drain within a fraction of a second.
-FAST = ("--heartbeat-interval", "200ms")
-
-
-@pytest.fixture
-def fast_registry(start_registry):
-    return start_registry(*FAST)
-
-
-@pytest.fixture
-def observer(fast_registry):
-    with WorkerRegistryClient(fast_registry.address) as client:
-        yield client
-
-
-@pytest.fixture
-def thread_failures():
-    """Every exception that escapes a thread during the test."""
-    failures = []
-    previous = threading.excepthook
-    threading.excepthook = lambda args: failures.append(args)
-    yield failures
-    threading.excepthook = previous
-
-
 class Watcher:
     """Every event of the registry from now on, collected on a thread of its own."""
 
