@@ -1,6 +1,11 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { status } from "@grpc/grpc-js";
+import { afterAll, afterEach, beforeAll } from "vitest";
+import type { WorkerRegistryClientOptions } from "../../clients/typescript/src/client-options.js";
+import { RegistryClientError } from "../../clients/typescript/src/registry-client-error.js";
+import { WorkerRegistryClient } from "../../clients/typescript/src/worker-registry-client.js";
 import { startRegistryServer, type RegistryServer, type ServeOptions } from "../../src/app.js";
 
 /**
@@ -73,4 +78,45 @@ export class TestRegistry {
     await this.stop();
     rmSync(this.directory, { recursive: true, force: true });
   }
+}
+
+/**
+ * One TestRegistry for a test file, started before its first test and disposed after its last, emptied after
+ * each test, with the clients the test opened on it closed. Call at the top level of a test file: it registers
+ * the hooks.
+ */
+export function useTestRegistry(
+  registryOptions?: ServeOptions["registry"],
+  serveOptions: Pick<ServeOptions, "clock"> = {},
+): { readonly registry: TestRegistry; connect(options?: WorkerRegistryClientOptions): WorkerRegistryClient } {
+  let registry: TestRegistry | undefined;
+  const clients: WorkerRegistryClient[] = [];
+  const harness = {
+    get registry(): TestRegistry {
+      if (registry === undefined) throw new Error("the test registry starts in beforeAll");
+      return registry;
+    },
+    connect(options: WorkerRegistryClientOptions = {}): WorkerRegistryClient {
+      const client = new WorkerRegistryClient({ address: harness.registry.address, ...options });
+      clients.push(client);
+      return client;
+    },
+  };
+  beforeAll(async () => {
+    registry = await TestRegistry.start(registryOptions, serveOptions);
+  });
+  afterAll(async () => {
+    await registry?.dispose();
+  });
+  afterEach(async () => {
+    // Each test starts from an empty registry; a worker that left meanwhile (drained, say) is already gone.
+    const admin = harness.connect();
+    for (const worker of await admin.discoverWorkers()) {
+      await admin.unregisterWorker(worker.id).catch((error: unknown) => {
+        if (!(error instanceof RegistryClientError && error.code === status.NOT_FOUND)) throw error;
+      });
+    }
+    for (const client of clients.splice(0)) client.close();
+  });
+  return harness;
 }

@@ -102,3 +102,16 @@ export class CuttableProxy {
     await new Promise((resolve) => this.server.close(resolve));
   }
 }
+
+/** A task that runs until `finish` is called; `running` resolves once it has started. */
+export function heldTask<T>(value: T) {
+  let finish!: () => void;
+  let started!: () => void;
+  const running = new Promise<void>((resolve) => (started = resolve));
+  const body = () =>
+    new Promise<T>((resolve) => {
+      finish = () => resolve(value);
+      started();
+    });
+  return { body, running, finish: () => finish() };
+}

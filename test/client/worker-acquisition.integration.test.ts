@@ -1,11 +1,10 @@
 import * as grpc from "@grpc/grpc-js";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { WorkerRegistryClientOptions } from "../../clients/typescript/src/client-options.js";
+import { describe, expect, it } from "vitest";
 import { NoWorkerAvailableError, RegistryClientError } from "../../clients/typescript/src/registry-client-error.js";
 import type { WorkerAcquisition } from "../../clients/typescript/src/worker-info.js";
 import { WorkerRegistryClient } from "../../clients/typescript/src/worker-registry-client.js";
 import { FakeClock } from "../support/fake-clock.js";
-import { TestRegistry } from "./registry-server.js";
+import { useTestRegistry } from "./registry-server.js";
 
 // acquireWorker, releaseWorker and withWorker against the real server, on a
 // fake clock: expiry times are exact, and a reservation expires when the test
@@ -14,32 +13,10 @@ import { TestRegistry } from "./registry-server.js";
 const MINUTE = 60_000;
 const RESERVATION_TTL_MS = 10 * MINUTE;
 
-let registry: TestRegistry;
-let clock: FakeClock;
-const clients: WorkerRegistryClient[] = [];
-
-beforeAll(async () => {
-  clock = new FakeClock();
-  // A fake clock jumps minutes in one step; the registry must not take that for a stall of its own.
-  registry = await TestRegistry.start({ stallThresholdMs: 24 * 60 * MINUTE, reservationTtlMs: RESERVATION_TTL_MS }, { clock });
-});
-
-afterAll(async () => {
-  await registry.dispose();
-});
-
-afterEach(async () => {
-  // Each test starts from an empty registry.
-  const admin = connect();
-  for (const worker of await admin.discoverWorkers()) await admin.unregisterWorker(worker.id);
-  for (const client of clients.splice(0)) client.close();
-});
-
-function connect(options: WorkerRegistryClientOptions = {}): WorkerRegistryClient {
-  const client = new WorkerRegistryClient({ address: registry.address, ...options });
-  clients.push(client);
-  return client;
-}
+const clock = new FakeClock();
+// A fake clock jumps minutes in one step; the registry must not take that for a stall of its own.
+const harness = useTestRegistry({ stallThresholdMs: 24 * 60 * MINUTE, reservationTtlMs: RESERVATION_TTL_MS }, { clock });
+const connect = harness.connect;
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
   return promise.then(
@@ -106,7 +83,7 @@ describe("releaseWorker", () => {
     const worker = await client.registerWorker({ nodeId: "n", capabilities: ["coder"], maxConcurrentTasks: 2 });
     const { reservationId, expiresAt } = await client.acquireWorker({ capabilities: ["coder"] });
     clock.advance(expiresAt.getTime() - clock.now() + 1);
-    await registry.server.registry.tick();
+    await harness.registry.server.registry.tick();
     expect((await client.getWorker(worker.id)).currentTasks).toBe(0);
     expect(await client.releaseWorker(reservationId, { success: false, durationMs: 700 })).toBe("expired");
     expect(await client.getWorker(worker.id)).toMatchObject({ currentTasks: 0, metrics: { tasksCompleted: 0, tasksFailedCount: 1, averageTaskDuration: 700 } });

@@ -1,11 +1,11 @@
 import * as grpc from "@grpc/grpc-js";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { NoWorkerAvailableError, RegistryClientError } from "../../clients/typescript/src/registry-client-error.js";
 import type { WorkerChangeEvent, WorkerWatchEvent } from "../../clients/typescript/src/worker-event.js";
 import type { WorkerRegistration } from "../../clients/typescript/src/worker-info.js";
 import { WorkerRegistryClient } from "../../clients/typescript/src/worker-registry-client.js";
 import { FakeClock } from "../support/fake-clock.js";
-import { TestRegistry } from "./registry-server.js";
+import { useTestRegistry } from "./registry-server.js";
 import { nextWithin } from "./watch-helpers.js";
 
 // Labels, versions, selectors, cordon, uncordon and drain through the client,
@@ -13,31 +13,9 @@ import { nextWithin } from "./watch-helpers.js";
 
 const MINUTE = 60_000;
 
-let registry: TestRegistry;
-let clock: FakeClock;
-const clients: WorkerRegistryClient[] = [];
-
-beforeAll(async () => {
-  clock = new FakeClock();
-  registry = await TestRegistry.start({ stallThresholdMs: 24 * 60 * MINUTE }, { clock });
-});
-
-afterAll(async () => {
-  await registry.dispose();
-});
-
-afterEach(async () => {
-  // Each test starts from an empty registry.
-  const admin = connect();
-  for (const worker of await admin.discoverWorkers()) await admin.unregisterWorker(worker.id).catch(() => undefined);
-  for (const client of clients.splice(0)) client.close();
-});
-
-function connect(): WorkerRegistryClient {
-  const client = new WorkerRegistryClient({ address: registry.address });
-  clients.push(client);
-  return client;
-}
+const clock = new FakeClock();
+const harness = useTestRegistry({ stallThresholdMs: 24 * 60 * MINUTE }, { clock });
+const connect = (): WorkerRegistryClient => harness.connect();
 
 async function rejection(promise: Promise<unknown>): Promise<RegistryClientError> {
   return promise.then(

@@ -9,7 +9,7 @@ import { WorkerNode } from "../../clients/typescript/src/worker-node.js";
 import { WorkerRegistryClient } from "../../clients/typescript/src/worker-registry-client.js";
 import { nextEvent } from "./events.js";
 import { TestRegistry } from "./registry-server.js";
-import { nextWithin } from "./watch-helpers.js";
+import { heldTask, nextWithin } from "./watch-helpers.js";
 
 // A WorkerNode drained by an orchestrator, or by its own stop(), against the
 // real server. The process-level version (the drained process exits by
@@ -64,19 +64,6 @@ function firstEvent(node: WorkerNode, events: (keyof WorkerNodeEvents)[]): Promi
       else resolve(outcome);
     };
   });
-}
-
-/** A task that runs until `finish` is called. */
-function heldTask<T>(value: T) {
-  let finish!: () => void;
-  let started!: () => void;
-  const running = new Promise<void>((resolve) => (started = resolve));
-  const body = () =>
-    new Promise<T>((resolve) => {
-      finish = () => resolve(value);
-      started();
-    });
-  return { body, running, finish: () => finish() };
 }
 
 /** Every event of a watch up to and including the first removal. */

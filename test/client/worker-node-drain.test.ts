@@ -3,6 +3,7 @@ import { WorkerDrainingError } from "../../clients/typescript/src/worker-drainin
 import type { WorkerNodeOptions } from "../../clients/typescript/src/worker-node-options.js";
 import { WorkerNode } from "../../clients/typescript/src/worker-node.js";
 import { nextEvent } from "./events.js";
+import { heldTask } from "./watch-helpers.js";
 import { ScriptedRegistry } from "./scripted-registry.js";
 
 // The drain cases a real registry cannot stage on demand, against a scripted
@@ -32,19 +33,6 @@ async function startedNode(options: Partial<WorkerNodeOptions> = {}): Promise<Wo
   await node.start();
   await connected;
   return node;
-}
-
-/** A task that runs until `finish` is called. */
-function heldTask<T>(value: T) {
-  let finish!: () => void;
-  let started!: () => void;
-  const running = new Promise<void>((resolve) => (started = resolve));
-  const body = () =>
-    new Promise<T>((resolve) => {
-      finish = () => resolve(value);
-      started();
-    });
-  return { body, running, finish: () => finish() };
 }
 
 describe("a drain the registry asks for", () => {

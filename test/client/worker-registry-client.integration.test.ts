@@ -1,33 +1,10 @@
 import * as grpc from "@grpc/grpc-js";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { RegistryClientError } from "../../clients/typescript/src/registry-client-error.js";
-import type { WorkerRegistryClientOptions } from "../../clients/typescript/src/client-options.js";
-import { WorkerRegistryClient } from "../../clients/typescript/src/worker-registry-client.js";
-import { TestRegistry } from "./registry-server.js";
+import { useTestRegistry } from "./registry-server.js";
 
-let registry: TestRegistry;
-const clients: WorkerRegistryClient[] = [];
-
-beforeAll(async () => {
-  registry = await TestRegistry.start();
-});
-
-afterAll(async () => {
-  await registry.dispose();
-});
-
-afterEach(async () => {
-  // Each test starts from an empty registry.
-  const admin = connect();
-  for (const worker of await admin.discoverWorkers()) await admin.unregisterWorker(worker.id);
-  for (const client of clients.splice(0)) client.close();
-});
-
-function connect(options: WorkerRegistryClientOptions = {}): WorkerRegistryClient {
-  const client = new WorkerRegistryClient({ address: registry.address, ...options });
-  clients.push(client);
-  return client;
-}
+const harness = useTestRegistry();
+const connect = harness.connect;
 
 async function rejection(promise: Promise<unknown>): Promise<RegistryClientError> {
   try {
@@ -180,7 +157,7 @@ describe("retries across a restart", () => {
     const writer = connect();
     const { id } = await writer.registerWorker({ nodeId: "n", capabilities: ["coder"], maxConcurrentTasks: 1 });
     writer.close();
-    await registry.stop();
+    await harness.registry.stop();
     const waits: number[] = [];
     const reader = connect({
       // The channel's own reconnect backoff must not outlast the test's waits.
@@ -191,7 +168,7 @@ describe("retries across a restart", () => {
         sleep: async (ms) => {
           waits.push(ms);
           // The registry comes back during the first wait; later waits are real.
-          if (!registry.running) await registry.start();
+          if (!harness.registry.running) await harness.registry.start();
           else await new Promise((resolve) => setTimeout(resolve, ms));
         },
       },
