@@ -18,7 +18,9 @@ export const SEED_MAX_TASKS = 1000;
 /**
  * Creates a registry database with `count` workers, written straight into
  * SQLite with the registry's own schema (src/store/migrations.ts), in
- * transactions of 10,000 rows. Every worker heartbeated just now.
+ * transactions of 10,000 rows, registered one a millisecond in the order of
+ * their ids (as a registry that filled over time stores them), the last just
+ * now. Every worker heartbeated just now.
  * Returns the seconds it took.
  */
 export function seedDatabase(path: string, count: number): number {
@@ -37,7 +39,8 @@ export function seedDatabase(path: string, count: number): number {
     const now = Date.now();
     const batch = db.transaction((from: number, to: number) => {
       for (let i = from; i < to; i++) {
-        insertWorker.run(seededWorkerId(i), `bench-node-${String(i).padStart(6, "0")}`, JSON.stringify(seededCapabilities(i)), SEED_MAX_TASKS, now, now);
+        const registeredAtMs = now - (count - 1 - i);
+        insertWorker.run(seededWorkerId(i), `bench-node-${String(i).padStart(6, "0")}`, JSON.stringify(seededCapabilities(i)), SEED_MAX_TASKS, registeredAtMs, now);
       }
     });
     for (let from = 0; from < count; from += 10_000) batch(from, Math.min(count, from + 10_000));

@@ -1,5 +1,5 @@
 import Database from "better-sqlite3";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { SqliteStore } from "../../src/store/sqlite-store.js";
 import { FakeClock } from "../support/fake-clock.js";
 import { createTestRegistry } from "../support/registry-fixture.js";
@@ -65,6 +65,29 @@ describe("heartbeat write-behind", () => {
     await registry.unregisterWorker(worker.id);
     await registry.flushHeartbeats();
     expect(stored(db, worker.id)).toBeUndefined();
+    await registry.close();
+  });
+  it("writes a flush in chunks of workers that registered near each other, whatever order they beat in", async () => {
+    const clock = new FakeClock();
+    const db = new Database(":memory:");
+    const store = new SqliteStore(db);
+    const { registry } = await createTestRegistry({}, { clock, store });
+    const ids: string[] = [];
+    for (let i = 0; i < 250; i++) {
+      // Two in each millisecond: ties are ordered by id, whose prefix is the registration time.
+      if (i % 2 === 0) clock.advance(1);
+      ids.push((await registry.registerWorker({ nodeId: `node-${i}`, capabilities: ["cpu"], maxConcurrentTasks: 1 })).id);
+    }
+    // Beats in an order unrelated to registration: a fixed shuffle.
+    const beatOrder = ids.map((id, i) => ({ id, key: (i * 7919) % 251 })).sort((a, b) => a.key - b.key);
+    clock.advance(1000);
+    for (const { id } of beatOrder) registry.heartbeat(id);
+    const writes = vi.spyOn(store, "writeHeartbeats");
+    await registry.flushHeartbeats();
+    const chunks = writes.mock.calls.map(([heartbeats]) => [...heartbeats.keys()]);
+    expect(chunks.map((chunk) => chunk.length)).toEqual([100, 100, 50]);
+    expect(chunks.flat()).toEqual([...ids].sort());
+    for (const id of ids) expect(stored(db, id)).toBe(clock.now());
     await registry.close();
   });
 });
