@@ -79,6 +79,8 @@ export interface LoadedSelectionRun {
 /** The watch fan-out scenario at one shape. */
 export interface WatchFanoutRun {
   readonly watchers: number;
+  /** max_events_per_message the watchers asked for (1: one event per message); absent in runs from before batching, which had one. */
+  readonly eventsPerMessage?: number;
   /** Events the writer was asked for per second, and what it got committed. */
   readonly eventsPerSecond: number;
   readonly committedPerSecond: number;

@@ -111,9 +111,10 @@ function loadedSelectionTable(r: Results): string {
 
 function watchFanoutTable(r: Results): string {
   return table(
-    ["watchers", "events/s asked, committed", "deliveries/s (share of those due)", "delivery p50 / p99 / max ms", "fast watchers cut off", "slow watcher", "server cores", "load generators, cores", "server RSS start → peak → end MiB", "errors"],
+    ["watchers", "events per message, at most", "events/s asked, committed", "deliveries/s (share of those due)", "delivery p50 / p99 / max ms", "fast watchers cut off", "slow watcher", "server cores", "load generators, cores", "server RSS start → peak → end MiB", "errors"],
     (r.watchFanout ?? []).map((x) => [
       int(x.watchers),
+      int(x.eventsPerMessage ?? 1),
       `${int(x.eventsPerSecond)}, ${int(x.committedPerSecond)}`,
       `${int(x.deliveredPerSecond)} (${pct(x.dueShare)})`,
       `${ms(x.delivery.p50Ms)} / ${ms(x.delivery.p99Ms)} / ${ms(x.delivery.maxMs, 1)}`,

@@ -3,12 +3,15 @@
  * its own, forked and driven over IPC, in one of two roles.
  *
  * - `watchers`: opens WatchWorkers streams over node:http2, at most 100 per
- *   connection, counts every event each one receives and, on one watcher in
- *   ten, the delay from each event's occurred_at (the registry's clock, the
- *   same machine's) to its arrival. One more watch, on a connection of its
- *   own, never reads: the slow watcher, which the registry must cut off
- *   without slowing the others. Events are counted by their frame headers,
- *   without decoding, so that a million a second stay affordable here.
+ *   connection, each asking for up to `eventsPerMessage` events per message,
+ *   counts every event each one receives and, on one watcher in ten, the
+ *   delay from each event's occurred_at (the registry's clock, the same
+ *   machine's) to its arrival. One more watch, on a connection of its own,
+ *   never reads: the slow watcher, which the registry must cut off without
+ *   slowing the others. Nothing is decoded with protobuf-es, so that a
+ *   million events a second stay affordable here: one event per message is
+ *   counted by its frame header, and a batch by walking the message's
+ *   top-level fields, one `events` entry per event.
  * - `writer`: UpdateTaskCount at a fixed rate (+1 then -1 on each of a set of
  *   seeded workers, so counts stay in range), each call one "updated" event.
  *
@@ -16,20 +19,28 @@
  */
 import http2 from "node:http2";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { UpdateTaskCountRequestSchema } from "@sentinel/worker-registry-client/contract";
+import { DEFAULT_WATCH_EVENTS_PER_MESSAGE } from "@sentinel/worker-registry-client";
+import { UpdateTaskCountRequestSchema, WatchWorkersRequestSchema } from "@sentinel/worker-registry-client/contract";
 import { LatencyHistogram, type LatencySummary } from "./histogram.js";
 import { registryPath } from "./protocols.js";
 import { seededWorkerId } from "./seed.js";
 
 export type WatchLoadCommand =
-  | { readonly type: "watch"; readonly address: string; readonly watchers: number; readonly perConnection: number }
+  | {
+      readonly type: "watch";
+      readonly address: string;
+      readonly watchers: number;
+      readonly perConnection: number;
+      /** max_events_per_message of every watch; 1 for one event per message. Default: the client's, DEFAULT_WATCH_EVENTS_PER_MESSAGE. */
+      readonly eventsPerMessage?: number;
+    }
   | { readonly type: "write"; readonly address: string; readonly perSecond: number; readonly workers: number }
   | { readonly type: "reset" }
   | { readonly type: "report" }
   | { readonly type: "exit" };
 
 export type WatchLoadReply =
-  | { readonly type: "watching"; readonly opened: number }
+  | { readonly type: "watching"; readonly opened: number; readonly eventsPerMessage: number }
   | { readonly type: "writing" }
   | { readonly type: "reset" }
   | {
@@ -59,7 +70,13 @@ let fastEndReason: string | undefined;
 let slow: { openedAt: number; endedAfterMs: number | undefined; reason: string | undefined } | undefined;
 const sessions: http2.ClientHttp2Session[] = [];
 
-const EMPTY_FRAME = Buffer.alloc(5);
+/** A gRPC frame: the 5-byte header (not compressed, length) and the message. */
+function frame(body: Uint8Array): Buffer {
+  const out = Buffer.alloc(5 + body.length);
+  out.writeUInt32BE(body.length, 1);
+  out.set(body, 5);
+  return out;
+}
 
 function session(address: string): http2.ClientHttp2Session {
   const s = http2.connect(`http://${address}`);
@@ -91,11 +108,12 @@ function endReason(stream: http2.ClientHttp2Stream, onEnd: (reason: string) => v
 }
 
 /**
- * A watch stream's bytes, counted as gRPC frames. With `sample`, each
- * message is also read for WatchWorkersResponse.event.occurred_at and its
- * delay recorded.
+ * A watch stream's bytes, counted as gRPC frames: one event per frame, or
+ * with `batched` the events in each frame's message. With `sample`, each
+ * event is also read for its occurred_at and its delay recorded.
  */
-function counter(sample: boolean): (chunk: Buffer) => void {
+function counter(sample: boolean, batched: boolean): (chunk: Buffer) => void {
+  const whole = sample || batched;
   let header = Buffer.alloc(0);
   let remaining = 0;
   let message: Buffer[] = [];
@@ -109,16 +127,23 @@ function counter(sample: boolean): (chunk: Buffer) => void {
         if (header.length < 5) return;
         remaining = header.readUInt32BE(1);
         header = Buffer.alloc(0);
-        counts.delivered++;
+        if (!batched) counts.delivered++;
         if (remaining === 0) continue;
       }
       const take = Math.min(remaining, chunk.length - offset);
-      if (sample) message.push(chunk.subarray(offset, offset + take));
+      if (whole) message.push(chunk.subarray(offset, offset + take));
       offset += take;
       remaining -= take;
-      if (remaining === 0 && sample) {
-        const occurredAtMs = occurredAt(message.length === 1 ? message[0]! : Buffer.concat(message));
-        if (occurredAtMs !== undefined) histogram.recordMs(Math.max(0, performance.timeOrigin + performance.now() - occurredAtMs));
+      if (remaining === 0 && whole) {
+        const response = message.length === 1 ? message[0]! : Buffer.concat(message);
+        if (batched) counts.delivered += eventCount(response);
+        if (sample) {
+          const arrivedAtMs = performance.timeOrigin + performance.now();
+          for (const event of events(response)) {
+            const occurredAtMs = occurredAt(event);
+            if (occurredAtMs !== undefined) histogram.recordMs(Math.max(0, arrivedAtMs - occurredAtMs));
+          }
+        }
         message = [];
       }
     }
@@ -154,29 +179,48 @@ function* fields(bytes: Buffer): Generator<[number, number, number | Buffer]> {
   }
 }
 
-/** WatchWorkersResponse { WorkerEvent event = 1 { ... Timestamp occurred_at = 4 } } in wall-clock ms. */
-function occurredAt(response: Buffer): number | undefined {
-  for (const [field, wire, event] of fields(response)) {
-    if (field !== 1 || wire !== 2) continue;
-    for (const [inner, innerWire, timestamp] of fields(event as Buffer)) {
-      if (inner !== 4 || innerWire !== 2) continue;
-      let ms = 0;
-      for (const [part, , value] of fields(timestamp as Buffer)) ms += part === 1 ? (value as number) * 1000 : part === 2 ? (value as number) / 1e6 : 0;
-      return ms;
-    }
+/** The WorkerEvents of a WatchWorkersResponse: `WorkerEvent event = 1` or `repeated WorkerEvent events = 2`. */
+function* events(response: Buffer): Generator<Buffer> {
+  for (const [field, wire, event] of fields(response)) if ((field === 1 || field === 2) && wire === 2) yield event as Buffer;
+}
+
+/** How many `events` entries (field 2) a batched WatchWorkersResponse holds: their keys and lengths are walked, not their bodies. */
+function eventCount(response: Buffer): number {
+  let count = 0;
+  const at = { pos: 0 };
+  while (at.pos < response.length) {
+    const tag = varint(response, at);
+    // A batched response has length-delimited fields only; anything else means the bytes are not one.
+    if ((tag & 7) !== 2) break;
+    at.pos += varint(response, at);
+    if (tag >>> 3 === 2) count++;
+  }
+  return count;
+}
+
+/** WorkerEvent { ... Timestamp occurred_at = 4 } in wall-clock ms. */
+function occurredAt(event: Buffer): number | undefined {
+  for (const [field, wire, timestamp] of fields(event)) {
+    if (field !== 4 || wire !== 2) continue;
+    let ms = 0;
+    for (const [part, , value] of fields(timestamp as Buffer)) ms += part === 1 ? (value as number) * 1000 : part === 2 ? (value as number) / 1e6 : 0;
+    return ms;
   }
   return undefined;
 }
 
 async function watch(command: Extract<WatchLoadCommand, { type: "watch" }>): Promise<WatchLoadReply> {
   const path = registryPath("WatchWorkers");
+  const eventsPerMessage = command.eventsPerMessage ?? DEFAULT_WATCH_EVENTS_PER_MESSAGE;
+  const batched = eventsPerMessage > 1;
+  const watchRequest = frame(toBinary(WatchWorkersRequestSchema, create(WatchWorkersRequestSchema, { maxEventsPerMessage: eventsPerMessage })));
   let connection: http2.ClientHttp2Session | undefined;
   const started: Promise<void>[] = [];
   for (let i = 0; i < command.watchers; i++) {
     if (i % command.perConnection === 0) connection = session(command.address);
     const stream = request(connection!, path);
-    stream.end(EMPTY_FRAME);
-    const count = counter(i % 10 === 0);
+    stream.end(watchRequest);
+    const count = counter(i % 10 === 0, batched);
     // The registry sends a watch's headers with its first event, so "response" would wait for the writer: opened is enough.
     started.push(new Promise((resolve) => stream.once("ready", () => resolve())));
     stream.on("data", count);
@@ -187,7 +231,7 @@ async function watch(command: Extract<WatchLoadCommand, { type: "watch" }>): Pro
   }
   // The slow watcher: its own connection, and it never reads what it is sent.
   const slowStream = request(session(command.address), path);
-  slowStream.end(EMPTY_FRAME);
+  slowStream.end(watchRequest);
   slowStream.pause();
   const opened = performance.now();
   slow = { openedAt: opened, endedAfterMs: undefined, reason: undefined };
@@ -197,20 +241,16 @@ async function watch(command: Extract<WatchLoadCommand, { type: "watch" }>): Pro
     slow!.reason = reason;
   });
   await Promise.all(started);
-  return { type: "watching", opened: command.watchers };
+  return { type: "watching", opened: command.watchers, eventsPerMessage };
 }
 
 function write(command: Extract<WatchLoadCommand, { type: "write" }>): WatchLoadReply {
   const s = session(command.address);
   const path = registryPath("UpdateTaskCount");
   const frames = [1, -1].map((delta) =>
-    Array.from({ length: command.workers }, (_, i) => {
-      const body = Buffer.from(toBinary(UpdateTaskCountRequestSchema, create(UpdateTaskCountRequestSchema, { workerId: seededWorkerId(i), delta })));
-      const out = Buffer.alloc(5 + body.length);
-      out.writeUInt32BE(body.length, 1);
-      body.copy(out, 5);
-      return out;
-    }),
+    Array.from({ length: command.workers }, (_, i) =>
+      frame(toBinary(UpdateTaskCountRequestSchema, create(UpdateTaskCountRequestSchema, { workerId: seededWorkerId(i), delta }))),
+    ),
   );
   let sent = 0;
   let inFlight = 0;

@@ -8,9 +8,12 @@
  * delivered against those due, the delay from each event's commit time to
  * its arrival (sampled on one watcher in ten), whether any fast watcher was
  * cut off, whether and when the slow one was, and the server's CPU and RSS
- * (memory must stay bounded while the slow watcher's backlog grows).
+ * (memory must stay bounded while the slow watcher's backlog grows). The
+ * watchers ask for EVENTS_PER_MESSAGE events per message, and each run
+ * records it.
  */
 import { fork, type ChildProcess } from "node:child_process";
+import { DEFAULT_WATCH_EVENTS_PER_MESSAGE } from "@sentinel/worker-registry-client";
 import path from "node:path";
 import { coresBetween, markCpu, rssMiB, sleep } from "../proc.js";
 import { fmt, fx, log } from "../progress.js";
@@ -30,6 +33,11 @@ const SHAPE = {
  * window and its cut-off is seen, and a fast one never comes near it.
  */
 const WATCH_BUFFER_EVENTS = 2000;
+/**
+ * max_events_per_message of every watcher: the client's default, as the
+ * watchers of a real deployment would ask. 1 measures one event per message.
+ */
+const EVENTS_PER_MESSAGE = DEFAULT_WATCH_EVENTS_PER_MESSAGE;
 /** Workers the writer spreads its calls over. */
 const WRITER_WORKERS = 100;
 
@@ -102,7 +110,10 @@ async function fanoutWindow(
   shape: (typeof SHAPE)[keyof typeof SHAPE],
 ): Promise<WatchFanoutRun> {
   const rssStartMiB = rssMiB(server.pid);
-  await watchLoad.request({ type: "watch", address: server.address, watchers, perConnection: 100 }, "watching");
+  const { eventsPerMessage } = await watchLoad.request(
+    { type: "watch", address: server.address, watchers, perConnection: 100, eventsPerMessage: EVENTS_PER_MESSAGE },
+    "watching",
+  );
   await writer.request({ type: "write", address: server.address, perSecond, workers: WRITER_WORKERS }, "writing");
   await sleep(shape.warmupMs);
   await watchLoad.request({ type: "reset" }, "reset");
@@ -120,6 +131,7 @@ async function fanoutWindow(
   const committedPerSecond = written.written / written.seconds;
   const run: WatchFanoutRun = {
     watchers,
+    eventsPerMessage,
     eventsPerSecond: perSecond,
     committedPerSecond,
     seconds: watched.seconds,
@@ -140,7 +152,7 @@ async function fanoutWindow(
     firstError: written.firstError ?? watched.firstError,
   };
   log(
-    `watch fan-out, ${fmt(watchers)} watchers × ${fmt(perSecond)} events/s: ${fmt(run.committedPerSecond)} events/s committed, ` +
+    `watch fan-out, ${fmt(watchers)} watchers × ${fmt(perSecond)} events/s, up to ${fmt(eventsPerMessage)} per message: ${fmt(run.committedPerSecond)} events/s committed, ` +
       `${fmt(run.deliveredPerSecond)} deliveries/s (${fx(run.dueShare * 100, 1)}% of those due), delivery p50 ${fx(run.delivery.p50Ms, 2)} p99 ${fx(run.delivery.p99Ms, 2)} max ${fx(run.delivery.maxMs, 1)} ms; ` +
       `fast watchers cut off: ${run.fastCutOff}${run.fastEndReason ? ` (${run.fastEndReason})` : ""}; slow watcher: ${run.slowCutOff ? `cut off after ${fx((run.slowCutOffAfterMs ?? 0) / 1000, 1)} s (${run.slowEndReason})` : "still open"}; ` +
       `server ${fx(run.serverCores, 2)} cores, load ${fx(run.loadGeneratorCores, 2)}; RSS ${fx(rssStartMiB, 0)} → peak ${fx(rssPeakMiB, 0)} → ${fx(run.rssEndMiB, 0)} MiB` +

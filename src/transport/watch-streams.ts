@@ -5,6 +5,7 @@ import type { Logger } from "../domain/logger.js";
 import type { EventWatch } from "../domain/watches.js";
 import type { WorkerEvent } from "../domain/worker-events.js";
 import type { WorkerRegistry } from "../domain/worker-registry.js";
+import { validateIntegerRange } from "../domain/validation.js";
 import type { WatchWorkersRequest, WatchWorkersResponse } from "@sentinel/worker-registry-client/contract";
 import type { CallGuard } from "./call-guard.js";
 import { filterFromProto } from "./proto-mapping.js";
@@ -17,6 +18,9 @@ type WatchCall = ServerWritableStream<WatchWorkersRequest, Buffer | WatchWorkers
 
 /** Log entries read per page of a replay: what one watcher may hold in memory while its reader catches up. */
 export const REPLAY_PAGE_EVENTS = 256;
+
+/** The most events a watcher may ask for in one message (`max_events_per_message`); more is INVALID_ARGUMENT. */
+export const MAX_EVENTS_PER_MESSAGE = 1000;
 
 /**
  * Serves WatchWorkers calls. A watch that resumes from an earlier revision
@@ -31,6 +35,13 @@ export const REPLAY_PAGE_EVENTS = 256;
  * token that a reload of the tokens file removes is ended with
  * UNAUTHENTICATED.
  *
+ * A watcher that asks for up to `max_events_per_message` events per message
+ * (above 1) gets what waits for it packed: a replay page in messages of that
+ * many, and live events gathered for the rest of the event-loop turn they
+ * arrive in, then written together by one flush per turn for every such
+ * watcher (or at once, when a full message or the buffer's worth waits).
+ * One write per message instead of one per event is what batching saves.
+ *
  * The observer hears how long after it occurred each live event was written
  * (replayed events are old by design and not timed), of each watcher dropped
  * for falling behind, and of each watch ended or refused with an error,
@@ -39,6 +50,9 @@ export const REPLAY_PAGE_EVENTS = 256;
 export class WatchStreams {
   private readonly open = new Map<WatchCall, () => void>();
   private readonly encoder = new WatchEventEncoder();
+  /** The pumps of batching watchers with live events waiting for this turn's flush. */
+  private readonly flushes = new Set<() => void>();
+  private flushScheduled = false;
 
   constructor(
     private readonly registry: WorkerRegistry,
@@ -57,9 +71,11 @@ export class WatchStreams {
   /** The grpc-js handler for WatchWorkers. */
   readonly handle = (call: WatchCall): void => {
     let releaseSlot: () => void;
+    const perMessage = call.request.maxEventsPerMessage;
     try {
       const principal = this.guard.principal(call.metadata);
       this.guard.authorize(principal, "read-fleet");
+      validateIntegerRange("max_events_per_message", perMessage, 0, MAX_EVENTS_PER_MESSAGE);
       releaseSlot = this.guard.openStream(call.getPeer(), principal, "watch", (details) => finish(status.UNAUTHENTICATED, details));
     } catch (error) {
       const refusal = statusForError(error, this.log, "WatchWorkers");
@@ -75,9 +91,13 @@ export class WatchStreams {
     let watch: EventWatch | undefined;
     /** Resolves the replay's wait for the connection to take what was written. */
     let onRoom: (() => void) | undefined;
+    const batching = perMessage > 1;
+    /** Writing a batch at once, without waiting for the turn's flush, once this many events wait (the cut-off never meets a writable watcher). */
+    const flushAt = Math.min(perMessage, this.bufferEvents);
     const release = () => {
       finished = true;
       this.open.delete(call);
+      this.flushes.delete(pump);
       releaseSlot();
       watch?.close();
       onRoom?.();
@@ -88,13 +108,22 @@ export class WatchStreams {
       if (refused) this.observer.callRefused("WatchWorkers", status[code]);
       call.emit("error", { code, details });
     };
+    const delivered = (event: WorkerEvent) =>
+      // Clocks of two replicas may disagree by a little: a lag below zero is none.
+      this.observer.watchEventDelivered(Math.max(0, this.clock.now() - event.occurredAtMs) / 1000);
     const pump = () => {
       while (writable && queue.length > 0 && !finished) {
-        const { event, live } = queue.shift()!;
-        lastSent = event.revision;
-        writable = call.write(this.encoder.bytes(event));
-        // Clocks of two replicas may disagree by a little: a lag below zero is none.
-        if (live) this.observer.watchEventDelivered(Math.max(0, this.clock.now() - event.occurredAtMs) / 1000);
+        if (batching) {
+          const taken = queue.splice(0, perMessage);
+          lastSent = taken[taken.length - 1]!.event.revision;
+          writable = call.write(this.encoder.batch(taken.map(({ event }) => event)));
+          for (const { event, live } of taken) if (live) delivered(event);
+        } else {
+          const { event, live } = queue.shift()!;
+          lastSent = event.revision;
+          writable = call.write(this.encoder.bytes(event));
+          if (live) delivered(event);
+        }
       }
       if (writable && queue.length === 0) onRoom?.();
     };
@@ -126,7 +155,8 @@ export class WatchStreams {
         return;
       }
       queue.push({ event, live: true });
-      pump();
+      if (!batching || queue.length >= flushAt) pump();
+      else this.flushAtEndOfTurn(pump);
     };
     const fail = (error: unknown) => {
       // A page read still in flight when the watch ended (the store closing at shutdown) is nobody's concern.
@@ -149,6 +179,22 @@ export class WatchStreams {
       }
     })().catch(fail);
   };
+
+  /**
+   * Runs `pump` once the current event-loop turn's events have all arrived:
+   * one setImmediate for every batching watcher, not a timer each.
+   */
+  private flushAtEndOfTurn(pump: () => void): void {
+    this.flushes.add(pump);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      const pumps = [...this.flushes];
+      this.flushes.clear();
+      for (const each of pumps) each();
+    });
+  }
 
   /** Ends every watch with UNAVAILABLE; watchers resume from their last revision elsewhere or later. */
   closeAll(): void {

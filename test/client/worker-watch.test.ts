@@ -2,12 +2,19 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { status } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
-import { WorkerEventSchema, WorkerEventType, type WorkerEvent } from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
+import {
+  WatchWorkersResponseSchema,
+  WorkerEventSchema,
+  WorkerEventType,
+  type WorkerEvent,
+} from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
 import { RegistryClientError } from "../../clients/typescript/src/registry-client-error.js";
 import type { WorkerWatchEvent } from "../../clients/typescript/src/worker-event.js";
 import type { WorkerInfo } from "../../clients/typescript/src/worker-info.js";
 import {
   compileWatchOptions,
+  DEFAULT_WATCH_EVENTS_PER_MESSAGE,
+  eventsOfResponse,
   watchWorkerEvents,
   type WatchCall,
   type WatchReconnectingEvent,
@@ -34,6 +41,8 @@ const failure = (code: status) => new RegistryClientError("watchWorkers", code, 
 /** A transport whose calls play scripts, one per open(), and that records what was asked of it. */
 class ScriptedTransport implements WatchTransport {
   readonly opened: number[] = [];
+  /** The events per message each attempt asked for. */
+  readonly perMessage: number[] = [];
   readonly cancelled: boolean[] = [];
   listings = 0;
   revisionReads = 0;
@@ -55,7 +64,8 @@ class ScriptedTransport implements WatchTransport {
     return next();
   }
 
-  async open(startRevision: number): Promise<WatchCall> {
+  async open(startRevision: number, eventsPerMessage: number): Promise<WatchCall> {
+    this.perMessage.push(eventsPerMessage);
     const index = this.opened.push(startRevision) - 1;
     const script = this.scripts[index];
     if (script === undefined) throw new Error(`no script for attempt ${index + 1} (from ${startRevision})`);
@@ -309,12 +319,46 @@ describe("ending", () => {
   });
 });
 
+describe("events per message", () => {
+  it("asks for 256 events per message on every attempt by default, and for what the caller chose", async () => {
+    const batching = new ScriptedTransport([[1, { fail: status.UNAVAILABLE }], [2, "hang"]]);
+    await take(watch(batching, { startRevision: 1 }).iterator, 2);
+    expect(batching.perMessage).toEqual([256, 256]);
+    const single = new ScriptedTransport([[1, "hang"]]);
+    await take(watch(single, { startRevision: 1, eventsPerMessage: 1 }).iterator, 1);
+    expect(single.perMessage).toEqual([1]);
+  });
+
+  it("unpacks a response of either form into its events, in order", () => {
+    const one = create(WatchWorkersResponseSchema, { event: event(7) });
+    const several = create(WatchWorkersResponseSchema, { events: [event(8), event(9), event(10)] });
+    expect(eventsOfResponse(one).map((e) => Number(e.revision))).toEqual([7]);
+    expect(eventsOfResponse(several).map((e) => Number(e.revision))).toEqual([8, 9, 10]);
+    expect(eventsOfResponse(create(WatchWorkersResponseSchema, {}))).toEqual([]);
+  });
+});
+
 describe("compileWatchOptions", () => {
   const signal = new AbortController().signal;
 
   it("reads startRevision 0 as 'from now', and fills in the documented defaults", () => {
     const compiled = compileWatchOptions({ startRevision: 0 }, signal);
-    expect(compiled).toMatchObject({ startRevision: undefined, backoff: { baseMs: 500, maxMs: 30_000 }, random: Math.random, onReconnecting: undefined });
+    expect(compiled).toMatchObject({
+      startRevision: undefined,
+      eventsPerMessage: DEFAULT_WATCH_EVENTS_PER_MESSAGE,
+      backoff: { baseMs: 500, maxMs: 30_000 },
+      random: Math.random,
+      onReconnecting: undefined,
+    });
+    expect(DEFAULT_WATCH_EVENTS_PER_MESSAGE).toBe(256);
+  });
+
+  it.each([0, 1001, 2.5, Number.NaN])("refuses eventsPerMessage %s", (eventsPerMessage) => {
+    expect(() => compileWatchOptions({ eventsPerMessage }, signal)).toThrow(RangeError);
+  });
+
+  it.each([1, 1000])("takes eventsPerMessage %s", (eventsPerMessage) => {
+    expect(compileWatchOptions({ eventsPerMessage }, signal).eventsPerMessage).toBe(eventsPerMessage);
   });
 
   it.each([-1, 1.5, Number.NaN])("refuses startRevision %s", (startRevision) => {

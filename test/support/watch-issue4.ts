@@ -19,8 +19,10 @@ export async function waitUntil<T>(what: string, check: () => T | undefined | fa
 /** An open WatchWorkers call and what it has delivered so far. */
 export interface Watch {
   readonly call: ClientReadableStream<any>;
-  /** Every event received, in arrival order (only while `reading`). */
+  /** Every event received, in arrival order (only while `reading`), unpacked from `event` or `events`. */
   readonly events: WorkerEvent[];
+  /** Every message received, as it came: one `event`, or several `events` for a batching watch. */
+  readonly messages: WatchMessage[];
   /** performance.now() when each event arrived, parallel to `events`. */
   readonly arrivals: number[];
   /** The call's final status (the error event is swallowed). */
@@ -33,6 +35,12 @@ export interface Watch {
   cancel(): WorkerEvent[];
 }
 
+/** A WatchWorkers response as the generic client decodes it. */
+export interface WatchMessage {
+  readonly event?: WorkerEvent;
+  readonly events: WorkerEvent[];
+}
+
 /**
  * Opens WatchWorkers on the generic client. With `read: false` no data
  * listener is attached: the stream stays paused, and once its buffer is full
@@ -42,14 +50,19 @@ export interface Watch {
 export function openWatch(client: RawRegistryClient, request: object, options: { read?: boolean } = {}): Watch {
   const call = (client.grpc as unknown as { watchWorkers(request: object): ClientReadableStream<any> }).watchWorkers(request);
   const events: WorkerEvent[] = [];
+  const messages: WatchMessage[] = [];
   const arrivals: number[] = [];
   let recording = true;
   call.on("error", () => {});
   const done = new Promise<StatusObject>((resolve) => call.on("status", resolve));
-  const record = (response: { event: WorkerEvent }) => {
+  const record = (response: WatchMessage) => {
     if (!recording) return;
-    events.push(response.event);
-    arrivals.push(performance.now());
+    messages.push(response);
+    const arrival = performance.now();
+    for (const event of response.event === undefined ? response.events : [response.event, ...response.events]) {
+      events.push(event);
+      arrivals.push(arrival);
+    }
   };
   if (options.read !== false) call.on("data", record);
   // grpc-js keeps taking messages off the connection into an unbounded list until the stream's
@@ -59,6 +72,7 @@ export function openWatch(client: RawRegistryClient, request: object, options: {
   return {
     call,
     events,
+    messages,
     arrivals,
     done,
     waitFor(what, match, timeoutMs = 3000) {

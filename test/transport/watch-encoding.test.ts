@@ -1,6 +1,6 @@
 import { create, equals, fromBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { WatchWorkersResponseSchema } from "@sentinel/worker-registry-client/contract";
+import { WatchWorkersResponseSchema, WorkerEventSchema } from "@sentinel/worker-registry-client/contract";
 import type { WorkerEvent } from "../../src/domain/worker-events.js";
 import { eventToProto } from "../../src/transport/proto-mapping.js";
 import { serializeWatchResponse, WatchEventEncoder } from "../../src/transport/watch-encoding.js";
@@ -40,5 +40,35 @@ describe("WatchEventEncoder", () => {
     const encoder = new WatchEventEncoder();
     expect(encoder.bytes(event)).toBe(encoder.bytes(event));
     expect(encoder.bytes({ ...event, revision: 43 })).not.toBe(encoder.bytes(event));
+    expect(encoder.entry(event)).toBe(encoder.entry(event));
+    expect(encoder.entry({ ...event, revision: 43 })).not.toBe(encoder.entry(event));
+  });
+
+  it("writes a batch that decodes to a response whose events are the events, in order, and no event", () => {
+    const events: WorkerEvent[] = [
+      event,
+      { ...event, revision: 43, type: "health_changed", previousHealth: "healthy", worker: { ...event.worker, healthStatus: "degraded" } },
+      { ...event, revision: 44, type: "registered", worker: { ...event.worker, id: "worker-2", labels: {} } },
+    ];
+    const decoded = fromBinary(WatchWorkersResponseSchema, new WatchEventEncoder().batch(events));
+    expect(decoded.event).toBeUndefined();
+    expect(decoded.events).toHaveLength(events.length);
+    decoded.events.forEach((decodedEvent, i) => expect(equals(WorkerEventSchema, decodedEvent, eventToProto(events[i]!))).toBe(true));
+    // The same bytes protobuf-es writes for the whole message.
+    expect(new WatchEventEncoder().batch(events)).toEqual(serializeWatchResponse(create(WatchWorkersResponseSchema, { events: events.map(eventToProto) })));
+  });
+
+  it("gives the same bytes for either form whether or not the other form was made first", () => {
+    const singleFirst = new WatchEventEncoder();
+    const single = singleFirst.bytes(event);
+    const entryFromSingle = singleFirst.entry(event);
+    const entryFirst = new WatchEventEncoder();
+    const entry = entryFirst.entry(event);
+    const singleFromEntry = entryFirst.bytes(event);
+    expect(entryFromSingle).toEqual(entry);
+    expect(singleFromEntry).toEqual(single);
+    // Copies: changing the key of one form left the other intact.
+    expect(single[0]).toBe(0x0a);
+    expect(entry[0]).toBe(0x12);
   });
 });

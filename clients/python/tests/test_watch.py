@@ -11,6 +11,8 @@ import pytest
 
 from registry_server import wait_until
 from sentinel_registry import RegistryError, Resync, WorkerEvent, WorkerRegistryClient
+from sentinel_registry._proto import service_pb2
+from sentinel_registry.watch import events_of
 
 
 class Collector:
@@ -166,3 +168,50 @@ def test_out_of_range_yields_one_resync_with_the_workers_then_continues(start_re
             newcomer = client.register_worker(node_id("newcomer"), [capability], 1)
             event = next(watch)
         assert (event.type, event.worker.id, event.revision) == ("registered", newcomer.id, resync.revision + 1)
+
+
+def test_a_response_of_either_form_unpacks_into_its_events_in_order():
+    one = service_pb2.WatchWorkersResponse(event=service_pb2.WorkerEvent(revision=7))
+    several = service_pb2.WatchWorkersResponse(events=[service_pb2.WorkerEvent(revision=r) for r in (8, 9, 10)])
+    assert [e.revision for e in events_of(one)] == [7]
+    assert [e.revision for e in events_of(several)] == [8, 9, 10]
+    assert events_of(service_pb2.WatchWorkersResponse()) == []
+
+
+@pytest.mark.parametrize("events_per_message", [0, 1001, 2.5, True])
+def test_events_per_message_out_of_range_is_refused_at_once(client, events_per_message):
+    with pytest.raises(ValueError, match="events_per_message"):
+        client.watch_workers(start_revision=1, events_per_message=events_per_message)
+
+
+def test_batched_and_one_per_message_watches_deliver_the_same_events_one_at_a_time(client, node_id, monkeypatch):
+    asked: List[int] = []
+    open_stream = client._calls.open_stream
+
+    def recording_open_stream(method, rpc, request, *args):
+        if method == "watch_workers":
+            asked.append(request.max_events_per_message)
+        return open_stream(method, rpc, request, *args)
+
+    monkeypatch.setattr(client._calls, "open_stream", recording_open_stream)
+    since = client.get_registry_stats().revision
+    capability = node_id("cap")
+    workers = [client.register_worker(node_id(), [capability], 100) for _ in range(3)]
+    for i in range(60):
+        client.update_task_count(workers[i % 3].id, 1)
+    last = client.get_registry_stats().revision
+    count = last - since
+
+    received = {}
+    for per_message in (1, None):
+        options = {} if per_message is None else {"events_per_message": per_message}
+        with client.watch_workers(capabilities=[capability], start_revision=since + 1, **options) as watch:
+            # Replayed: the registry packs what it reads into messages of up to 256 for the default.
+            events = [next(watch) for _ in range(count)]
+            assert watch.last_revision == last
+        received[per_message] = [(e.revision, e.type, e.worker.id, e.worker.current_tasks) for e in events]
+        assert all(isinstance(e, WorkerEvent) for e in events)
+
+    assert asked == [1, 256]
+    assert received[None] == received[1]
+    assert [revision for revision, *_ in received[1]] == list(range(since + 1, last + 1))

@@ -19,7 +19,7 @@ export {
   type WorkerRegistryClientOptions,
 } from "./client-options.js";
 export { type HeartbeatStream } from "./registry-calls.js";
-export { type WatchReconnectingEvent, type WatchWorkersOptions, type WorkerWatchQuery } from "./worker-watch.js";
+export { DEFAULT_WATCH_EVENTS_PER_MESSAGE, type WatchReconnectingEvent, type WatchWorkersOptions, type WorkerWatchQuery } from "./worker-watch.js";
 export { WorkerNode } from "./worker-node.js";
 export {
   type DrainEndReason,

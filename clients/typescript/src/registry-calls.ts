@@ -15,7 +15,7 @@ import {
 import type { WorkerFilterSchema } from "./gen/sentinel/registry/v1/worker_pb.js";
 import { grpcServiceDefinition } from "./grpc-definition.js";
 import { RegistryClientError } from "./registry-client-error.js";
-import type { WatchCall } from "./worker-watch.js";
+import { eventsOfResponse, type WatchCall } from "./worker-watch.js";
 
 /** The heartbeat stream as grpc-js hands it out: write requests, read replies. */
 export type HeartbeatStream = grpc.ClientDuplexStream<HeartbeatStreamRequest, HeartbeatStreamResponse>;
@@ -197,13 +197,14 @@ export class RegistryCalls {
 
   /**
    * Opens one WatchWorkers call from `startRevision` on the current address,
-   * with no deadline. If it ends with UNAVAILABLE, later calls move to
+   * with no deadline, asking for up to `eventsPerMessage` events per message
+   * (1: one per message); its events come out one at a time either way. If it ends with UNAVAILABLE, later calls move to
    * another address: every replica serves the same revisions, so the watch
    * resumes there.
    *
    * @throws RegistryClientError CANCELLED after close(), or the `callMetadata` hook's failure.
    */
-  async openWatch(filter: FilterInit, startRevision: number): Promise<WatchCall> {
+  async openWatch(filter: FilterInit, startRevision: number, eventsPerMessage: number): Promise<WatchCall> {
     const method = this.method("watchWorkers");
     const address = this.pool.current;
     const metadata = await this.metadataFor("watchWorkers", method.path, address);
@@ -214,7 +215,7 @@ export class RegistryCalls {
         method.path,
         method.requestSerialize as (value: WatchWorkersRequest) => Buffer,
         method.responseDeserialize as (bytes: Buffer) => WatchWorkersResponse,
-        create(WatchWorkersRequestSchema, { filter, startRevision: BigInt(startRevision) }),
+        create(WatchWorkersRequestSchema, { filter, startRevision: BigInt(startRevision), maxEventsPerMessage: eventsPerMessage }),
         metadata,
         {},
       );
@@ -332,12 +333,14 @@ export class RegistryCalls {
   }
 }
 
-/** Reads a WatchWorkers stream one message at a time (the stream's own small buffer is all that is held). */
+/**
+ * Reads a WatchWorkers stream one message at a time and hands out its events
+ * one at a time (the stream's own small buffer and the message being handed
+ * out are all that is held).
+ */
 async function* watchEventsOf(call: grpc.ClientReadableStream<WatchWorkersResponse>): AsyncGenerator<WorkerEvent, void, undefined> {
   try {
-    for await (const response of call as AsyncIterable<WatchWorkersResponse>) {
-      if (response.event !== undefined) yield response.event;
-    }
+    for await (const response of call as AsyncIterable<WatchWorkersResponse>) yield* eventsOfResponse(response);
   } catch (error) {
     throw RegistryClientError.from("watchWorkers", error);
   }

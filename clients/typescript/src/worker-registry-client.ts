@@ -317,8 +317,11 @@ export class WorkerRegistryClient {
    * converges on the registry's state.
    *
    * `options.signal` ends the iteration cleanly (no error), as does `close()`;
-   * leaving a `for await` loop cancels the call. Events are read from the
-   * network only as fast as they are consumed: nothing piles up in the client.
+   * leaving a `for await` loop cancels the call. The registry packs up to
+   * `eventsPerMessage` events (default 256; 1 for one per message) into a
+   * message, and they are reported one at a time. Messages are read from the
+   * network only as fast as their events are consumed: nothing piles up in
+   * the client beyond the message being reported.
    * Events of a type this client does not know are skipped.
    *
    * Each call is one watch, to iterate once. For a connection that dies
@@ -338,7 +341,7 @@ export class WorkerRegistryClient {
     const compiled = compileWatchOptions(options, stop.signal);
     const transport = {
       currentRevision: async () => Number((await this.calls.unary("discoverWorkers", { filter, pageSize: 1, pageToken: "" })).revision),
-      open: (startRevision: number) => this.calls.openWatch(filter, startRevision),
+      open: (startRevision: number, eventsPerMessage: number) => this.calls.openWatch(filter, startRevision, eventsPerMessage),
       list: () => listWorkers(this.calls, filter, this.discoverPageSize),
     };
     const watches = this.watches;

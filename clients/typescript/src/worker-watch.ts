@@ -1,7 +1,7 @@
 import { status } from "@grpc/grpc-js";
 import { setTimeout as delay } from "node:timers/promises";
 import { backoffCeilingMs, fullJitterDelayMs, type BackoffPolicy, type RandomSource } from "./backoff.js";
-import type { WorkerEvent } from "./gen/sentinel/registry/v1/registry_service_pb.js";
+import type { WatchWorkersResponse, WorkerEvent } from "./gen/sentinel/registry/v1/registry_service_pb.js";
 import { RegistryClientError } from "./registry-client-error.js";
 import { toWorkerChangeEvent, type WorkerWatchEvent } from "./worker-event.js";
 import type { WorkerHealth, WorkerInfo } from "./worker-info.js";
@@ -24,6 +24,17 @@ export interface WorkerWatchQuery {
   versions?: string[];
 }
 
+/**
+ * How many events the client asks the registry to pack into one message by
+ * default: fewer, larger writes cost the registry far less CPU per event
+ * (a busy fleet's events go out together), and the client still reports
+ * them one at a time.
+ */
+export const DEFAULT_WATCH_EVENTS_PER_MESSAGE = 256;
+
+/** The most events per message the registry accepts (its `max_events_per_message` limit). */
+export const MAX_WATCH_EVENTS_PER_MESSAGE = 1000;
+
 /** Options of `watchWorkers`. Every field is optional. */
 export interface WatchWorkersOptions {
   /**
@@ -35,6 +46,13 @@ export interface WatchWorkersOptions {
   startRevision?: number;
   /** Ends the watch: the iteration finishes without an error and the call is cancelled. Default: none. */
   signal?: AbortSignal;
+  /**
+   * The most events the registry may send in one message, from 1 (one
+   * event per message, as registries before batching send) to 1000. Events
+   * are reported one at a time either way; at most one message's worth is
+   * held in the client. Default {@link DEFAULT_WATCH_EVENTS_PER_MESSAGE} (256).
+   */
+  eventsPerMessage?: number;
   /** Ceiling of the first wait before a resume, in milliseconds. Default 500. */
   reconnectBaseMs?: number;
   /** Largest wait ceiling before a resume, in milliseconds. Default 30000. */
@@ -59,6 +77,11 @@ export interface WatchReconnectingEvent {
   resumeFrom: number | undefined;
 }
 
+/** The events a WatchWorkers response carries, in order: its one `event`, or its `events` when the watch asked for several per message. */
+export function eventsOfResponse(response: WatchWorkersResponse): readonly WorkerEvent[] {
+  return response.event === undefined ? response.events : [response.event, ...response.events];
+}
+
 /** One open WatchWorkers call. */
 export interface WatchCall {
   /** The events as they arrive; ends when the call ends, throws a RegistryClientError if it failed. */
@@ -71,8 +94,8 @@ export interface WatchCall {
 export interface WatchTransport {
   /** The registry's revision now. */
   currentRevision(): Promise<number>;
-  /** Opens WatchWorkers from `startRevision` (at least 1). */
-  open(startRevision: number): Promise<WatchCall>;
+  /** Opens WatchWorkers from `startRevision` (at least 1), asking for up to `eventsPerMessage` events per message. */
+  open(startRevision: number, eventsPerMessage: number): Promise<WatchCall>;
   /** Lists the watched workers, with the revision the listing reflects. */
   list(): Promise<{ revision: number; workers: WorkerInfo[] }>;
 }
@@ -81,6 +104,7 @@ export interface WatchTransport {
 export interface CompiledWatchOptions {
   startRevision: number | undefined;
   signal: AbortSignal;
+  eventsPerMessage: number;
   backoff: BackoffPolicy;
   random: RandomSource;
   sleep: (ms: number, signal: AbortSignal) => Promise<void>;
@@ -107,18 +131,24 @@ const RESUMABLE: ReadonlySet<status> = new Set([
 /**
  * Validates and fills in the options once.
  *
- * @throws RangeError for a negative or fractional startRevision, or a backoff out of its bounds.
+ * @throws RangeError for a negative or fractional startRevision, an
+ *   eventsPerMessage outside 1 to 1000, or a backoff out of its bounds.
  */
 export function compileWatchOptions(options: WatchWorkersOptions, signal: AbortSignal): CompiledWatchOptions {
   const { startRevision } = options;
   if (startRevision !== undefined && !(Number.isSafeInteger(startRevision) && startRevision >= 0)) {
     throw new RangeError(`startRevision must be a non-negative integer, got ${startRevision}`);
   }
+  const eventsPerMessage = options.eventsPerMessage ?? DEFAULT_WATCH_EVENTS_PER_MESSAGE;
+  if (!(Number.isInteger(eventsPerMessage) && eventsPerMessage >= 1 && eventsPerMessage <= MAX_WATCH_EVENTS_PER_MESSAGE)) {
+    throw new RangeError(`eventsPerMessage must be an integer from 1 to ${MAX_WATCH_EVENTS_PER_MESSAGE}, got ${eventsPerMessage}`);
+  }
   const backoff = { baseMs: options.reconnectBaseMs ?? 500, maxMs: options.reconnectMaxMs ?? 30_000 };
   backoffCeilingMs(0, backoff);
   return {
     startRevision: startRevision === 0 ? undefined : startRevision,
     signal,
+    eventsPerMessage,
     backoff,
     random: options.random ?? Math.random,
     sleep: options.sleep ?? ((ms, abort) => delay(ms, undefined, { signal: abort })),
@@ -136,8 +166,11 @@ export function compileWatchOptions(options: WatchWorkersOptions, signal: AbortS
  * flow.
  *
  * Nothing is buffered here: an event is read from the call only when the
- * consumer asks for the next one, so a slow consumer slows the stream (and
+ * consumer asks for the next one (and a message of several events is
+ * reported one event at a time), so a slow consumer slows the stream (and
  * the registry drops it if it falls too far behind; the watch then resumes).
+ * The resume point moves with each event reported, wherever it sat in its
+ * message.
  *
  * Ends without an error when the signal aborts; the call is cancelled when
  * the consumer stops iterating.
@@ -161,7 +194,7 @@ export async function* watchWorkerEvents(transport: WatchTransport, options: Com
         continue;
       }
       next ??= (await untilAborted(transport.currentRevision(), signal)) + 1;
-      const call = await transport.open(next);
+      const call = await transport.open(next, options.eventsPerMessage);
       const cancel = () => call.cancel();
       signal.addEventListener("abort", cancel, { once: true });
       try {
