@@ -25,6 +25,8 @@ const EVENTS_KEY = 0x12;
 export class WatchEventEncoder {
   private readonly single = new WeakMap<WorkerEvent, Buffer>();
   private readonly entries = new WeakMap<WorkerEvent, Buffer>();
+  /** The last batch made, until another replaces it: it holds its events and bytes no longer than that. */
+  private lastBatch: { readonly events: readonly WorkerEvent[]; readonly bytes: Buffer } | undefined;
 
   /** The response carrying `event` alone in field 1, as the bytes {@link serializeWatchResponse} sends unchanged. */
   bytes(event: WorkerEvent): Buffer {
@@ -48,9 +50,18 @@ export class WatchEventEncoder {
     return entry;
   }
 
-  /** The response carrying `events`, in the order given, in field 2. */
+  /**
+   * The response carrying `events`, in the order given, in field 2. Watchers
+   * that are level with each other are handed the same events in the same
+   * turn: the last batch made is given again when its events are the same
+   * objects, so a fan-out copies each batch once rather than once a watcher.
+   */
   batch(events: readonly WorkerEvent[]): Buffer {
-    return Buffer.concat(events.map((event) => this.entry(event)));
+    const last = this.lastBatch;
+    if (last !== undefined && last.events.length === events.length && last.events.every((event, i) => event === events[i])) return last.bytes;
+    const bytes = Buffer.concat(events.map((event) => this.entry(event)));
+    this.lastBatch = { events, bytes };
+    return bytes;
   }
 }
 

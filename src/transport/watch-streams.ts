@@ -19,6 +19,13 @@ type WatchCall = ServerWritableStream<WatchWorkersRequest, Buffer | WatchWorkers
 /** Log entries read per page of a replay: what one watcher may hold in memory while its reader catches up. */
 export const REPLAY_PAGE_EVENTS = 256;
 
+/**
+ * Batching watchers are flushed at most this often (ms): each write costs the
+ * same whatever it carries, so under a steady stream of events fewer, fuller
+ * messages are what lets one process feed a thousand watchers (issue 16).
+ */
+export const BATCH_FLUSH_INTERVAL_MS = 10;
+
 /** The most events a watcher may ask for in one message (`max_events_per_message`); more is INVALID_ARGUMENT. */
 export const MAX_EVENTS_PER_MESSAGE = 1000;
 
@@ -38,8 +45,9 @@ export const MAX_EVENTS_PER_MESSAGE = 1000;
  * A watcher that asks for up to `max_events_per_message` events per message
  * (above 1) gets what waits for it packed: a replay page in messages of that
  * many, and live events gathered for the rest of the event-loop turn they
- * arrive in, then written together by one flush per turn for every such
- * watcher (or at once, when a full message or the buffer's worth waits).
+ * arrive in, then written together by one flush for every such watcher, at
+ * most every BATCH_FLUSH_INTERVAL_MS (or at once, when a full message or the
+ * buffer's worth waits).
  * One write per message instead of one per event is what batching saves.
  *
  * The observer hears how long after it occurred each live event was written
@@ -53,6 +61,8 @@ export class WatchStreams {
   /** The pumps of batching watchers with live events waiting for this turn's flush. */
   private readonly flushes = new Set<() => void>();
   private flushScheduled = false;
+  /** When batching watchers were last flushed, on the monotonic clock. */
+  private lastFlushMono = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly registry: WorkerRegistry,
@@ -83,8 +93,10 @@ export class WatchStreams {
       call.emit("error", refusal);
       return;
     }
-    /** Events to write; a live one carries true, to be timed when written. */
-    const queue: Array<{ readonly event: WorkerEvent; readonly live: boolean }> = [];
+    /** Events to write, oldest first: replayed ones (never timed) ahead of live ones (timed when written). */
+    const queue: WorkerEvent[] = [];
+    /** How many at the head of the queue are replayed: a replay is read before the watch goes live, never after. */
+    let replayedAhead = 0;
     let writable = true;
     let finished = false;
     let lastSent = 0;
@@ -108,22 +120,21 @@ export class WatchStreams {
       if (refused) this.observer.callRefused("WatchWorkers", status[code]);
       call.emit("error", { code, details });
     };
-    const delivered = (event: WorkerEvent) =>
+    /** Times the live ones among `events` just written (one clock read for them all). */
+    const delivered = (events: readonly WorkerEvent[]) => {
+      const live = Math.max(0, events.length - replayedAhead);
+      replayedAhead = Math.max(0, replayedAhead - events.length);
+      if (live === 0) return;
+      const nowMs = this.clock.now();
       // Clocks of two replicas may disagree by a little: a lag below zero is none.
-      this.observer.watchEventDelivered(Math.max(0, this.clock.now() - event.occurredAtMs) / 1000);
+      for (let i = events.length - live; i < events.length; i++) this.observer.watchEventDelivered(Math.max(0, nowMs - events[i]!.occurredAtMs) / 1000);
+    };
     const pump = () => {
       while (writable && queue.length > 0 && !finished) {
-        if (batching) {
-          const taken = queue.splice(0, perMessage);
-          lastSent = taken[taken.length - 1]!.event.revision;
-          writable = call.write(this.encoder.batch(taken.map(({ event }) => event)));
-          for (const { event, live } of taken) if (live) delivered(event);
-        } else {
-          const { event, live } = queue.shift()!;
-          lastSent = event.revision;
-          writable = call.write(this.encoder.bytes(event));
-          if (live) delivered(event);
-        }
+        const taken = queue.splice(0, batching ? perMessage : 1);
+        lastSent = taken[taken.length - 1]!.revision;
+        writable = call.write(batching ? this.encoder.batch(taken) : this.encoder.bytes(taken[0]!));
+        delivered(taken);
       }
       if (writable && queue.length === 0) onRoom?.();
     };
@@ -154,7 +165,7 @@ export class WatchStreams {
         finish(code, details);
         return;
       }
-      queue.push({ event, live: true });
+      queue.push(event);
       if (!batching || queue.length >= flushAt) pump();
       else this.flushAtEndOfTurn(pump);
     };
@@ -173,7 +184,8 @@ export class WatchStreams {
     const opened = watch;
     void (async () => {
       for (let page = await opened.nextPage(REPLAY_PAGE_EVENTS); page !== undefined && !finished; page = await opened.nextPage(REPLAY_PAGE_EVENTS)) {
-        for (const event of page) queue.push({ event, live: false });
+        for (const event of page) queue.push(event);
+        replayedAhead += page.length;
         pump();
         await room();
       }
@@ -181,19 +193,26 @@ export class WatchStreams {
   };
 
   /**
-   * Runs `pump` once the current event-loop turn's events have all arrived:
-   * one setImmediate for every batching watcher, not a timer each.
+   * Runs `pump` once the current event-loop turn's events have all arrived,
+   * and no sooner than {@link BATCH_FLUSH_INTERVAL_MS} after the previous
+   * flush: one timer for every batching watcher, not one each. An event
+   * after a quiet spell goes out at the end of its turn; a steady stream is
+   * sent at most every interval, in fuller messages.
    */
   private flushAtEndOfTurn(pump: () => void): void {
     this.flushes.add(pump);
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(() => {
+    const flush = () => {
       this.flushScheduled = false;
+      this.lastFlushMono = this.clock.monotonic();
       const pumps = [...this.flushes];
       this.flushes.clear();
       for (const each of pumps) each();
-    });
+    };
+    const wait = this.lastFlushMono + BATCH_FLUSH_INTERVAL_MS - this.clock.monotonic();
+    if (wait > 0) setTimeout(flush, wait);
+    else setImmediate(flush);
   }
 
   /** Ends every watch with UNAVAILABLE; watchers resume from their last revision elsewhere or later. */

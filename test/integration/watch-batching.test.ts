@@ -2,7 +2,7 @@ import { status } from "@grpc/grpc-js";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRegistryServer, type RegistryServer, type ServeOptions } from "../../src/app.js";
-import { REPLAY_PAGE_EVENTS } from "../../src/transport/watch-streams.js";
+import { BATCH_FLUSH_INTERVAL_MS, REPLAY_PAGE_EVENTS } from "../../src/transport/watch-streams.js";
 import { WorkerEventType, type WorkerEvent } from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
 import { parseExposition, valueOf } from "../support/exposition.js";
 import { RawRegistryClient } from "../support/grpc-test-client.js";
@@ -120,6 +120,28 @@ describe("WatchWorkers with max_events_per_message", () => {
       expect(watch.events.map((e) => e.type)).toEqual([WorkerEventType.UNREGISTERED, WorkerEventType.REGISTERED]);
       expect(revisions(watch.events)).toEqual([start, start + 1]);
       expect(shape(watch).sizes).toEqual([2]);
+    } finally {
+      watch.cancel();
+    }
+  });
+
+  it("writes a steady stream of live events at most every BATCH_FLUSH_INTERVAL_MS, in fuller messages", async () => {
+    const capability = "batch-interval";
+    const worker = await register("batch-interval-node", capability);
+    const start = (await revisionNow()) + 1;
+    const updates = 20;
+    const watch = openWatch(client, { filter: { capabilities: [capability] }, startRevision: BigInt(start), maxEventsPerMessage: 100 });
+    try {
+      await waitUntil("the watch to open", () => server.registry.watcherCount >= 1, 2000);
+      const began = performance.now();
+      // One after another: each its own event-loop turn on the server, a ms or two apart on a quiet machine.
+      for (let i = 0; i < updates; i++) await client.call("updateTaskCount", { workerId: worker.id, delta: 1 });
+      await watch.waitFor("the last update", (e) => Number(e.revision) === start + updates - 1);
+      const elapsedMs = watch.arrivals.at(-1)! - began;
+      expect(revisions(watch.events)).toEqual(Array.from({ length: updates }, (_, i) => start + i));
+      // Every message was written between the first call and the last arrival, at least the interval apart:
+      // however slow the machine, no more than this many (one a call, were every turn written at once).
+      expect(watch.messages.length).toBeLessThanOrEqual(Math.floor(elapsedMs / BATCH_FLUSH_INTERVAL_MS) + 1);
     } finally {
       watch.cancel();
     }

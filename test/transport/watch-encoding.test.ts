@@ -58,6 +58,18 @@ describe("WatchEventEncoder", () => {
     expect(new WatchEventEncoder().batch(events)).toEqual(serializeWatchResponse(create(WatchWorkersResponseSchema, { events: events.map(eventToProto) })));
   });
 
+  it("gives watchers level with each other the one batch made for the first, and a new one when any event differs", () => {
+    const encoder = new WatchEventEncoder();
+    const [a, b, c, d] = [42, 43, 44, 45].map((revision) => ({ ...event, revision }));
+    const first = encoder.batch([a!, b!, d!]);
+    expect(encoder.batch([a!, b!, d!])).toBe(first);
+    // Same first and last events and the same count, another in the middle (a watcher with another filter).
+    const other = encoder.batch([a!, c!, d!]);
+    expect(other).not.toBe(first);
+    expect(fromBinary(WatchWorkersResponseSchema, other).events.map((e) => Number(e.revision))).toEqual([42, 44, 45]);
+    expect(encoder.batch([a!, b!])).not.toBe(first);
+  });
+
   it("gives the same bytes for either form whether or not the other form was made first", () => {
     const singleFirst = new WatchEventEncoder();
     const single = singleFirst.bytes(event);

@@ -1057,7 +1057,8 @@ export type WatchWorkersRequest = Message<"sentinel.registry.v1.WatchWorkersRequ
    * per response, in `event`. Above 1: each response carries from 1 to this
    * many events, in revision order, in `events`, and leaves `event` unset;
    * the registry packs the events that are ready together (a replay page,
-   * the writes of one moment) instead of sending a message for each. At most
+   * the writes of one moment) instead of sending a message for each, and
+   * writes a steady stream of live events at most every 10 ms. At most
    * 1000: more is INVALID_ARGUMENT.
    *
    * @generated from field: uint32 max_events_per_message = 3;
