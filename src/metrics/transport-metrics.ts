@@ -1,5 +1,6 @@
 import { Counter, Histogram, type Registry } from "prom-client";
 import type { TransportObserver } from "../transport/transport-observer.js";
+import { TallyHistogram } from "./tally-histogram.js";
 
 /**
  * RPC latency buckets, 100 µs to 5 s: in-memory reads answer well under a
@@ -64,12 +65,13 @@ export function createTransportMetrics(registry: Registry): TransportObserver {
     buckets: [...HEARTBEAT_HANDLING_BUCKETS_SECONDS],
     registers,
   });
-  const deliveryLag = new Histogram({
-    name: "worker_registry_watch_delivery_lag_seconds",
-    help: "Time from a change to its event being written to a live WatchWorkers stream of this process (replayed events are not timed).",
-    buckets: [...WATCH_DELIVERY_LAG_BUCKETS_SECONDS],
-    registers,
-  });
+  // Observed once per event per watcher: a TallyHistogram, whose observe is a tenth of prom-client's.
+  const deliveryLag = new TallyHistogram(
+    "worker_registry_watch_delivery_lag_seconds",
+    "Time from a change to its event being written to a live WatchWorkers stream of this process (replayed events are not timed).",
+    WATCH_DELIVERY_LAG_BUCKETS_SECONDS,
+    registry,
+  );
   const dropped = new Counter({
     name: "worker_registry_watchers_dropped_total",
     help: "Live watchers this process ended for falling --watch-buffer events behind; each may resume from its last revision.",
