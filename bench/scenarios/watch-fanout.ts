@@ -7,7 +7,9 @@
  * subscribed to all of them) from another. Measured over the window: events
  * delivered against those due, the delay from each event's commit time to
  * its arrival (sampled on one watcher in ten), whether any fast watcher was
- * cut off, whether and when the slow one was, and the server's CPU and RSS
+ * cut off, whether and when the slow one was (by the registry's count of
+ * watchers it dropped: a client that reads nothing cannot see its own end),
+ * and the server's CPU and RSS
  * (memory must stay bounded while the slow watcher's backlog grows). The
  * watchers ask for EVENTS_PER_MESSAGE events per message, and each run
  * records it.
@@ -86,7 +88,7 @@ export async function measureWatchFanout(context: ScenarioContext): Promise<Watc
     const dbPath = path.join(workDir, `watch-${watchers}.db`);
     seedDatabase(dbPath, WRITER_WORKERS);
     const label = `watch-${watchers}`;
-    const server = await servers.registry({ dbPath, label, profile: label, flags: { "max-watchers": String(watchers + 1), "watch-buffer": String(WATCH_BUFFER_EVENTS) } });
+    const server = await servers.registry({ dbPath, label, profile: label, metrics: true, flags: { "max-watchers": String(watchers + 1), "watch-buffer": String(WATCH_BUFFER_EVENTS) } });
     const watchLoad = WatchLoad.start();
     const writer = WatchLoad.start();
     try {
@@ -115,16 +117,25 @@ async function fanoutWindow(
     "watching",
   );
   await writer.request({ type: "write", address: server.address, perSecond, workers: WRITER_WORKERS }, "writing");
-  await sleep(shape.warmupMs);
+  const writing = performance.now();
+  // The slow watcher cannot see its own end: it reads nothing, and the registry's status waits behind the bytes
+  // it did not read. The registry's count of watchers it dropped says when it was cut off (to the 250 ms poll).
+  let droppedAfterMs: number | undefined;
+  let rssPeakMiB = rssMiB(server.pid);
+  const watchServer = async (ms: number) => {
+    for (const end = performance.now() + ms; performance.now() < end; ) {
+      await sleep(Math.min(250, end - performance.now()));
+      rssPeakMiB = Math.max(rssPeakMiB, rssMiB(server.pid));
+      if (droppedAfterMs === undefined && (await watchersDropped(server)) > 0) droppedAfterMs = performance.now() - writing;
+    }
+  };
+  await watchServer(shape.warmupMs);
   await watchLoad.request({ type: "reset" }, "reset");
   await writer.request({ type: "reset" }, "reset");
   const pids = [server.pid, watchLoad.pid, writer.pid];
   const before = markCpu(pids);
-  let rssPeakMiB = rssMiB(server.pid);
-  for (const end = performance.now() + shape.windowMs; performance.now() < end; ) {
-    await sleep(Math.min(250, end - performance.now()));
-    rssPeakMiB = Math.max(rssPeakMiB, rssMiB(server.pid));
-  }
+  await watchServer(shape.windowMs);
+  const dropped = await watchersDropped(server);
   const watched = await watchLoad.request({ type: "report" }, "report");
   const written = await writer.request({ type: "report" }, "report");
   const after = markCpu(pids);
@@ -140,9 +151,10 @@ async function fanoutWindow(
     delivery: watched.delivery,
     fastCutOff: watched.fastEnded,
     fastEndReason: watched.fastEndReason,
-    slowCutOff: watched.slowEndedAfterMs !== undefined,
-    slowCutOffAfterMs: watched.slowEndedAfterMs,
-    slowEndReason: watched.slowEndReason,
+    // Dropped by the registry with every fast watcher still open: the slow one. Its own end, if it saw one, first.
+    slowCutOff: watched.slowEndedAfterMs !== undefined || (dropped > watched.fastEnded && droppedAfterMs !== undefined),
+    slowCutOffAfterMs: watched.slowEndedAfterMs ?? droppedAfterMs,
+    slowEndReason: watched.slowEndReason ?? (dropped > watched.fastEnded ? `the registry's watchers_dropped_total: ${dropped}, ${watched.fastEnded} fast watchers ended` : undefined),
     serverCores: coresBetween(before, after, server.pid),
     loadGeneratorCores: coresBetween(before, after, watchLoad.pid) + coresBetween(before, after, writer.pid),
     rssStartMiB,
@@ -159,4 +171,10 @@ async function fanoutWindow(
       (run.firstError ? `; first error: ${run.firstError}` : ""),
   );
   return run;
+}
+
+/** worker_registry_watchers_dropped_total from the registry's /metrics. */
+async function watchersDropped(server: ServerProcess): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${server.metricsPort}/metrics`)).text();
+  return Number(/^worker_registry_watchers_dropped_total (\S+)$/m.exec(text)?.[1] ?? 0);
 }

@@ -167,7 +167,8 @@ export class WatchStreams {
       }
       queue.push(event);
       if (!batching || queue.length >= flushAt) pump();
-      else this.flushAtEndOfTurn(pump);
+      // Already waiting for the flush (or for the connection's drain) when it held events before this one.
+      else if (queue.length === 1) this.flushAtEndOfTurn(pump);
     };
     const fail = (error: unknown) => {
       // A page read still in flight when the watch ended (the store closing at shutdown) is nobody's concern.
