@@ -139,9 +139,11 @@ describe("WatchWorkers with max_events_per_message", () => {
       await watch.waitFor("the last update", (e) => Number(e.revision) === start + updates - 1);
       const elapsedMs = watch.arrivals.at(-1)! - began;
       expect(revisions(watch.events)).toEqual(Array.from({ length: updates }, (_, i) => start + i));
-      // Every message was written between the first call and the last arrival, at least the interval apart:
-      // however slow the machine, no more than this many (one a call, were every turn written at once).
-      expect(watch.messages.length).toBeLessThanOrEqual(Math.floor(elapsedMs / BATCH_FLUSH_INTERVAL_MS) + 1);
+      // The live messages were written between the first call and the last arrival, at least the interval
+      // apart, so however slow the machine there are no more than this many (one a call, were every turn
+      // written at once). One more may come from the replay: a watch reads the log until it has caught up,
+      // and an event committed before it goes live reaches it in a replay page.
+      expect(watch.messages.length).toBeLessThanOrEqual(Math.floor(elapsedMs / BATCH_FLUSH_INTERVAL_MS) + 2);
     } finally {
       watch.cancel();
     }
