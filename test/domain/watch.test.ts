@@ -41,6 +41,25 @@ describe("the revisioned event log and watchers", () => {
     expect(registry.getRegistryStats().revision).toBe(6);
   });
 
+  it("a watcher that stops during an event's delivery costs the watchers after it nothing, and hears no more", async () => {
+    const { registry } = await createTestRegistry();
+    const first: WorkerEvent[] = [];
+    let stopFirst = () => {};
+    stopFirst = await registry.watch(NO_FILTER, 0, (event) => {
+      first.push(event);
+      stopFirst();
+    });
+    const second = collector();
+    await registry.watch(NO_FILTER, 0, second.listener);
+    const filtered = collector();
+    await registry.watch({ ...NO_FILTER, capabilities: ["coder"] }, 0, filtered.listener);
+    const worker = await registry.registerWorker(coder);
+    await registry.updateTaskCount(worker.id, 1);
+    expect(first.map((e) => e.revision)).toEqual([1]);
+    expect(second.events.map((e) => e.revision)).toEqual([1, 2]);
+    expect(filtered.events.map((e) => e.revision)).toEqual([1, 2]);
+  });
+
   it("a refused change writes no event", async () => {
     const { registry } = await createTestRegistry();
     const worker = await registry.registerWorker(coder);
