@@ -7,7 +7,7 @@ import { WorkerEventType, type WorkerEvent } from "../../clients/typescript/src/
 import { parseExposition, valueOf } from "../support/exposition.js";
 import { RawRegistryClient } from "../support/grpc-test-client.js";
 import { tempDirs } from "../support/temp-dir.js";
-import { openWatch, revisions, waitUntil, type Watch } from "../support/watch-issue4.js";
+import { openWatch, outpaceSlowWatcher, revisions, waitUntil, type Watch } from "../support/watch-issue4.js";
 
 // WatchWorkers with max_events_per_message above 1: the same events as one
 // per message, packed. The one-per-message form is in watch.test.ts.
@@ -178,26 +178,11 @@ describe("a batching watcher that never reads", () => {
     const slowClient = new RawRegistryClient(address, { "grpc.channel_id": 87 });
     const readerClient = new RawRegistryClient(address, { "grpc.channel_id": 88 });
     try {
-      const workers = await Promise.all(
-        Array.from({ length: 4 }, async (_, i) => (await client.call("registerWorker", { nodeId: `batch-slow-${i}`, capabilities: ["batch-slow"], maxConcurrentTasks: 10_000 })).worker),
+      const { slow, reader, start, total, dropped } = await outpaceSlowWatcher(
+        { writer: client, slow: slowClient, reader: readerClient },
+        server.registry,
+        { nodePrefix: "batch-slow", capability: "batch-slow", writesPerWorker: 1500, request: { maxEventsPerMessage: 8 } },
       );
-      const start = Number((await client.call("getRegistryStats")).revision) + 1;
-      const slow = openWatch(slowClient, { startRevision: BigInt(start), maxEventsPerMessage: 8 }, { read: false });
-      const reader = openWatch(readerClient, { startRevision: BigInt(start), maxEventsPerMessage: 8 });
-      await waitUntil("both watchers to subscribe", () => server.registry.watcherCount === 2, 2000);
-
-      const writesPerWorker = 1500;
-      let dropped = -1;
-      await Promise.all(
-        workers.map(async (worker) => {
-          for (let i = 0; i < writesPerWorker; i++) {
-            if (i % 2 === 0) await client.call("updateTaskCount", { workerId: worker.id, delta: 1 });
-            else await client.call("recordTaskCompletion", { workerId: worker.id, success: true, durationMs: 1 });
-            if (dropped < 0 && server.registry.watcherCount === 1) dropped = Number((await client.call("getRegistryStats")).revision) - start + 1;
-          }
-        }),
-      );
-      const total = workers.length * writesPerWorker;
       expect(dropped).toBeGreaterThan(50);
       expect(dropped).toBeLessThan(total);
       await waitUntil("the reading watcher to see every event", () => reader.events.length >= total, 10_000);

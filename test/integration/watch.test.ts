@@ -6,7 +6,7 @@ import { WorkerEventType, type WorkerEvent } from "../../clients/typescript/src/
 import { HealthStatus } from "../../clients/typescript/src/gen/sentinel/registry/v1/worker_pb.js";
 import { RawRegistryClient } from "../support/grpc-test-client.js";
 import { tempDirs } from "../support/temp-dir.js";
-import { openWatch, revisions, sleep, strictlyIncreasing, waitUntil, type Watch } from "../support/watch-issue4.js";
+import { openWatch, outpaceSlowWatcher, revisions, sleep, strictlyIncreasing, waitUntil, type Watch } from "../support/watch-issue4.js";
 
 const dirs = tempDirs();
 afterAll(() => dirs.cleanup());
@@ -284,27 +284,11 @@ describe("a watcher that never reads", () => {
     const slowClient = new RawRegistryClient(address, { "grpc.channel_id": 77 });
     const readerClient = new RawRegistryClient(address, { "grpc.channel_id": 78 });
     try {
-      const workers = await Promise.all(
-        Array.from({ length: 4 }, async (_, i) => (await client.call("registerWorker", { nodeId: `busy-${i}`, capabilities: ["watch-slow"], maxConcurrentTasks: 10_000 })).worker),
+      const { slow, reader, workers, start, total, dropped } = await outpaceSlowWatcher(
+        { writer: client, slow: slowClient, reader: readerClient },
+        server.registry,
+        { nodePrefix: "busy", capability: "watch-slow", writesPerWorker: 750 },
       );
-      const start = Number((await client.call("getRegistryStats")).revision) + 1;
-      const slow = openWatch(slowClient, { startRevision: BigInt(start) }, { read: false });
-      // A control: a watcher on its own connection that does read sees every event and stays.
-      const reader = openWatch(readerClient, { startRevision: BigInt(start) });
-      await waitUntil("both watchers to subscribe", () => server.registry.watcherCount === 2, 2000);
-
-      const writesPerWorker = 750;
-      let dropped = -1;
-      await Promise.all(
-        workers.map(async (worker) => {
-          for (let i = 0; i < writesPerWorker; i++) {
-            if (i % 2 === 0) await client.call("updateTaskCount", { workerId: worker.id, delta: 1 });
-            else await client.call("recordTaskCompletion", { workerId: worker.id, success: true, durationMs: 1 });
-            if (dropped < 0 && server.registry.watcherCount === 1) dropped = Number((await client.call("getRegistryStats")).revision) - start + 1;
-          }
-        }),
-      );
-      const total = workers.length * writesPerWorker;
       // Dropped while the writes were still going, not at the end.
       expect(dropped).toBeGreaterThan(50);
       expect(dropped).toBeLessThan(total);

@@ -137,3 +137,38 @@ export const revisions = (events: readonly WorkerEvent[]) => events.map((event) 
 
 /** True when the numbers strictly increase. */
 export const strictlyIncreasing = (values: readonly number[]) => values.every((value, i) => i === 0 || value > values[i - 1]!);
+
+/**
+ * The slow-watcher scenario: a watcher that never reads and one that does, each on a connection of its
+ * own, from the next revision, while four workers (node ids `${nodePrefix}-0`…) each take
+ * `writesPerWorker` writes, one at a time. `request` is added to both watch requests. `dropped` is how
+ * many events had been written when the registry was first seen holding one watcher (-1: never).
+ */
+export async function outpaceSlowWatcher(
+  clients: { readonly writer: RawRegistryClient; readonly slow: RawRegistryClient; readonly reader: RawRegistryClient },
+  registry: { readonly watcherCount: number },
+  options: { readonly nodePrefix: string; readonly capability: string; readonly writesPerWorker: number; readonly request?: object },
+): Promise<{ slow: Watch; reader: Watch; workers: Array<{ id: string }>; start: number; total: number; dropped: number }> {
+  const { writer } = clients;
+  const workers = await Promise.all(
+    Array.from({ length: 4 }, async (_, i) =>
+      (await writer.call("registerWorker", { nodeId: `${options.nodePrefix}-${i}`, capabilities: [options.capability], maxConcurrentTasks: 10_000 })).worker as { id: string },
+    ),
+  );
+  const start = Number((await writer.call("getRegistryStats")).revision) + 1;
+  const slow = openWatch(clients.slow, { startRevision: BigInt(start), ...options.request }, { read: false });
+  // A control: a watcher on its own connection that does read sees every event and stays.
+  const reader = openWatch(clients.reader, { startRevision: BigInt(start), ...options.request });
+  await waitUntil("both watchers to subscribe", () => registry.watcherCount === 2, 2000);
+  let dropped = -1;
+  await Promise.all(
+    workers.map(async (worker) => {
+      for (let i = 0; i < options.writesPerWorker; i++) {
+        if (i % 2 === 0) await writer.call("updateTaskCount", { workerId: worker.id, delta: 1 });
+        else await writer.call("recordTaskCompletion", { workerId: worker.id, success: true, durationMs: 1 });
+        if (dropped < 0 && registry.watcherCount === 1) dropped = Number((await writer.call("getRegistryStats")).revision) - start + 1;
+      }
+    }),
+  );
+  return { slow, reader, workers, start, total: workers.length * options.writesPerWorker, dropped };
+}
