@@ -61,7 +61,7 @@ export class Watches {
    * dropped after the visit that finds it, so closing during a publish skips no one.
    */
   private live: Subscription[] = [];
-  private closedSince = 0;
+  private anyClosed = false;
   private watchers = 0;
   /** Every event up to this revision has been pruned (as far as this process knows). */
   private compacted: number;
@@ -91,9 +91,9 @@ export class Watches {
       const subscription = live[i]!;
       if (!subscription.closed && (subscription.everything || eventMatches(subscription.filter, event))) subscription.listener(event);
     }
-    if (this.closedSince > 0) {
+    if (this.anyClosed) {
       this.live = this.live.filter((subscription) => !subscription.closed);
-      this.closedSince = 0;
+      this.anyClosed = false;
     }
   }
 
@@ -125,7 +125,7 @@ export class Watches {
       this.watchers--;
       if (subscription !== undefined) {
         subscription.closed = true;
-        this.closedSince++;
+        this.anyClosed = true;
       }
     };
     const readPage = async (pageSize: number): Promise<readonly WorkerEvent[]> => {
