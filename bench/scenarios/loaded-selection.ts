@@ -14,13 +14,13 @@ import path from "node:path";
 import type { LoadGenerator } from "../load-generator.js";
 import type { UnaryOp } from "../loadgen-protocol.js";
 import { measureWindow } from "../measure-window.js";
-import { STREAMS_PER_CONNECTION } from "../modes.js";
 import type { LoadedSelectionRun } from "../perf-results.js";
 import { sleep } from "../proc.js";
 import { fmt, fx, log, pct } from "../progress.js";
 import { removeDatabase, seedDatabase } from "../seed.js";
 import { serverSideLatency, shareWithin } from "../server-side-latency.js";
 import type { ServerProcess } from "../servers.js";
+import { openPacedFleet } from "./paced-fleet.js";
 import type { ScenarioContext } from "./scenario-context.js";
 
 const SHAPE = {
@@ -41,7 +41,7 @@ export async function measureLoadedSelection(context: ScenarioContext): Promise<
     const server = await servers.registry({ dbPath, label, profile: label, metrics: true });
     try {
       await loadGenerators.use(async (fleet) => {
-        await openFleet(fleet, server, shape.streams, shape.warmupSeconds);
+        await openPacedFleet(fleet, { kind: "registry", address: server.address }, shape.streams, shape.warmupSeconds);
         for (const op of OPS) runs.push(await loadedWindow(context, fleet, server, op, workers, shape));
         await fleet.request({ type: "stop", drainMs: 3000 }, "stopped");
       });
@@ -51,27 +51,6 @@ export async function measureLoadedSelection(context: ScenarioContext): Promise<
     }
   }
   return runs;
-}
-
-/** Opens the paced streams and waits until the opening burst has drained (≤ 1% of them waiting, 30 s at most). */
-async function openFleet(fleet: LoadGenerator, server: ServerProcess, streams: number, warmupSeconds: number): Promise<void> {
-  await fleet.request(
-    {
-      type: "open-streams",
-      client: fleet.client,
-      target: { kind: "registry", address: server.address },
-      count: streams,
-      mode: "paced",
-      intervalMs: 1000,
-      streamsPerConnection: STREAMS_PER_CONNECTION,
-      openTimeoutMs: 10_000,
-    },
-    "opened",
-  );
-  await sleep(warmupSeconds * 1000);
-  for (const giveUp = performance.now() + 30_000; performance.now() < giveUp; await sleep(250)) {
-    if ((await fleet.request({ type: "report" }, "report")).outstanding <= Math.max(100, streams / 100)) return;
-  }
 }
 
 async function loadedWindow(

@@ -4,6 +4,7 @@
  * opening burst has drained: missed acks, ack latency, server CPU and RSS.
  */
 import type { LoadGenerator, LoadGenerators } from "../load-generator.js";
+import type { LoadReply, Target } from "../loadgen-protocol.js";
 import { measureWindow } from "../measure-window.js";
 import { STREAMS_PER_CONNECTION, type ModeConfig } from "../modes.js";
 import { sleep } from "../proc.js";
@@ -32,22 +33,7 @@ export async function measurePacedFleet(context: ScenarioContext, dbPath: string
 
 async function pacedRun(loadGenerators: LoadGenerators, server: ServerProcess, mode: ModeConfig): Promise<PacedResult> {
   return loadGenerators.use(async (generator) => {
-    const opened = await generator.request(
-      {
-        type: "open-streams",
-        client: generator.client,
-        target: { kind: server.kind, address: server.address },
-        count: mode.pacedWorkers,
-        mode: "paced",
-        intervalMs: 1000,
-        streamsPerConnection: STREAMS_PER_CONNECTION,
-        openTimeoutMs: 10_000,
-      },
-      "opened",
-    );
-    const openedAt = performance.now();
-    const settled = await drainOpeningBurst(generator, mode.pacedWarmupSeconds, mode.pacedWorkers);
-    const settleSeconds = (performance.now() - openedAt) / 1000;
+    const { opened, settled, settleSeconds } = await openPacedFleet(generator, { kind: server.kind, address: server.address }, mode.pacedWorkers, mode.pacedWarmupSeconds);
     const window = await measureWindow(generator, server, mode.pacedSeconds * 1000);
     const stopped = await generator.request({ type: "stop", drainMs: 3000 }, "stopped");
     const result: PacedResult = {
@@ -79,11 +65,31 @@ async function pacedRun(loadGenerators: LoadGenerators, server: ServerProcess, m
 }
 
 /**
+ * Opens `streams` paced heartbeat streams (one beat a second each) on `target`, then waits out the
+ * opening burst ({@link drainOpeningBurst}). Returns the generator's answer, whether the backlog drained,
+ * and how long that took from the streams' opening.
+ */
+export async function openPacedFleet(
+  generator: LoadGenerator,
+  target: Target,
+  streams: number,
+  warmupSeconds: number,
+): Promise<{ opened: Extract<LoadReply, { type: "opened" }>; settled: boolean; settleSeconds: number }> {
+  const opened = await generator.request(
+    { type: "open-streams", client: generator.client, target, count: streams, mode: "paced", intervalMs: 1000, streamsPerConnection: STREAMS_PER_CONNECTION, openTimeoutMs: 10_000 },
+    "opened",
+  );
+  const openedAt = performance.now();
+  const settled = await drainOpeningBurst(generator, warmupSeconds, streams);
+  return { opened, settled, settleSeconds: (performance.now() - openedAt) / 1000 };
+}
+
+/**
  * The opening burst (every worker connecting within a second) leaves a backlog of acks. To measure the
  * steady state, waits the warm-up, then until at most 1% of the fleet (`workers` streams) has a heartbeat
  * unanswered (30 s at most). Returns whether the backlog drained.
  */
-export async function drainOpeningBurst(generator: LoadGenerator, warmupSeconds: number, workers: number): Promise<boolean> {
+async function drainOpeningBurst(generator: LoadGenerator, warmupSeconds: number, workers: number): Promise<boolean> {
   await sleep(warmupSeconds * 1000);
   for (const giveUp = performance.now() + 30_000; performance.now() < giveUp; await sleep(250)) {
     const status = await generator.request({ type: "report" }, "report");

@@ -19,7 +19,6 @@ import path from "node:path";
 import type { LoadGenerator } from "../load-generator.js";
 import type { Target } from "../loadgen-protocol.js";
 import { machineBusySeconds } from "../measure-window.js";
-import { STREAMS_PER_CONNECTION } from "../modes.js";
 import { cpuSeconds, rssMiB, runQueueWaitSeconds, sleep } from "../proc.js";
 import { fmt, fx, log, pct } from "../progress.js";
 import { BenchDatabase, replicaRole } from "../replica-database.js";
@@ -28,7 +27,7 @@ import type { ReplicaRun } from "../results.js";
 import { removeDatabase, seedDatabase } from "../seed.js";
 import type { ServerProcess } from "../servers.js";
 import { statementRates } from "../statement-rates.js";
-import { drainOpeningBurst } from "./paced-fleet.js";
+import { openPacedFleet } from "./paced-fleet.js";
 import type { ScenarioContext } from "./scenario-context.js";
 
 const REPLICAS = 3;
@@ -85,22 +84,7 @@ async function underLoad(context: ScenarioContext, store: ReplicaRun["store"], s
   const probes = new ReplicaProbes(target.addresses!);
   try {
     return await loadGenerators.use(async (fleet) => {
-      await fleet.request(
-        {
-          type: "open-streams",
-          client: fleet.client,
-          target,
-          count: mode.replicaStreams,
-          mode: "paced",
-          intervalMs: 1000,
-          streamsPerConnection: STREAMS_PER_CONNECTION,
-          openTimeoutMs: 10_000,
-        },
-        "opened",
-      );
-      const openedAt = performance.now();
-      const settled = await drainOpeningBurst(fleet, mode.replicaWarmupSeconds, mode.replicaStreams);
-      const settleSeconds = (performance.now() - openedAt) / 1000;
+      const { settled, settleSeconds } = await openPacedFleet(fleet, target, mode.replicaStreams, mode.replicaWarmupSeconds);
       return loadGenerators.use(async (orchestrators) => {
         const { concurrency, connections } = mode.replicaLoad;
         await orchestrators.request(
