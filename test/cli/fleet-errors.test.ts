@@ -1,8 +1,6 @@
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WorkerRegistryClient } from "@sentinel/worker-registry-client";
-import { startRegistryServer, type RegistryServer } from "../../src/app.js";
+import type { RegistryServer } from "../../src/app.js";
 import { resumeEvictionCommand, workerCommand } from "../../src/cli/fleet-commands.js";
 import { tokenOf } from "../../src/cli/fleet-errors.js";
 import { listCommand } from "../../src/cli/list-command.js";
@@ -10,6 +8,7 @@ import { unregisterCommand } from "../../src/cli/unregister-command.js";
 import { watchCommand } from "../../src/cli/watch-command.js";
 import { tempDirs } from "../support/temp-dir.js";
 import { capture } from "./capture.js";
+import { startSecuredServer } from "../support/secured-server.js";
 
 const TOKENS = { admin: "admin-token-of-the-cli-error-tests-0123456", orchestrator: "orchestrator-token-of-the-cli-error-tests-01", worker: "worker-token-of-the-cli-error-tests-0123456" };
 
@@ -42,8 +41,7 @@ describe("errors an operator understands", () => {
     let address: string;
     beforeAll(async () => {
       const dir = dirs.make();
-      writeFileSync(join(dir, "tokens"), Object.entries(TOKENS).map(([role, token]) => `${role} ${token}\n`).join(""));
-      server = await startRegistryServer({ host: "127.0.0.1", port: 0, dbPath: join(dir, "r.db"), logLevel: "silent", security: { tokensFile: join(dir, "tokens") } });
+      server = await startSecuredServer(dir, TOKENS);
       address = server.address;
     });
     afterAll(async () => {

@@ -1,15 +1,16 @@
 import { spawn } from "node:child_process";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WorkerRegistryClient } from "../../clients/typescript/src/worker-registry-client.js";
-import { startRegistryServer, type RegistryServer } from "../../src/app.js";
+import type { RegistryServer } from "../../src/app.js";
 import { workerCommand } from "../../src/cli/fleet-commands.js";
 import { lifecycleCommand, type LifecycleAction, type LifecycleCommandIo } from "../../src/cli/lifecycle-commands.js";
 import { listCommand } from "../../src/cli/list-command.js";
 import { TestRegistry } from "../client/registry-server.js";
 import { CLI_PATH } from "../support/server-process.js";
 import { tempDirs } from "../support/temp-dir.js";
+import { startSecuredServer } from "../support/secured-server.js";
 
 const MISSING = "worker-1767268800123-abc123xyz";
 
@@ -349,8 +350,7 @@ describe("with tokens", () => {
 
   beforeAll(async () => {
     const dir = dirs.make();
-    writeFileSync(join(dir, "tokens"), `orchestrator ${ORCHESTRATOR}\nworker ${WORKER_ROLE}\n`);
-    server = await startRegistryServer({ host: "127.0.0.1", port: 0, dbPath: join(dir, "r.db"), logLevel: "silent", security: { tokensFile: join(dir, "tokens") } });
+    server = await startSecuredServer(dir, { orchestrator: ORCHESTRATOR, worker: WORKER_ROLE });
     const registrar = new WorkerRegistryClient({ address: `127.0.0.1:${server.port}`, token: WORKER_ROLE });
     workerId = (await registrar.registerWorker({ nodeId: "secured", capabilities: ["coder"], maxConcurrentTasks: 1 })).id;
     registrar.close();

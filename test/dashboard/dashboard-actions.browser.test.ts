@@ -1,9 +1,8 @@
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startRegistryServer, type RegistryServer } from "../../src/app.js";
+import type { RegistryServer } from "../../src/app.js";
 import { createDashboardRoutes } from "../../src/dashboard/dashboard-routes.js";
 import { silentLogger } from "../../src/domain/logger.js";
 import { DEFAULT_SCORING } from "../../src/domain/registry-options.js";
@@ -12,6 +11,7 @@ import { createTestRegistry } from "../support/registry-fixture.js";
 import { tempDirs } from "../support/temp-dir.js";
 import { ARTIFACTS_DIR, useChromium } from "./chromium.js";
 import { TokenClient } from "./token-client.js";
+import { startSecuredServer } from "../support/secured-server.js";
 
 // The functions below run in the page; this file is compiled without the DOM's types.
 declare const document: any;
@@ -63,15 +63,7 @@ describe("the dashboard's worker actions in Chromium", () => {
   beforeAll(async () => {
     if (chromium.browser === undefined) return;
     const dir = dirs.make();
-    writeFileSync(join(dir, "tokens"), `orchestrator ${ORCHESTRATOR}\nadmin ${ADMIN}\n`);
-    server = await startRegistryServer({
-      host: "127.0.0.1",
-      port: 0,
-      metricsPort: 0,
-      dbPath: join(dir, "registry.db"),
-      logLevel: "silent",
-      security: { tokensFile: join(dir, "tokens") },
-    });
+    server = await startSecuredServer(dir, { orchestrator: ORCHESTRATOR, admin: ADMIN }, { metricsPort: 0 });
     client = new TokenClient(`127.0.0.1:${server.port}`, ADMIN);
     // A running task keeps a drained worker in the table, draining, until it finishes.
     eu = await client.busyWorker("eu-node", { zone: "eu-1", tier: "spot" }, "2026.11.3");

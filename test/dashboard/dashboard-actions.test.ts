@@ -1,9 +1,7 @@
-import { writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Registry } from "prom-client";
-import { startRegistryServer, type RegistryServer } from "../../src/app.js";
+import type { RegistryServer } from "../../src/app.js";
 import { createDashboardRoutes } from "../../src/dashboard/dashboard-routes.js";
 import { silentLogger } from "../../src/domain/logger.js";
 import { DEFAULT_SCORING } from "../../src/domain/registry-options.js";
@@ -12,6 +10,7 @@ import { createTestRegistry } from "../support/registry-fixture.js";
 import { tempDirs } from "../support/temp-dir.js";
 import { SseReader } from "./sse-reader.js";
 import { TokenClient } from "./token-client.js";
+import { startSecuredServer } from "../support/secured-server.js";
 
 const ADMIN = "admin-token-for-the-dashboard-actions-test";
 const ORCHESTRATOR = "orchestrator-token-for-the-dashboard-actions-test";
@@ -32,15 +31,7 @@ describe("the dashboard's worker actions", () => {
 
   beforeAll(async () => {
     const dir = dirs.make();
-    writeFileSync(join(dir, "tokens"), `admin ${ADMIN}\norchestrator ${ORCHESTRATOR}\nworker ${WORKER_ROLE}\n`);
-    server = await startRegistryServer({
-      host: "127.0.0.1",
-      port: 0,
-      metricsPort: 0,
-      dbPath: join(dir, "registry.db"),
-      logLevel: "silent",
-      security: { tokensFile: join(dir, "tokens") },
-    });
+    server = await startSecuredServer(dir, { admin: ADMIN, orchestrator: ORCHESTRATOR, worker: WORKER_ROLE }, { metricsPort: 0 });
     client = new TokenClient(`127.0.0.1:${server.port}`, ADMIN);
     registrar = new TokenClient(`127.0.0.1:${server.port}`, WORKER_ROLE);
   });

@@ -1,9 +1,8 @@
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startRegistryServer, type RegistryServer } from "../../src/app.js";
+import type { RegistryServer } from "../../src/app.js";
 import { workersCommand } from "../../src/cli/fleet-commands.js";
 import { tempDirs } from "../support/temp-dir.js";
+import { startSecuredServer } from "../support/secured-server.js";
 
 const ORCHESTRATOR = "orchestrator-token-for-the-cli-test";
 
@@ -13,8 +12,7 @@ describe("worker-registry workers against a registry that needs tokens", () => {
 
   beforeAll(async () => {
     const dir = dirs.make();
-    writeFileSync(join(dir, "tokens"), `orchestrator ${ORCHESTRATOR}\n`);
-    server = await startRegistryServer({ host: "127.0.0.1", port: 0, dbPath: join(dir, "r.db"), logLevel: "silent", security: { tokensFile: join(dir, "tokens") } });
+    server = await startSecuredServer(dir, { orchestrator: ORCHESTRATOR });
   });
   afterAll(async () => {
     await server.close();
