@@ -318,4 +318,47 @@ describe("group commit", () => {
     expect(results[2]).toMatchObject({ events: [], result: { status: "out-of-range" } });
     expect((await store.readEvents(1, 10)).map((e) => e.revision)).toEqual([1, 2, 3]);
   });
+
+  /** Whether `write` was answered before the end of the turn it was made in. */
+  async function answeredWithinTheTurn(write: () => Promise<unknown>): Promise<boolean> {
+    let turnEnded = false;
+    setImmediate(() => (turnEnded = true));
+    await write();
+    return !turnEnded;
+  }
+
+  it("answers a reservation before its turn ends, taking the writes pending before it along; other writes at the turn's end", async () => {
+    const store = openStore();
+    await store.registerWorker(worker("a", { maxConcurrentTasks: 5 }), 1_000);
+    expect(await answeredWithinTheTurn(() => store.adjustTaskCount("a", 1, 2_000))).toBe(false);
+    expect(await answeredWithinTheTurn(() => store.acquireSlot(reservation("r1", "a"), 2_000))).toBe(true);
+    expect(await answeredWithinTheTurn(() => store.releaseReservation("r1", { success: true, durationMs: 5 }, 2_000))).toBe(true);
+    const answered: string[] = [];
+    let turnEnded = false;
+    setImmediate(() => (turnEnded = true));
+    const writes = [
+      store.adjustTaskCount("a", 1, 3_000).then(() => answered.push(`task count, turn ended: ${turnEnded}`)),
+      store.acquireSlot(reservation("r2", "a"), 3_000).then(() => answered.push(`reservation, turn ended: ${turnEnded}`)),
+    ];
+    await Promise.all(writes);
+    expect(answered).toEqual(["task count, turn ended: false", "reservation, turn ended: false"]);
+    // Committed in the order they were made: +1, acquire, release, +1, acquire.
+    expect((await store.readEvents(1, 10)).map((e) => e.worker.currentTasks)).toEqual([0, 1, 2, 1, 2, 3]);
+  });
+
+  it("writes a heartbeat chunk in a turn of its own, after the writes its turn made", async () => {
+    const store = openStore();
+    await store.registerWorker(worker("a", { maxConcurrentTasks: 2 }), 1_000);
+    const order: string[] = [];
+    let turnEnded = false;
+    setImmediate(() => (turnEnded = true));
+    const heartbeats = store.writeHeartbeats(new Map([["a", 5_000]]), 5_000).then(() => order.push(`heartbeats, turn ended: ${turnEnded}`));
+    const count = store.adjustTaskCount("a", 1, 2_000).then(() => order.push("task count"));
+    await Promise.all([heartbeats, count]);
+    expect(order).toEqual(["task count", "heartbeats, turn ended: true"]);
+    expect(rawConnection().prepare("SELECT last_heartbeat_at_ms, current_tasks FROM workers WHERE id = 'a'").get()).toEqual({
+      last_heartbeat_at_ms: 5_000,
+      current_tasks: 1,
+    });
+  });
 });
