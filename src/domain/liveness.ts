@@ -107,21 +107,23 @@ export class Liveness {
     // row (SQLite, 10,000 workers: about 36 µs a row in arrival order, 4 µs in registration order). Sorting
     // 10,000 costs a few ms once a flush.
     if (workers.length > chunk) workers.sort(byRegistration);
-    const batch: Array<[string, number]> = [];
-    for (const worker of workers) {
-      worker.heartbeatPending = false;
-      // A worker removed meanwhile has no row to write to.
-      if (!worker.released) batch.push([worker.id, worker.lastHeartbeatAtMs]);
-    }
+    for (const worker of workers) worker.heartbeatPending = false;
     this.flushing = (async () => {
-      for (let start = 0; start < Math.max(1, batch.length); start += chunk) {
+      for (let start = 0; start < Math.max(1, workers.length); start += chunk) {
+        // Built per chunk from the workers themselves (no tuple per worker kept for the whole flush, which
+        // outlived young-generation collections): each one's latest heartbeat, unless it was removed meanwhile.
+        const heartbeats = new Map<string, number>();
+        for (let i = start; i < Math.min(start + chunk, workers.length); i++) {
+          const worker = workers[i]!;
+          if (!worker.released) heartbeats.set(worker.id, worker.lastHeartbeatAtMs);
+        }
         try {
-          await this.deps.store.writeHeartbeats(new Map(batch.slice(start, start + chunk)), this.deps.clock.now());
+          await this.deps.store.writeHeartbeats(heartbeats, this.deps.clock.now());
         } catch (error) {
           // Kept for the next flush, which writes each one's latest timestamp by then.
-          for (const [id] of batch.slice(start)) {
-            const worker = this.deps.fleet.get(id);
-            if (worker === undefined || worker.heartbeatPending) continue;
+          for (let i = start; i < workers.length; i++) {
+            const worker = workers[i]!;
+            if (worker.released || worker.heartbeatPending) continue;
             worker.heartbeatPending = true;
             this.pending.push(worker);
           }
