@@ -384,9 +384,9 @@ export class SqliteStore implements RegistryStore {
    * pending before it along: AcquireWorker and ReleaseWorker, which an
    * orchestrator waits on to dispatch a task, would otherwise wait for
    * everything else a busy turn runs (AcquireWorker's server-side p99 under
-   * the benchmark's load: about 9 ms before, 1–1.5 ms after), at the price of
-   * a commit each (at 16 calls in flight and no other load, a third fewer of
-   * them a second). A write that fails rolls back its savepoint alone; a
+   * the benchmark's load: about 9 ms before, about 1 ms after), at the price
+   * of a commit each (at 16 calls in flight and no other load, about 30% fewer
+   * of them a second). A write that fails rolls back its savepoint alone; a
    * failure to begin or commit fails the group.
    */
   private write<T>(operation: string, body: () => T, due: "soon" | "turn end" = "turn end"): Promise<T> {
