@@ -1,13 +1,12 @@
 import { status } from "@grpc/grpc-js";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startRegistryServer, type RegistryServer, type ServeOptions } from "../../src/app.js";
+import type { RegistryServer, ServeOptions } from "../../src/app.js";
 import { BATCH_FLUSH_INTERVAL_MS, REPLAY_PAGE_EVENTS } from "../../src/transport/watch-streams.js";
-import { WorkerEventType, type WorkerEvent } from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
+import { WorkerEventType } from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
 import { parseExposition, valueOf } from "../support/exposition.js";
 import { RawRegistryClient } from "../support/grpc-test-client.js";
 import { tempDirs } from "../support/temp-dir.js";
-import { openWatch, outpaceSlowWatcher, revisions, waitUntil, type Watch } from "../support/watch-issue4.js";
+import { eventSummary as summary, openWatch, outpaceSlowWatcher, revisions, startWatchRegistry, waitUntil, type Watch } from "../support/watch-issue4.js";
 
 // WatchWorkers with max_events_per_message above 1: the same events as one
 // per message, packed. The one-per-message form is in watch.test.ts.
@@ -15,20 +14,7 @@ import { openWatch, outpaceSlowWatcher, revisions, waitUntil, type Watch } from 
 const dirs = tempDirs();
 afterAll(() => dirs.cleanup());
 
-async function startServer(registry: ServeOptions["registry"] = {}, metricsPort?: number): Promise<RegistryServer> {
-  return startRegistryServer({ host: "127.0.0.1", port: 0, dbPath: join(dirs.make(), "registry.db"), logLevel: "silent", registry, metricsPort });
-}
-
-/** What a test compares of an event. */
-const summary = (event: WorkerEvent) => ({
-  revision: Number(event.revision),
-  type: event.type,
-  workerId: event.worker?.id,
-  currentTasks: event.worker?.currentTasks,
-  tasksCompleted: event.worker?.metrics?.tasksCompleted,
-  health: event.worker?.healthStatus,
-});
-
+const startServer = (registry: ServeOptions["registry"] = {}, metricsPort?: number): Promise<RegistryServer> => startWatchRegistry(dirs, { registry, metricsPort });
 /** How many events each message of a watch carried, and whether any carried both fields. */
 function shape(watch: Watch) {
   return {

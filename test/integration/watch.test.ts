@@ -1,31 +1,17 @@
 import { status, type StatusObject } from "@grpc/grpc-js";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startRegistryServer, type RegistryServer, type ServeOptions } from "../../src/app.js";
+import type { RegistryServer, ServeOptions } from "../../src/app.js";
 import { WorkerEventType, type WorkerEvent } from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
 import { HealthStatus } from "../../clients/typescript/src/gen/sentinel/registry/v1/worker_pb.js";
 import { RawRegistryClient } from "../support/grpc-test-client.js";
 import { tempDirs } from "../support/temp-dir.js";
-import { openWatch, outpaceSlowWatcher, revisions, sleep, strictlyIncreasing, waitUntil, type Watch } from "../support/watch-issue4.js";
+import { eventSummary as summary, openWatch, outpaceSlowWatcher, revisions, sleep, startWatchRegistry, strictlyIncreasing, waitUntil, type Watch } from "../support/watch-issue4.js";
 
 const dirs = tempDirs();
 afterAll(() => dirs.cleanup());
 
-async function startServer(registry: ServeOptions["registry"] = {}, dbPath = join(dirs.make(), "registry.db")): Promise<RegistryServer> {
-  return startRegistryServer({ host: "127.0.0.1", port: 0, dbPath, logLevel: "silent", registry });
-}
-
-/** What a test compares of an event: revision, type, worker and the fields that change. */
-const summary = (event: WorkerEvent) => ({
-  revision: Number(event.revision),
-  type: event.type,
-  workerId: event.worker?.id,
-  currentTasks: event.worker?.currentTasks,
-  tasksCompleted: event.worker?.metrics?.tasksCompleted,
-  health: event.worker?.healthStatus,
-  previous: event.previousHealthStatus,
-});
-
+const startServer = (registry: ServeOptions["registry"] = {}, dbPath?: string): Promise<RegistryServer> => startWatchRegistry(dirs, { registry, dbPath });
 describe("WatchWorkers from start_revision 0", () => {
   it("sees REGISTERED, UPDATED, HEALTH_CHANGED, UNREGISTERED in order, revisions strictly increasing", async () => {
     // A degraded window far wider than the registry's one-second tick: the worker is degraded, not yet unhealthy, for seconds.

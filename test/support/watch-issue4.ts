@@ -1,6 +1,29 @@
 import type { ClientDuplexStream, ClientReadableStream, StatusObject } from "@grpc/grpc-js";
+import { join } from "node:path";
+import { startRegistryServer, type RegistryServer, type ServeOptions } from "../../src/app.js";
 import type { WorkerEvent } from "../../clients/typescript/src/gen/sentinel/registry/v1/registry_service_pb.js";
 import type { RawRegistryClient } from "./grpc-test-client.js";
+import type { tempDirs } from "./temp-dir.js";
+
+/** A registry on a free loopback port, its database (unless given) in a new directory of `dirs`. */
+export function startWatchRegistry(
+  dirs: ReturnType<typeof tempDirs>,
+  options: { readonly registry?: ServeOptions["registry"]; readonly dbPath?: string; readonly metricsPort?: number } = {},
+): Promise<RegistryServer> {
+  const { registry = {}, dbPath = join(dirs.make(), "registry.db"), metricsPort } = options;
+  return startRegistryServer({ host: "127.0.0.1", port: 0, dbPath, logLevel: "silent", registry, metricsPort });
+}
+
+/** What a watch test compares of an event: revision, type, worker and the fields that change. */
+export const eventSummary = (event: WorkerEvent) => ({
+  revision: Number(event.revision),
+  type: event.type,
+  workerId: event.worker?.id,
+  currentTasks: event.worker?.currentTasks,
+  tasksCompleted: event.worker?.metrics?.tasksCompleted,
+  health: event.worker?.healthStatus,
+  previous: event.previousHealthStatus,
+});
 
 /** Resolves after `ms` milliseconds. */
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
